@@ -1,0 +1,5 @@
+mod config;
+mod error;
+mod model;
+
+fn main() {}

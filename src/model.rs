@@ -1,0 +1,282 @@
+//! Plain data shared by every component: statuses, the server object of the API (DESIGN §4),
+//! and the events the supervisor broadcasts (DESIGN §5). No behaviour and no I/O lives here.
+
+use serde::Serialize;
+
+/// A server's lifecycle status (DESIGN §3). Flags such as `orphaned` are kept beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Stopped,
+    Starting,
+    Running,
+    Unhealthy,
+    Stopping,
+    Exited,
+    Crashed,
+    Backoff,
+    Fatal,
+}
+
+impl Status {
+    pub const ALL: [Status; 9] = [
+        Status::Stopped,
+        Status::Starting,
+        Status::Running,
+        Status::Unhealthy,
+        Status::Stopping,
+        Status::Exited,
+        Status::Crashed,
+        Status::Backoff,
+        Status::Fatal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Stopped => "stopped",
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Unhealthy => "unhealthy",
+            Status::Stopping => "stopping",
+            Status::Exited => "exited",
+            Status::Crashed => "crashed",
+            Status::Backoff => "backoff",
+            Status::Fatal => "fatal",
+        }
+    }
+
+    /// A process of this server is alive (or is being stopped and may still be).
+    pub fn has_process(self) -> bool {
+        matches!(
+            self,
+            Status::Starting | Status::Running | Status::Unhealthy | Status::Stopping
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One configured port as the last health round saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortView {
+    pub port: u16,
+    /// A TCP connect to it succeeded in the last round.
+    pub open: bool,
+    /// The process that holds the listening socket, when tend could find it.
+    pub owner_pid: Option<u32>,
+}
+
+/// The server object of the API (DESIGN §4). Never carries a child's environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerView {
+    pub id: String,
+    pub command: String,
+    pub status: Status,
+    pub running: bool,
+    pub healthy: bool,
+    pub pid: Option<u32>,
+    /// Milliseconds since the Unix epoch.
+    pub start_time: Option<u64>,
+    pub uptime_ms: Option<u64>,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    /// A signal name such as "SIGKILL".
+    pub exit_signal: Option<String>,
+    pub ports: Vec<PortView>,
+    pub orphaned: bool,
+    pub orphaned_pid: Option<u32>,
+    pub adopted: bool,
+    pub cpu_percent: Option<f64>,
+    pub rss_bytes: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// CPU and memory of one running server, sent once per health round (DESIGN §5 `stats`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsEntry {
+    pub id: String,
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+}
+
+/// Outbound events (DESIGN §5). The supervisor creates them; the event hub numbers and frames
+/// them for SSE clients.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// One server changed (status, pid, ports, flags or restarts).
+    Server(ServerView),
+    /// CPU and memory of running servers after a health round.
+    Stats(Vec<StatsEntry>),
+    /// A named timeline event.
+    Timeline(Timeline),
+    /// A line one server wrote to its log.
+    Log { id: String, line: String },
+}
+
+/// The named timeline events of DESIGN §5.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Serialized without a tag: the SSE `event:` line names it.
+#[serde(untagged)]
+pub enum Timeline {
+    #[serde(rename_all = "camelCase")]
+    ServerStarted { id: String, pid: u32 },
+    #[serde(rename_all = "camelCase")]
+    ServerStopped {
+        id: String,
+        pid: Option<u32>,
+        /// Set when the stop signal was not enough and SIGKILL ended it.
+        forced: bool,
+    },
+    #[serde(rename_all = "camelCase")]
+    ProcessDied {
+        id: String,
+        pid: u32,
+        exit_code: Option<i32>,
+        exit_signal: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    ProcessError { id: String, error: String },
+    #[serde(rename_all = "camelCase")]
+    StatusChange {
+        id: String,
+        pid: Option<u32>,
+        from: Status,
+        to: Status,
+    },
+    #[serde(rename_all = "camelCase")]
+    OrphanDetected { id: String, pid: Option<u32>, port: u16 },
+    #[serde(rename_all = "camelCase")]
+    OrphanKilled { id: String, pid: u32, signal: String },
+}
+
+impl Timeline {
+    /// The SSE event name (`event:` line).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Timeline::ServerStarted { .. } => "serverStarted",
+            Timeline::ServerStopped { .. } => "serverStopped",
+            Timeline::ProcessDied { .. } => "processDied",
+            Timeline::ProcessError { .. } => "processError",
+            Timeline::StatusChange { .. } => "statusChange",
+            Timeline::OrphanDetected { .. } => "orphanDetected",
+            Timeline::OrphanKilled { .. } => "orphanKilled",
+        }
+    }
+}
+
+/// Returns the name of a signal number ("SIGTERM"), or "SIG<n>" for one without a name here.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
+        libc::SIGURG => "SIGURG",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGVTALRM => "SIGVTALRM",
+        libc::SIGPROF => "SIGPROF",
+        libc::SIGWINCH => "SIGWINCH",
+        libc::SIGIO => "SIGIO",
+        libc::SIGPWR => "SIGPWR",
+        libc::SIGSYS => "SIGSYS",
+        other => return format!("SIG{other}"),
+    };
+    name.to_string()
+}
+
+/// Parses a signal name as written in config ("SIGTERM", "TERM", case-insensitive) or a number.
+pub fn parse_signal(text: &str) -> Option<i32> {
+    if let Ok(n) = text.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let upper = text.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    (1..=31).find(|&n| signal_name(n) == full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_round_trip() {
+        for sig in [libc::SIGTERM, libc::SIGKILL, libc::SIGINT, libc::SIGHUP, libc::SIGUSR2] {
+            assert_eq!(parse_signal(&signal_name(sig)), Some(sig));
+        }
+        assert_eq!(parse_signal("term"), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+        assert_eq!(parse_signal("0"), None);
+    }
+
+    #[test]
+    fn server_view_uses_camel_case_and_lowercase_status() {
+        let view = ServerView {
+            id: "web".into(),
+            command: "sleep 1".into(),
+            status: Status::Backoff,
+            running: false,
+            healthy: false,
+            pid: None,
+            start_time: None,
+            uptime_ms: None,
+            restarts: 2,
+            exit_code: Some(1),
+            exit_signal: None,
+            ports: vec![PortView { port: 8000, open: false, owner_pid: Some(7) }],
+            orphaned: true,
+            orphaned_pid: Some(7),
+            adopted: false,
+            cpu_percent: None,
+            rss_bytes: None,
+            last_error: None,
+        };
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["status"], "backoff");
+        assert_eq!(json["orphanedPid"], 7);
+        assert_eq!(json["ports"][0]["ownerPid"], 7);
+        assert!(json.get("uptimeMs").is_some());
+    }
+
+    #[test]
+    fn timeline_events_carry_their_name() {
+        let event = Timeline::ProcessDied {
+            id: "a".into(),
+            pid: 3,
+            exit_code: None,
+            exit_signal: Some("SIGKILL".into()),
+        };
+        assert_eq!(event.name(), "processDied");
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["exitSignal"], "SIGKILL");
+    }
+}
