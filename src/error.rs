@@ -25,10 +25,12 @@ impl Error {
         Error::Other(message.into())
     }
 
-    /// The process exit code for this error: 1 for a bad config, 2 for usage, 1 otherwise.
+    /// The process exit code: 2 for usage and for tend failing (an API 5xx), 1 otherwise (a bad
+    /// config, a refused request).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
+            Error::Api { status, .. } if *status >= 500 => 2,
             _ => 1,
         }
     }
@@ -69,11 +71,17 @@ pub trait Context<T> {
 
 impl<T> Context<T> for Result<T, io::Error> {
     fn context(self, what: impl Into<String>) -> Result<T, Error> {
-        self.map_err(|source| Error::Io { what: what.into(), source })
+        self.map_err(|source| Error::Io {
+            what: what.into(),
+            source,
+        })
     }
 
     fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, Error> {
-        self.map_err(|source| Error::Io { what: what().into(), source })
+        self.map_err(|source| Error::Io {
+            what: what().into(),
+            source,
+        })
     }
 }
 

@@ -1,5 +1,89 @@
-mod config;
-mod error;
-mod model;
+//! tend: a tiny process supervisor with a live browser dashboard. `main` only parses the command
+//! line, runs the command and turns its outcome into an exit code.
 
-fn main() {}
+mod app;
+mod cli;
+mod client;
+mod config;
+mod demo;
+mod error;
+mod events;
+mod http;
+mod logfile;
+mod logger;
+mod model;
+mod monitor;
+mod pidwatch;
+mod policy;
+mod probe;
+mod process;
+mod procfs;
+mod reaper;
+mod sockdiag;
+mod store;
+mod supervisor;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use cli::Command;
+use error::{Error, report};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(Error::Config(errors)) => {
+            eprintln!("{errors}");
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("tend: {}", report(&error));
+            if matches!(error, Error::Usage(_)) {
+                eprintln!("Run `tend help` for usage.");
+            }
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, Error> {
+    let cli = cli::parse(std::env::args_os().skip(1))?;
+    match &cli.command {
+        Command::Up(options) => {
+            logger::init();
+            app::up(cli.config.as_deref(), options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            let config = app::load_config(cli.config.as_deref())?;
+            println!(
+                "{}: OK ({} servers)",
+                config.path.display(),
+                config.servers.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Help { topic } => {
+            print_stdout(&cli::help_text(topic.as_deref())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            print_stdout(&format!("tend {}\n", env!("CARGO_PKG_VERSION")));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(options) => {
+            demo::run(options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { .. }
+        | Command::Act { .. }
+        | Command::Logs { .. }
+        | Command::KillOrphan { .. } => client::run(&cli),
+    }
+}
+
+/// Prints to stdout; a closed pipe (`tend help | head -1`) is not an error.
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}

@@ -19,18 +19,6 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 9] = [
-        Status::Stopped,
-        Status::Starting,
-        Status::Running,
-        Status::Unhealthy,
-        Status::Stopping,
-        Status::Exited,
-        Status::Crashed,
-        Status::Backoff,
-        Status::Fatal,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Stopped => "stopped",
@@ -43,14 +31,6 @@ impl Status {
             Status::Backoff => "backoff",
             Status::Fatal => "fatal",
         }
-    }
-
-    /// A process of this server is alive (or is being stopped and may still be).
-    pub fn has_process(self) -> bool {
-        matches!(
-            self,
-            Status::Starting | Status::Running | Status::Unhealthy | Status::Stopping
-        )
     }
 }
 
@@ -116,8 +96,6 @@ pub enum Event {
     Stats(Vec<StatsEntry>),
     /// A named timeline event.
     Timeline(Timeline),
-    /// A line one server wrote to its log.
-    Log { id: String, line: String },
 }
 
 /// The named timeline events of DESIGN §5.
@@ -151,9 +129,17 @@ pub enum Timeline {
         to: Status,
     },
     #[serde(rename_all = "camelCase")]
-    OrphanDetected { id: String, pid: Option<u32>, port: u16 },
+    OrphanDetected {
+        id: String,
+        pid: Option<u32>,
+        port: u16,
+    },
     #[serde(rename_all = "camelCase")]
-    OrphanKilled { id: String, pid: u32, signal: String },
+    OrphanKilled {
+        id: String,
+        pid: u32,
+        signal: String,
+    },
 }
 
 impl Timeline {
@@ -229,7 +215,13 @@ mod tests {
 
     #[test]
     fn signal_names_round_trip() {
-        for sig in [libc::SIGTERM, libc::SIGKILL, libc::SIGINT, libc::SIGHUP, libc::SIGUSR2] {
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGKILL,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR2,
+        ] {
             assert_eq!(parse_signal(&signal_name(sig)), Some(sig));
         }
         assert_eq!(parse_signal("term"), Some(libc::SIGTERM));
@@ -252,7 +244,11 @@ mod tests {
             restarts: 2,
             exit_code: Some(1),
             exit_signal: None,
-            ports: vec![PortView { port: 8000, open: false, owner_pid: Some(7) }],
+            ports: vec![PortView {
+                port: 8000,
+                open: false,
+                owner_pid: Some(7),
+            }],
             orphaned: true,
             orphaned_pid: Some(7),
             adopted: false,

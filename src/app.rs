@@ -1,0 +1,154 @@
+//! `tend up`: loads the config, starts every thread of DESIGN §7 in the order that keeps their
+//! promises (the reaper before the first spawn, the store before the supervisor's first
+//! snapshot), prints the dashboard URL and runs the supervisor on the main thread until a
+//! shutdown signal has been honoured.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, unbounded};
+
+use crate::cli::UpOptions;
+use crate::config::{self, Config};
+use crate::error::{Context, Error};
+use crate::http;
+use crate::monitor;
+use crate::pidwatch::PidWatcher;
+use crate::process::ensure_private_dir;
+use crate::procfs;
+use crate::reaper;
+use crate::store::{self, LoadOutcome, ProcessStateStore};
+use crate::supervisor::{Inbox, Outputs, ServerOrchestrator};
+
+const LOG: &str = "tend";
+
+/// Loads the config named on the command line (or found in the working directory).
+pub fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
+    let path = config::locate(explicit).map_err(Error::Other)?;
+    Ok(config::load(&path)?)
+}
+
+/// Applies `tend up`'s options; their paths resolve against the working directory.
+fn apply_options(config: &mut Config, options: &UpOptions) -> Result<(), Error> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    if let Some(listen) = options.listen {
+        config.listen = listen;
+    }
+    if let Some(state) = &options.state {
+        config.state_file = cwd.join(state);
+    }
+    if let Some(log_dir) = &options.log_dir {
+        config.log_dir = cwd.join(log_dir);
+    }
+    Ok(())
+}
+
+pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Error> {
+    let mut config = load_config(explicit_config)?;
+    apply_options(&mut config, options)?;
+    let state_dir = config
+        .state_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    ensure_private_dir(&state_dir)
+        .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
+    ensure_private_dir(&config.log_dir)
+        .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
+    let _lock = lock_state(&config.state_file)?;
+    let boot_id = procfs::boot_id().context("cannot read /proc/sys/kernel/random/boot_id")?;
+    let tend_bin: PathBuf = std::env::current_exe().context("cannot find tend's own binary")?;
+
+    let stored = match store::load(&config.state_file)
+        .with_context(|| format!("cannot read the state file {}", config.state_file.display()))?
+    {
+        LoadOutcome::Missing => None,
+        LoadOutcome::Loaded(state) => Some(state),
+        LoadOutcome::Corrupt { moved_to, reason } => {
+            log::error!(target: "ProcessStateStore",
+                "State file {} is corrupt ({}); moved it to {} and starting empty",
+                config.state_file.display(), reason, moved_to.display());
+            None
+        }
+    };
+
+    let (exits_tx, exits_rx) = unbounded();
+    let (shutdown_tx, shutdown_rx) = unbounded();
+    let (control_tx, control_rx) = bounded(4096);
+    let (monitor_tx, monitor_rx) = unbounded();
+    let (reports_tx, reports_rx) = unbounded();
+
+    reaper::start(exits_tx.clone(), shutdown_tx).context("cannot start the reaper")?;
+    let pidwatch = PidWatcher::start(exits_tx).context("cannot start the pid watcher")?;
+    let store =
+        ProcessStateStore::spawn(config.state_file.clone()).context("cannot start the store")?;
+    monitor::start(config.health_interval, monitor_rx, reports_tx)
+        .context("cannot start the monitor")?;
+
+    let ids: HashSet<String> = config.servers.iter().map(|s| s.id.clone()).collect();
+    let shared = Arc::new(http::Shared::new(
+        control_tx,
+        config.log_dir.clone(),
+        ids,
+        config.max_connections,
+    ));
+    let bound = http::start(config.listen, shared).map_err(Error::Other)?;
+    log::info!(target: LOG, "Config {} with {} servers", config.path.display(), config.servers.len());
+    let url = format!("http://{bound}/");
+    println!("tend: dashboard at {url}");
+    let _ = std::io::stdout().flush();
+
+    let outputs = Outputs {
+        monitor: monitor_tx,
+        store,
+        pidwatch,
+    };
+    let mut supervisor = ServerOrchestrator::new(&config, outputs, tend_bin, boot_id);
+    supervisor.boot(stored);
+    supervisor.run(Inbox {
+        control: control_rx,
+        exits: exits_rx,
+        reports: reports_rx,
+        shutdowns: shutdown_rx,
+    });
+    Ok(())
+}
+
+/// Holds `<state file>.lock` for tend's lifetime: two tends on one state file would adopt the
+/// same processes and overwrite each other's state. The descriptor is CLOEXEC (std's default),
+/// so a child never keeps the lock after tend is gone.
+fn lock_state(state_file: &Path) -> Result<std::fs::File, Error> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut path = state_file.as_os_str().to_owned();
+    path.push(".lock");
+    let path = PathBuf::from(path);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is shared.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let holder = holder.trim();
+        let who = if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" (PID {holder})")
+        };
+        return Err(Error::other(format!(
+            "another tend{who} is already running with the state file {}",
+            state_file.display()
+        )));
+    }
+    file.set_len(0).context("cannot write the lock file")?;
+    writeln!(file, "{}", std::process::id()).context("cannot write the lock file")?;
+    Ok(file)
+}

@@ -1,0 +1,983 @@
+//! The command line (DESIGN §1): argv → a typed [`Cli`], and the `--help` texts.
+//!
+//! Hand-rolled (no clap) to keep the binary small. Runs on the main thread before anything
+//! else; it only parses. It never reads files, the environment or the network, and never
+//! prints: `main` decides what to do with the result, so every rule here is table-tested.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// `--url`: where a running tend listens (client commands).
+    pub url: Option<String>,
+    /// `--config`: the config file (otherwise `./tend.json`, then `./Procfile`).
+    pub config: Option<PathBuf>,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `tend up`: run the supervisor in the foreground.
+    Up(UpOptions),
+    /// `tend check`: validate the config.
+    Check,
+    /// `tend status` (alias `ps`).
+    Status { json: bool },
+    /// `tend start|stop|restart ID...|--all`.
+    Act { action: Action, target: Target },
+    /// `tend logs ID [-n N] [-f]`.
+    Logs {
+        id: String,
+        lines: usize,
+        follow: bool,
+    },
+    /// `tend kill-orphan ID`.
+    KillOrphan { id: String },
+    /// `tend version`, `tend --version`.
+    Version,
+    /// `tend help [COMMAND]`, `tend COMMAND --help`. `topic` is a canonical command name.
+    Help { topic: Option<String> },
+    /// `tend serve-demo`: the hidden demo server used by the built-in demo and by tests.
+    Serve(ServeOptions),
+}
+
+/// Options of `tend up`; command-line values win over the config file's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpOptions {
+    pub listen: Option<SocketAddr>,
+    pub state: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+    /// The base `PORT` handed to Procfile entries.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    /// The API's spelling (`?action=start`), which is also the command's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+        }
+    }
+}
+
+/// Which servers an action applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    All,
+    /// Never empty; in the order given.
+    Ids(Vec<String>),
+}
+
+/// Options of the hidden `tend serve-demo` program (see `demo.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Listen on 127.0.0.1:PORT; `None` only prints.
+    pub port: Option<u16>,
+    /// Exit with `exit_code` after this long.
+    pub crash_after: Option<Duration>,
+    /// How often to print a line; zero never prints.
+    pub print_every: Duration,
+    pub exit_code: i32,
+    /// Ignore SIGTERM, so that a stop needs SIGKILL.
+    pub ignore_term: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            port: None,
+            crash_after: None,
+            print_every: Duration::from_millis(1000),
+            exit_code: 1,
+            ignore_term: false,
+        }
+    }
+}
+
+/// Default of `tend logs -n`, the same as the API's.
+pub const DEFAULT_LOG_LINES: usize = 200;
+
+/// The commands `tend help` lists (and accepts as topics), with their aliases.
+const COMMANDS: [&str; 10] = [
+    "up",
+    "check",
+    "status",
+    "start",
+    "stop",
+    "restart",
+    "logs",
+    "kill-orphan",
+    "version",
+    "help",
+];
+
+/// Parses the arguments after argv[0].
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
+    let words = args
+        .into_iter()
+        .map(|arg| {
+            arg.into_string().map_err(|bad| {
+                usage(format!(
+                    "argument '{}' is not valid UTF-8",
+                    bad.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<Vec<String>, Error>>()?;
+    Parser {
+        words,
+        pos: 0,
+        url: None,
+        config: None,
+        only_positionals: false,
+    }
+    .parse()
+}
+
+/// The help text for `tend help` (`None`) or one command; an unknown topic is a usage error.
+pub fn help_text(topic: Option<&str>) -> Result<String, Error> {
+    let Some(topic) = topic else {
+        return Ok(GENERAL_HELP.to_string());
+    };
+    let text = match canonical_command(topic) {
+        Some("up") => HELP_UP,
+        Some("check") => HELP_CHECK,
+        Some("status") => HELP_STATUS,
+        Some("start" | "stop" | "restart") => HELP_ACT,
+        Some("logs") => HELP_LOGS,
+        Some("kill-orphan") => HELP_KILL_ORPHAN,
+        Some("version") => HELP_VERSION,
+        Some("help") => HELP_HELP,
+        Some("serve-demo") => HELP_SERVE_DEMO,
+        _ => {
+            return Err(usage(format!(
+                "no help for '{topic}': it is not a tend command; see `tend help`"
+            )));
+        }
+    };
+    Ok(text.to_string())
+}
+
+fn usage(message: String) -> Error {
+    Error::Usage(message)
+}
+
+/// Maps a command word (or alias) to its canonical name; the hidden `serve-demo` included.
+fn canonical_command(word: &str) -> Option<&'static str> {
+    match word {
+        "ps" => Some("status"),
+        "serve-demo" => Some("serve-demo"),
+        _ => COMMANDS.iter().copied().find(|&name| name == word),
+    }
+}
+
+/// The state of one parse: the words, a cursor, and the global options seen so far.
+struct Parser {
+    words: Vec<String>,
+    pos: usize,
+    url: Option<String>,
+    config: Option<PathBuf>,
+    /// After `--` every word is positional (an id can then never pass for an option).
+    only_positionals: bool,
+}
+
+/// One word after the command, once the global options are taken out.
+enum Arg {
+    /// `--name` or `-n`, with the value of `--name=value` if written that way.
+    Flag {
+        name: String,
+        inline: Option<String>,
+    },
+    Positional(String),
+}
+
+impl Parser {
+    fn parse(mut self) -> Result<Cli, Error> {
+        // Global options may come before the command: take them until the first other word.
+        let word = loop {
+            let Some(word) = self.next_word() else {
+                return self.finish(Command::Help { topic: None });
+            };
+            match word.as_str() {
+                "-h" | "--help" => return self.finish(Command::Help { topic: None }),
+                "-V" | "--version" => return self.finish(Command::Version),
+                _ => {}
+            }
+            if !self.take_global(&word)? {
+                if word.starts_with('-') {
+                    return Err(usage(format!("unknown option '{word}'; see `tend help`")));
+                }
+                break word;
+            }
+        };
+        let Some(name) = canonical_command(&word) else {
+            return Err(usage(format!("unknown command '{word}'; see `tend help`")));
+        };
+        // `tend COMMAND --help` wins over any other mistake on the line: whoever asks for help
+        // should get it, not an error about the words they have not fixed yet.
+        let rest = &self.words[self.pos..];
+        let end = rest.iter().position(|w| w == "--").unwrap_or(rest.len());
+        if rest[..end].iter().any(|w| w == "-h" || w == "--help") {
+            return self.finish(Command::Help {
+                topic: Some(name.to_string()),
+            });
+        }
+        let command = match name {
+            "up" => self.parse_up()?,
+            "check" => {
+                self.no_more_args(name)?;
+                Command::Check
+            }
+            "status" => self.parse_status()?,
+            "start" => self.parse_act(Action::Start)?,
+            "stop" => self.parse_act(Action::Stop)?,
+            "restart" => self.parse_act(Action::Restart)?,
+            "logs" => self.parse_logs()?,
+            "kill-orphan" => self.parse_kill_orphan()?,
+            "version" => {
+                self.no_more_args(name)?;
+                Command::Version
+            }
+            "help" => self.parse_help()?,
+            "serve-demo" => self.parse_serve()?,
+            other => unreachable!("canonical_command returned unknown '{other}'"),
+        };
+        self.finish(command)
+    }
+
+    fn finish(self, command: Command) -> Result<Cli, Error> {
+        Ok(Cli {
+            url: self.url,
+            config: self.config,
+            command,
+        })
+    }
+
+    fn next_word(&mut self) -> Option<String> {
+        let word = self.words.get(self.pos)?.clone();
+        self.pos += 1;
+        Some(word)
+    }
+
+    /// Takes `--url`/`--config` (and their `=` forms); false if `word` is not one of them.
+    fn take_global(&mut self, word: &str) -> Result<bool, Error> {
+        let (name, inline) = split_flag(word);
+        match name {
+            "--url" => {
+                let value = self.value(name, inline)?;
+                self.url = Some(value);
+                Ok(true)
+            }
+            "--config" => {
+                let value = self.value(name, inline)?;
+                self.config = Some(PathBuf::from(value));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The value of an option: the part after `=`, else the next word.
+    fn value(&mut self, name: &str, inline: Option<String>) -> Result<String, Error> {
+        if let Some(value) = inline {
+            return Ok(value);
+        }
+        match self.next_word() {
+            Some(value) => Ok(value),
+            None => Err(usage(format!(
+                "option '{name}' needs a value; see `tend help`"
+            ))),
+        }
+    }
+
+    /// The next word after the command, with global options taken out; `None` at the end.
+    fn next_arg(&mut self) -> Result<Option<Arg>, Error> {
+        loop {
+            let Some(word) = self.next_word() else {
+                return Ok(None);
+            };
+            if self.only_positionals {
+                return Ok(Some(Arg::Positional(word)));
+            }
+            if word == "--" {
+                self.only_positionals = true;
+                continue;
+            }
+            if self.take_global(&word)? {
+                continue;
+            }
+            if word.starts_with('-') && word.len() > 1 {
+                let (name, inline) = split_flag(&word);
+                return Ok(Some(Arg::Flag {
+                    name: name.to_string(),
+                    inline,
+                }));
+            }
+            return Ok(Some(Arg::Positional(word)));
+        }
+    }
+
+    fn no_more_args(&mut self, command: &str) -> Result<(), Error> {
+        match self.next_arg()? {
+            None => Ok(()),
+            Some(arg) => Err(unexpected(command, arg)),
+        }
+    }
+
+    fn parse_up(&mut self) -> Result<Command, Error> {
+        let mut options = UpOptions::default();
+        while let Some(arg) = self.next_arg()? {
+            let Arg::Flag { name, inline } = arg else {
+                return Err(unexpected("up", arg));
+            };
+            match name.as_str() {
+                "--listen" => {
+                    let value = self.value(&name, inline)?;
+                    let addr = value.parse::<SocketAddr>().map_err(|_| {
+                        usage(format!(
+                            "invalid --listen address '{value}': expected IP:PORT such as \
+                             127.0.0.1:7070"
+                        ))
+                    })?;
+                    options.listen = Some(addr);
+                }
+                "--state" => options.state = Some(PathBuf::from(self.value(&name, inline)?)),
+                "--log-dir" => options.log_dir = Some(PathBuf::from(self.value(&name, inline)?)),
+                "--port" => {
+                    let value = self.value(&name, inline)?;
+                    options.port = Some(parse_number(&name, &value)?);
+                }
+                _ => return Err(unexpected("up", Arg::Flag { name, inline })),
+            }
+        }
+        Ok(Command::Up(options))
+    }
+
+    fn parse_status(&mut self) -> Result<Command, Error> {
+        let mut json = false;
+        while let Some(arg) = self.next_arg()? {
+            match arg {
+                Arg::Flag {
+                    ref name,
+                    inline: None,
+                } if name == "--json" => json = true,
+                other => return Err(unexpected("status", other)),
+            }
+        }
+        Ok(Command::Status { json })
+    }
+
+    fn parse_act(&mut self, action: Action) -> Result<Command, Error> {
+        let command = action.as_str();
+        let mut all = false;
+        let mut ids = Vec::new();
+        while let Some(arg) = self.next_arg()? {
+            match arg {
+                Arg::Flag {
+                    ref name,
+                    inline: None,
+                } if name == "--all" || name == "-a" => all = true,
+                Arg::Positional(id) => ids.push(id),
+                other => return Err(unexpected(command, other)),
+            }
+        }
+        let target = match (all, ids.is_empty()) {
+            (true, true) => Target::All,
+            (false, false) => Target::Ids(ids),
+            (true, false) => {
+                return Err(usage(format!(
+                    "`tend {command}` takes server ids or --all, not both"
+                )));
+            }
+            (false, true) => {
+                return Err(usage(format!(
+                    "`tend {command}` needs at least one server id, or --all; see \
+                     `tend help {command}`"
+                )));
+            }
+        };
+        Ok(Command::Act { action, target })
+    }
+
+    fn parse_logs(&mut self) -> Result<Command, Error> {
+        let mut id = None;
+        let mut lines = DEFAULT_LOG_LINES;
+        let mut follow = false;
+        while let Some(arg) = self.next_arg()? {
+            match arg {
+                Arg::Flag { name, inline } => match name.as_str() {
+                    "-n" | "--lines" => {
+                        let value = self.value(&name, inline)?;
+                        lines = parse_number(&name, &value)?;
+                    }
+                    "-f" | "--follow" if inline.is_none() => follow = true,
+                    // `-n50`, the way tail(1) spells it.
+                    short if short.starts_with("-n") && inline.is_none() => {
+                        lines = parse_number("-n", &short[2..])?;
+                    }
+                    _ => return Err(unexpected("logs", Arg::Flag { name, inline })),
+                },
+                Arg::Positional(word) if id.is_none() => id = Some(word),
+                other => return Err(unexpected("logs", other)),
+            }
+        }
+        let Some(id) = id else {
+            return Err(usage(
+                "`tend logs` needs a server id; see `tend help logs`".into(),
+            ));
+        };
+        Ok(Command::Logs { id, lines, follow })
+    }
+
+    fn parse_kill_orphan(&mut self) -> Result<Command, Error> {
+        let mut id = None;
+        while let Some(arg) = self.next_arg()? {
+            match arg {
+                Arg::Positional(word) if id.is_none() => id = Some(word),
+                other => return Err(unexpected("kill-orphan", other)),
+            }
+        }
+        match id {
+            Some(id) => Ok(Command::KillOrphan { id }),
+            None => Err(usage(
+                "`tend kill-orphan` needs a server id; see `tend help kill-orphan`".into(),
+            )),
+        }
+    }
+
+    fn parse_help(&mut self) -> Result<Command, Error> {
+        let mut topic = None;
+        while let Some(arg) = self.next_arg()? {
+            match arg {
+                Arg::Positional(word) if topic.is_none() => topic = Some(word),
+                other => return Err(unexpected("help", other)),
+            }
+        }
+        let topic = match topic {
+            None => None,
+            Some(word) => match canonical_command(&word) {
+                Some(name) => Some(name.to_string()),
+                None => {
+                    return Err(usage(format!(
+                        "no help for '{word}': it is not a tend command; see `tend help`"
+                    )));
+                }
+            },
+        };
+        Ok(Command::Help { topic })
+    }
+
+    fn parse_serve(&mut self) -> Result<Command, Error> {
+        let mut options = ServeOptions::default();
+        while let Some(arg) = self.next_arg()? {
+            let Arg::Flag { name, inline } = arg else {
+                return Err(unexpected("serve-demo", arg));
+            };
+            match name.as_str() {
+                "--port" => {
+                    let value = self.value(&name, inline)?;
+                    options.port = Some(parse_number(&name, &value)?);
+                }
+                "--crash-after-ms" => {
+                    let value = self.value(&name, inline)?;
+                    options.crash_after = Some(Duration::from_millis(parse_number(&name, &value)?));
+                }
+                "--print-every-ms" => {
+                    let value = self.value(&name, inline)?;
+                    options.print_every = Duration::from_millis(parse_number(&name, &value)?);
+                }
+                "--exit-code" => {
+                    let value = self.value(&name, inline)?;
+                    let code: u8 = parse_number(&name, &value)?;
+                    options.exit_code = i32::from(code);
+                }
+                "--ignore-term" if inline.is_none() => options.ignore_term = true,
+                _ => return Err(unexpected("serve-demo", Arg::Flag { name, inline })),
+            }
+        }
+        Ok(Command::Serve(options))
+    }
+}
+
+/// Splits `--name=value` into its name and value; other words come back whole.
+fn split_flag(word: &str) -> (&str, Option<String>) {
+    match word.split_once('=') {
+        Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
+        _ => (word, None),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, Error> {
+    value.parse::<T>().map_err(|_| {
+        usage(format!(
+            "invalid value '{value}' for {option}: expected a whole number in range"
+        ))
+    })
+}
+
+/// The error for a word a command does not take.
+fn unexpected(command: &str, arg: Arg) -> Error {
+    match arg {
+        Arg::Flag { name, inline: None } => usage(format!(
+            "unknown option '{name}' for `tend {command}`; see `tend help {command}`"
+        )),
+        Arg::Flag {
+            name,
+            inline: Some(_),
+        } => usage(format!(
+            "option '{name}' of `tend {command}` takes no value; see `tend help {command}`"
+        )),
+        Arg::Positional(word) => usage(format!(
+            "unexpected argument '{word}' for `tend {command}`; see `tend help {command}`"
+        )),
+    }
+}
+
+const GENERAL_HELP: &str = "\
+tend: a tiny process supervisor with a live browser dashboard
+
+Usage: tend [--url URL] [--config FILE] COMMAND [OPTIONS]
+
+Commands:
+  up [--listen ADDR] [--state FILE] [--log-dir DIR] [--port N]
+                          run the supervisor in the foreground
+  check                   validate the config; exit 1 with file:line:col and reason
+  status [--json]         show every server (alias: ps)
+  start ID...|--all       start servers
+  stop ID...|--all        stop servers
+  restart ID...|--all     restart servers (a stopped one is started)
+  logs ID [-n N] [-f]     print a server's last N log lines (default 200); -f follows
+  kill-orphan ID          kill the orphan process that holds ID's port
+  version                 print tend's version
+  help [COMMAND]          print this help, or a command's
+
+Global options (before or after the command):
+  --url URL               the running tend (default: $TEND_URL, else the config's listen)
+  --config FILE           config file (default: ./tend.json, else ./Procfile + ./.env)
+  -h, --help              print help
+
+Environment:
+  TEND_URL                where the running tend listens, e.g. http://127.0.0.1:7070
+  TEND_TOKEN              the API token (default: the `token` file beside the state file)
+  RUST_LOG                log level of `tend up` (default: info)
+";
+
+const HELP_UP: &str = "\
+Usage: tend up [--config FILE] [--listen ADDR] [--state FILE] [--log-dir DIR] [--port N]
+
+Runs the supervisor in the foreground and prints the dashboard URL. SIGINT or SIGTERM
+stops every server (unless the config says \"on_exit\": \"keep\") and exits.
+
+Options:
+  --config FILE     config file (default: ./tend.json, else ./Procfile + ./.env)
+  --listen ADDR     address of the API and dashboard, IP:PORT (default: 127.0.0.1:7070)
+  --state FILE      state file (default: .tend/process-state.json beside the config)
+  --log-dir DIR     folder of the servers' log files (default: .tend/logs)
+  --port N          base PORT handed to Procfile entries
+";
+
+const HELP_CHECK: &str = "\
+Usage: tend check [--config FILE]
+
+Validates the config file and exits; every problem is printed as file:line:col: reason,
+and the exit code is 1 if there is any.
+";
+
+const HELP_STATUS: &str = "\
+Usage: tend status [--json]      (alias: tend ps)
+
+Shows every server of the running tend: status, PID, uptime, restarts, ports (✓ open,
+✗ closed, !PID held by an orphan), CPU, memory and notes.
+
+Options:
+  --json            print the API's JSON array instead of a table
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_ACT: &str = "\
+Usage: tend start ID...|--all
+       tend stop ID...|--all
+       tend restart ID...|--all
+
+Acts on the named servers in the order given, stopping at the first error, or on all of
+them (in dependency order) with --all. Prints one line per server. Exits non-zero with the
+API's error on failure. Restarting a stopped server starts it.
+
+Options:
+  -a, --all         act on every server
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_LOGS: &str = "\
+Usage: tend logs ID [-n N] [-f]
+
+Prints the last N lines of a server's log, oldest first.
+
+Options:
+  -n, --lines N     how many lines (default 200, at most 10000)
+  -f, --follow      keep printing new lines as they are written (Ctrl-C to stop)
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_KILL_ORPHAN: &str = "\
+Usage: tend kill-orphan ID
+
+Kills the orphan process that holds one of ID's configured ports from outside its own
+process tree: SIGTERM, then SIGKILL after 1 s. Managed servers are stopped with `tend stop`.
+
+Options:
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_VERSION: &str = "\
+Usage: tend version
+
+Prints tend's version.
+";
+
+const HELP_HELP: &str = "\
+Usage: tend help [COMMAND]
+
+Prints the list of commands, or one command's help (same as `tend COMMAND --help`).
+";
+
+const HELP_SERVE_DEMO: &str = "\
+Usage: tend serve-demo [--port N] [--crash-after-ms N] [--print-every-ms N] [--exit-code N]
+                       [--ignore-term]
+
+A tiny demo server for the built-in demo and tests: answers HTTP on 127.0.0.1:PORT, prints
+a line every --print-every-ms (default 1000, 0 = never), exits with --exit-code (default 1)
+after --crash-after-ms, and with --ignore-term ignores SIGTERM.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(line: &str) -> Result<Cli, Error> {
+        parse(line.split_whitespace().map(OsString::from))
+    }
+
+    fn command(line: &str) -> Command {
+        match parse_words(line) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{line:?} should parse, got: {e}"),
+        }
+    }
+
+    fn usage_error(line: &str) -> String {
+        match parse_words(line) {
+            Err(Error::Usage(message)) => message,
+            other => panic!("{line:?} should be a usage error, got {other:?}"),
+        }
+    }
+
+    fn ids(list: &[&str]) -> Target {
+        Target::Ids(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn commands_parse_to_their_typed_form() {
+        let listen: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let table: Vec<(&str, Command)> = vec![
+            ("", Command::Help { topic: None }),
+            ("up", Command::Up(UpOptions::default())),
+            (
+                "up --listen 127.0.0.1:9000 --state s.json --log-dir=logs --port 5000",
+                Command::Up(UpOptions {
+                    listen: Some(listen),
+                    state: Some("s.json".into()),
+                    log_dir: Some("logs".into()),
+                    port: Some(5000),
+                }),
+            ),
+            ("check", Command::Check),
+            ("status", Command::Status { json: false }),
+            ("ps", Command::Status { json: false }),
+            ("status --json", Command::Status { json: true }),
+            (
+                "start web",
+                Command::Act {
+                    action: Action::Start,
+                    target: ids(&["web"]),
+                },
+            ),
+            (
+                "stop web db",
+                Command::Act {
+                    action: Action::Stop,
+                    target: ids(&["web", "db"]),
+                },
+            ),
+            (
+                "restart --all",
+                Command::Act {
+                    action: Action::Restart,
+                    target: Target::All,
+                },
+            ),
+            (
+                "stop -a",
+                Command::Act {
+                    action: Action::Stop,
+                    target: Target::All,
+                },
+            ),
+            (
+                "logs web",
+                Command::Logs {
+                    id: "web".into(),
+                    lines: 200,
+                    follow: false,
+                },
+            ),
+            (
+                "logs -n 5 web -f",
+                Command::Logs {
+                    id: "web".into(),
+                    lines: 5,
+                    follow: true,
+                },
+            ),
+            (
+                "logs web --lines=7",
+                Command::Logs {
+                    id: "web".into(),
+                    lines: 7,
+                    follow: false,
+                },
+            ),
+            (
+                "logs web -n50",
+                Command::Logs {
+                    id: "web".into(),
+                    lines: 50,
+                    follow: false,
+                },
+            ),
+            (
+                "logs --follow web",
+                Command::Logs {
+                    id: "web".into(),
+                    lines: 200,
+                    follow: true,
+                },
+            ),
+            ("kill-orphan web", Command::KillOrphan { id: "web".into() }),
+            ("version", Command::Version),
+            ("--version", Command::Version),
+            ("-V", Command::Version),
+            ("help", Command::Help { topic: None }),
+            ("--help", Command::Help { topic: None }),
+            ("-h", Command::Help { topic: None }),
+            (
+                "help up",
+                Command::Help {
+                    topic: Some("up".into()),
+                },
+            ),
+            (
+                "help ps",
+                Command::Help {
+                    topic: Some("status".into()),
+                },
+            ),
+            (
+                "up --help",
+                Command::Help {
+                    topic: Some("up".into()),
+                },
+            ),
+            (
+                "start -h",
+                Command::Help {
+                    topic: Some("start".into()),
+                },
+            ),
+            // Help wins over the mistakes on the rest of the line.
+            (
+                "logs --bogus --help",
+                Command::Help {
+                    topic: Some("logs".into()),
+                },
+            ),
+            (
+                "start -- --help",
+                Command::Act {
+                    action: Action::Start,
+                    target: ids(&["--help"]),
+                },
+            ),
+            (
+                "stop -- -x",
+                Command::Act {
+                    action: Action::Stop,
+                    target: ids(&["-x"]),
+                },
+            ),
+            ("serve-demo", Command::Serve(ServeOptions::default())),
+            (
+                "serve-demo --port 8000 --crash-after-ms 300 --print-every-ms=0 --exit-code 3 \
+                 --ignore-term",
+                Command::Serve(ServeOptions {
+                    port: Some(8000),
+                    crash_after: Some(Duration::from_millis(300)),
+                    print_every: Duration::ZERO,
+                    exit_code: 3,
+                    ignore_term: true,
+                }),
+            ),
+        ];
+        for (line, expected) in table {
+            assert_eq!(command(line), expected, "argv: {line:?}");
+        }
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        let table = [
+            "--url http://h:1 --config c.json status",
+            "--url=http://h:1 status --config=c.json",
+            "status --url http://h:1 --config c.json",
+            "--config c.json status --url=http://h:1",
+        ];
+        for line in table {
+            let cli = parse_words(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(cli.url.as_deref(), Some("http://h:1"), "{line}");
+            assert_eq!(
+                cli.config.as_deref(),
+                Some(std::path::Path::new("c.json")),
+                "{line}"
+            );
+            assert_eq!(cli.command, Command::Status { json: false }, "{line}");
+        }
+        let cli = parse_words("up --config tend.json --listen 127.0.0.1:1").unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("tend.json")));
+        let cli = parse_words("start web --url h:2 db").unwrap();
+        assert_eq!(cli.url.as_deref(), Some("h:2"));
+        assert_eq!(
+            cli.command,
+            Command::Act {
+                action: Action::Start,
+                target: ids(&["web", "db"])
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_usage_errors_naming_the_bad_word() {
+        let table: [(&str, &[&str]); 20] = [
+            ("frobnicate", &["'frobnicate'", "tend help"]),
+            ("--bogus status", &["'--bogus'", "tend help"]),
+            ("status --bogus", &["'--bogus'", "tend help status"]),
+            ("status extra", &["'extra'", "tend help status"]),
+            ("status --json=yes", &["'--json'", "no value"]),
+            ("start", &["at least one server id", "--all"]),
+            ("stop web --all", &["not both"]),
+            ("logs", &["needs a server id"]),
+            ("logs web db", &["'db'"]),
+            ("logs web -n", &["'-n' needs a value"]),
+            ("logs web -n many", &["'many'", "-n"]),
+            ("logs web -n -3", &["'-3'"]),
+            ("kill-orphan", &["needs a server id"]),
+            ("up --listen localhost", &["'localhost'", "IP:PORT"]),
+            ("up --port 70000", &["'70000'"]),
+            ("up web", &["'web'"]),
+            ("--url", &["'--url' needs a value"]),
+            ("help nope", &["'nope'", "tend help"]),
+            ("serve-demo --exit-code 300", &["'300'"]),
+            ("check now", &["'now'"]),
+        ];
+        for (line, needles) in table {
+            let message = usage_error(line);
+            for needle in needles {
+                assert!(
+                    message.contains(needle),
+                    "{line:?}: {message:?} lacks {needle:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn non_utf8_arguments_are_a_usage_error() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = vec![
+            OsString::from("start"),
+            OsString::from_vec(vec![b'w', 0xff]),
+        ];
+        match parse(args) {
+            Err(Error::Usage(message)) => assert!(message.contains("UTF-8"), "{message}"),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_lists_every_command_and_option_but_not_the_demo() {
+        let text = help_text(None).unwrap();
+        for word in [
+            "up",
+            "check",
+            "status",
+            "ps",
+            "start",
+            "stop",
+            "restart",
+            "logs",
+            "kill-orphan",
+            "version",
+            "help",
+            "--url",
+            "--config",
+            "--listen",
+            "--state",
+            "--log-dir",
+            "--port",
+            "--json",
+            "--all",
+            "-n N",
+            "-f",
+            "TEND_URL",
+            "TEND_TOKEN",
+        ] {
+            assert!(text.contains(word), "general help lacks {word:?}");
+        }
+        assert!(!text.contains("serve-demo"));
+        for topic in COMMANDS.iter().chain(["ps", "serve-demo"].iter()) {
+            let text = help_text(Some(topic)).unwrap_or_else(|e| panic!("{topic}: {e}"));
+            assert!(text.starts_with("Usage: tend"), "{topic}");
+        }
+        assert!(matches!(help_text(Some("nope")), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn help_texts_fit_in_100_columns() {
+        for topic in std::iter::once(None).chain(COMMANDS.iter().map(|t| Some(*t))) {
+            for line in help_text(topic).unwrap().lines() {
+                assert!(line.chars().count() <= 100, "{topic:?}: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn action_names_are_the_api_spelling() {
+        assert_eq!(Action::Start.as_str(), "start");
+        assert_eq!(Action::Stop.as_str(), "stop");
+        assert_eq!(Action::Restart.as_str(), "restart");
+    }
+}

@@ -1,0 +1,210 @@
+//! The event hub: numbers outbound events, frames them once for SSE, keeps a bounded replay
+//! buffer and fans frames out to subscribers. Owned by the supervisor thread (no lock): a
+//! subscription is taken together with a snapshot in one supervisor turn, so no event can fall
+//! between the snapshot and the stream (process-compose's state_broadcaster does the same under
+//! a lock).
+//!
+//! A subscriber whose bounded queue is full is dropped rather than waited for: one client that
+//! does not read must never slow the supervisor (../shared/NOTES.md). It reconnects with
+//! Last-Event-ID and gets the missed events from the buffer, or a fresh snapshot.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use serde::Serialize;
+
+use crate::model::{Event, ServerView};
+
+/// State events kept for Last-Event-ID replay.
+pub const REPLAY_CAPACITY: usize = 4096;
+/// Frames a subscriber may have queued before it counts as not reading.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+
+/// One encoded SSE frame, shared by every subscriber.
+pub type Frame = Arc<str>;
+
+#[derive(Default)]
+pub struct EventHub {
+    last_id: u64,
+    replay: VecDeque<(u64, Frame)>,
+    subscribers: Vec<Sender<Frame>>,
+}
+
+/// What a new SSE client gets: frames to write first, then the live queue.
+pub struct Subscription {
+    pub initial: Vec<Frame>,
+    pub frames: Receiver<Frame>,
+}
+
+impl EventHub {
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    #[cfg(test)]
+    pub fn last_id(&self) -> u64 {
+        self.last_id
+    }
+
+    /// Subscribes a client. With a `last_event_id` still covered by the replay buffer, the
+    /// client gets exactly the missed events; otherwise a `servers` snapshot.
+    pub fn subscribe(
+        &mut self,
+        last_event_id: Option<u64>,
+        snapshot: impl FnOnce() -> Vec<ServerView>,
+    ) -> Subscription {
+        let (sender, frames) = bounded(SUBSCRIBER_QUEUE);
+        let mut initial = vec![Frame::from("retry: 2000\n\n")];
+        match last_event_id.filter(|&id| self.can_replay_from(id)) {
+            Some(id) => initial.extend(
+                self.replay
+                    .iter()
+                    .filter(|(n, _)| *n > id)
+                    .map(|(_, f)| Frame::clone(f)),
+            ),
+            None => initial.push(encode(Some(self.last_id), "servers", &snapshot())),
+        }
+        self.subscribers.push(sender);
+        Subscription { initial, frames }
+    }
+
+    fn can_replay_from(&self, id: u64) -> bool {
+        if id > self.last_id {
+            // From another tend run (ids restart at 0): the client's view is unrelated.
+            return false;
+        }
+        match self.replay.front() {
+            Some((oldest, _)) => id + 1 >= *oldest,
+            None => id == self.last_id,
+        }
+    }
+
+    /// Numbers, frames and sends an event. Stats are samples: they go out without an id and
+    /// are not replayed, since an id on them would move a client's resume point past state
+    /// events it may not have seen. (Log lines are samples too; each log stream reads its own
+    /// file, see `http::sse`.)
+    pub fn publish(&mut self, event: &Event) {
+        let frame = match event {
+            Event::Stats(stats) => return self.fan_out(&encode(None, "stats", stats)),
+            Event::Server(view) => {
+                let id = self.next_id();
+                encode(Some(id), "server", view)
+            }
+            Event::Timeline(timeline) => {
+                let id = self.next_id();
+                encode(Some(id), timeline.name(), timeline)
+            }
+        };
+        self.replay.push_back((self.last_id, Frame::clone(&frame)));
+        if self.replay.len() > REPLAY_CAPACITY {
+            self.replay.pop_front();
+        }
+        self.fan_out(&frame);
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    fn fan_out(&mut self, frame: &Frame) {
+        self.subscribers.retain(
+            |subscriber| match subscriber.try_send(Frame::clone(frame)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    log::warn!(target: "Http", "Dropped an SSE client that stopped reading");
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            },
+        );
+    }
+}
+
+/// Encodes one SSE frame. JSON never contains a raw newline, so one `data:` line suffices.
+pub fn encode(id: Option<u64>, event: &str, data: &impl Serialize) -> Frame {
+    let json = serde_json::to_string(data).expect("event data serializes");
+    let frame = match id {
+        Some(id) => format!("id: {id}\nevent: {event}\ndata: {json}\n\n"),
+        None => format!("event: {event}\ndata: {json}\n\n"),
+    };
+    Frame::from(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Timeline;
+
+    fn started(n: u32) -> Event {
+        Event::Timeline(Timeline::ServerStarted {
+            id: format!("s{n}"),
+            pid: n,
+        })
+    }
+
+    #[test]
+    fn frames_have_increasing_ids_and_one_data_line() {
+        let mut hub = EventHub::default();
+        let sub = hub.subscribe(None, Vec::new);
+        hub.publish(&started(1));
+        hub.publish(&started(2));
+        let first = sub.frames.try_recv().unwrap();
+        let second = sub.frames.try_recv().unwrap();
+        assert_eq!(
+            &*first,
+            "id: 1\nevent: serverStarted\ndata: {\"id\":\"s1\",\"pid\":1}\n\n"
+        );
+        assert!(second.starts_with("id: 2\n"));
+        assert_eq!(sub.initial[0].as_ref(), "retry: 2000\n\n");
+        assert!(sub.initial[1].starts_with("id: 0\nevent: servers\ndata: []"));
+    }
+
+    #[test]
+    fn resume_replays_missed_events_or_sends_a_snapshot() {
+        let mut hub = EventHub::default();
+        for n in 1..=5 {
+            hub.publish(&started(n));
+        }
+        let resumed = hub.subscribe(Some(3), || panic!("no snapshot when replay covers it"));
+        assert_eq!(resumed.initial.len(), 3);
+        assert!(resumed.initial[1].starts_with("id: 4\n"));
+        assert!(resumed.initial[2].starts_with("id: 5\n"));
+
+        let future = hub.subscribe(Some(99), Vec::new);
+        assert!(future.initial[1].contains("event: servers"));
+
+        for n in 0..REPLAY_CAPACITY as u32 {
+            hub.publish(&started(n));
+        }
+        let too_old = hub.subscribe(Some(2), Vec::new);
+        assert!(too_old.initial[1].contains("event: servers"));
+    }
+
+    #[test]
+    fn a_subscriber_that_does_not_read_is_dropped_and_others_keep_receiving() {
+        let mut hub = EventHub::default();
+        let stalled = hub.subscribe(None, Vec::new);
+        let reader = hub.subscribe(None, Vec::new);
+        for n in 0..(SUBSCRIBER_QUEUE as u32 + 10) {
+            hub.publish(&started(n));
+            while reader.frames.try_recv().is_ok() {}
+        }
+        assert_eq!(hub.subscriber_count(), 1);
+        drop(stalled);
+        drop(reader);
+        hub.publish(&started(0));
+        assert_eq!(hub.subscriber_count(), 0);
+    }
+
+    #[test]
+    fn samples_carry_no_id() {
+        let mut hub = EventHub::default();
+        let sub = hub.subscribe(None, Vec::new);
+        hub.publish(&Event::Stats(vec![]));
+        let frame = sub.frames.try_recv().unwrap();
+        assert_eq!(&*frame, "event: stats\ndata: []\n\n");
+        assert_eq!(hub.last_id(), 0);
+    }
+}

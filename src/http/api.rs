@@ -1,0 +1,291 @@
+//! JSON handlers (DESIGN §4): parse → [`Control`] → wait for the supervisor's reply → JSON.
+//! Routing is a `match` on method and path segments. Runs on HTTP handler threads; it blocks
+//! only its own thread (waiting for a reply, or for an orphan to die).
+
+use std::time::Duration;
+
+use crossbeam_channel::{RecvTimeoutError, bounded};
+use serde::Deserialize;
+
+use crate::http::assets;
+use crate::http::{ApiRequest, Reply, Shared};
+use crate::logfile;
+use crate::model::signal_name;
+use crate::process;
+use crate::supervisor::{Action, Control, ControlError};
+
+/// Quick questions (list, get) must be answered within this.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Actions wait for stops (stop_timeout + SIGKILL grace) and dependency chains.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long an orphan gets between SIGTERM and SIGKILL (DESIGN §4).
+const ORPHAN_GRACE: Duration = Duration::from_secs(1);
+
+pub enum Outcome {
+    Reply(Reply),
+    Events(EventsParams),
+}
+
+/// An SSE request: where to resume, and which server's log lines to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsParams {
+    pub last_event_id: Option<u64>,
+    pub logs: Option<String>,
+}
+
+pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
+    let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
+    let reply = match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["api", "events"]) => return events(request, shared),
+        ("GET", ["healthz"]) => Reply::json(200, &serde_json::json!({ "status": "ok" })),
+        ("GET", ["api", "servers"]) => list(shared),
+        ("GET", ["api", "servers", id]) => get(shared, id),
+        ("POST", ["api", "servers"]) => act(request, shared, None),
+        ("POST", ["api", "servers", id]) => act(request, shared, Some(id)),
+        ("GET", ["api", "servers", id, "logs"]) => logs(request, shared, id),
+        ("DELETE", ["api", "kill"]) => kill(request, shared),
+        ("GET", path) => match assets::find(path) {
+            Some(asset) => Reply {
+                status: 200,
+                content_type: asset.mime,
+                body: asset.bytes.to_vec(),
+            },
+            None => not_found(&request.path),
+        },
+        (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])
+        | (_, ["api", "servers", _, "logs"] | ["healthz"]) => Reply::error(
+            405,
+            "method_not_allowed",
+            format!("{} is not allowed on {}", request.method, request.path),
+        ),
+        _ => not_found(&request.path),
+    };
+    Outcome::Reply(reply)
+}
+
+fn not_found(path: &str) -> Reply {
+    Reply::error(404, "not_found", format!("no such path: {path}"))
+}
+
+/// Maps a refusal to its status and code (DESIGN §4).
+pub fn error_reply(error: &ControlError) -> Reply {
+    let (status, code) = match error {
+        ControlError::NotFound(_) => (404, "not_found"),
+        ControlError::AlreadyRunning(_) => (409, "already_running"),
+        ControlError::NotRunning(_) => (409, "not_running"),
+        ControlError::OrphanHoldsPort { .. } => (409, "orphan_holds_port"),
+        ControlError::SpawnFailed { .. } => (500, "spawn_failed"),
+        ControlError::BadRequest(_) => (400, "bad_request"),
+        ControlError::Refused(_) => (403, "forbidden"),
+        ControlError::NoOrphan(_) => (409, "no_orphan"),
+        ControlError::TooManyClients => (503, "too_many_clients"),
+        ControlError::ShuttingDown => (503, "shutting_down"),
+    };
+    Reply::error(status, code, error)
+}
+
+/// Sends a command built around a fresh reply channel and waits for the answer.
+pub fn ask<T>(
+    shared: &Shared,
+    timeout: Duration,
+    make: impl FnOnce(crossbeam_channel::Sender<T>) -> Control,
+) -> Result<T, Reply> {
+    let (reply, answer) = bounded(1);
+    if shared.control.send(make(reply)).is_err() {
+        return Err(Reply::error(503, "shutting_down", "tend is shutting down"));
+    }
+    answer.recv_timeout(timeout).map_err(|e| match e {
+        RecvTimeoutError::Timeout => {
+            Reply::error(504, "timeout", "the supervisor did not answer in time")
+        }
+        RecvTimeoutError::Disconnected => {
+            Reply::error(503, "shutting_down", "tend is shutting down")
+        }
+    })
+}
+
+fn list(shared: &Shared) -> Reply {
+    match ask(shared, QUERY_TIMEOUT, |reply| Control::List { reply }) {
+        Ok(views) => Reply::json(200, &views),
+        Err(reply) => reply,
+    }
+}
+
+fn get(shared: &Shared, id: &str) -> Reply {
+    match ask(shared, QUERY_TIMEOUT, |reply| Control::Get {
+        id: id.to_string(),
+        reply,
+    }) {
+        Ok(Ok(view)) => Reply::json(200, &view),
+        Ok(Err(error)) => error_reply(&error),
+        Err(reply) => reply,
+    }
+}
+
+/// Accepts an empty body or a JSON object; anything else is refused before acting.
+fn check_json_body(request: &ApiRequest) -> Result<Option<serde_json::Value>, Reply> {
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let is_json = request.content_type.as_deref().is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        return Err(Reply::error(
+            415,
+            "unsupported_media_type",
+            "the request body must be application/json",
+        ));
+    }
+    serde_json::from_slice(&request.body)
+        .map(Some)
+        .map_err(|e| Reply::error(400, "bad_json", format!("malformed JSON body: {e}")))
+}
+
+fn act(request: &ApiRequest, shared: &Shared, id: Option<&str>) -> Reply {
+    if let Err(reply) = check_json_body(request) {
+        return reply;
+    }
+    let Some(action) = request.query("action") else {
+        return Reply::error(400, "bad_request", "missing ?action=start|stop|restart");
+    };
+    let Some(action) = Action::parse(action) else {
+        return Reply::error(
+            400,
+            "bad_request",
+            format!("unknown action '{action}'; use start, stop or restart"),
+        );
+    };
+    let id = id.map(str::to_string);
+    let single = id.is_some();
+    match ask(shared, ACTION_TIMEOUT, |reply| Control::Act {
+        action,
+        id,
+        reply,
+    }) {
+        Ok(Ok(mut views)) if single => match views.pop() {
+            Some(view) => Reply::json(200, &view),
+            None => Reply::error(500, "internal", "no server in the reply"),
+        },
+        Ok(Ok(views)) => Reply::json(200, &views),
+        Ok(Err(error)) => error_reply(&error),
+        Err(reply) => reply,
+    }
+}
+
+fn logs(request: &ApiRequest, shared: &Shared, id: &str) -> Reply {
+    if !shared.server_ids.contains(id) {
+        return error_reply(&ControlError::NotFound(id.to_string()));
+    }
+    let lines = match request.query("lines") {
+        None => 200,
+        Some(text) => match text.parse::<u64>() {
+            Ok(n) => n.min(logfile::MAX_LINES as u64) as usize,
+            Err(_) => {
+                return Reply::error(
+                    400,
+                    "bad_request",
+                    format!("lines must be a whole number, got '{text}'"),
+                );
+            }
+        },
+    };
+    match logfile::tail(&shared.log_dir, id, lines) {
+        Ok(lines) => Reply::json(200, &serde_json::json!({ "id": id, "lines": lines })),
+        Err(e) => Reply::error(500, "io", format!("cannot read the log of '{id}': {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillBody {
+    id: Option<String>,
+    pid: Option<i64>,
+}
+
+fn kill(request: &ApiRequest, shared: &Shared) -> Reply {
+    let body = match check_json_body(request) {
+        Ok(Some(value)) => value,
+        Ok(None) => {
+            return Reply::error(
+                400,
+                "bad_request",
+                "give {\"id\": …} or {\"pid\": …} as a JSON body",
+            );
+        }
+        Err(reply) => return reply,
+    };
+    let body: KillBody = match serde_json::from_value(body) {
+        Ok(body) => body,
+        Err(e) => return Reply::error(400, "bad_request", format!("bad kill request: {e}")),
+    };
+    if body.id.is_none() && body.pid.is_none() {
+        return Reply::error(400, "bad_request", "give an id, a pid or both");
+    }
+    let target = match ask(shared, QUERY_TIMEOUT, |reply| Control::FindOrphan {
+        id: body.id.clone(),
+        pid: body.pid,
+        reply,
+    }) {
+        Ok(Ok(target)) => target,
+        Ok(Err(error)) => return error_reply(&error),
+        Err(reply) => return reply,
+    };
+    match process::kill_orphan(target.pid, target.start_ticks, ORPHAN_GRACE) {
+        Ok(signal) => {
+            let _ = shared.control.send(Control::OrphanKilled {
+                id: target.id.clone(),
+                pid: target.pid,
+                signal,
+            });
+            Reply::json(
+                200,
+                &serde_json::json!({ "pid": target.pid, "signal": signal_name(signal) }),
+            )
+        }
+        Err(process::SignalError::Gone) => {
+            let _ = shared.control.send(Control::OrphanKilled {
+                id: target.id,
+                pid: target.pid,
+                signal: 0,
+            });
+            Reply::error(
+                409,
+                "gone",
+                format!("PID {} exited before it was signalled", target.pid),
+            )
+        }
+        Err(process::SignalError::Reused) => Reply::error(
+            409,
+            "pid_reused",
+            format!(
+                "PID {} now belongs to another process; nothing was signalled",
+                target.pid
+            ),
+        ),
+        Err(e) => Reply::error(
+            500,
+            "kill_failed",
+            format!("cannot kill PID {}: {e}", target.pid),
+        ),
+    }
+}
+
+fn events(request: &ApiRequest, shared: &Shared) -> Outcome {
+    let logs = request.query("logs").map(str::to_string);
+    if let Some(id) = &logs {
+        if !shared.server_ids.contains(id) {
+            return Outcome::Reply(error_reply(&ControlError::NotFound(id.clone())));
+        }
+    }
+    let last_event_id = request
+        .last_event_id
+        .as_deref()
+        .and_then(|v| v.trim().parse().ok());
+    Outcome::Events(EventsParams {
+        last_event_id,
+        logs,
+    })
+}

@@ -1,0 +1,388 @@
+//! ProcessMonitor (DESIGN §7): the "monitor" thread. Every health interval it looks at each
+//! server's configured ports (who listens, through sock_diag; does a connect succeed, all probes
+//! in flight at once), decides whether each listener belongs to the server's own process tree
+//! (its session: tend starts every server with setsid) or to an orphan, checks adopted PIDs
+//! that the reaper cannot see, and samples CPU and RSS from /proc. It reports only changes.
+//!
+//! Servers that are `starting` get quick rounds (every [`QUICK_INTERVAL`]) over just their own
+//! ports, so a server is seen running, and its dependents start, milliseconds after it binds,
+//! not a whole health interval later. The monitor never touches server state: it reads the
+//! watches the supervisor sends and answers with reports.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, after, select};
+
+use crate::model::PortView;
+use crate::{probe, procfs, sockdiag};
+
+const LOG: &str = "ProcessMonitor";
+
+/// How often servers that are starting are looked at.
+pub const QUICK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What the monitor should watch for one server (by its index in config order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watch {
+    /// The live process, if any; also its session and process group id.
+    pub pid: Option<u32>,
+    pub ports: Vec<u16>,
+    /// Not our child: liveness is checked here as a fallback to pidfds.
+    pub adopted: bool,
+    /// Starting: look at its ports every [`QUICK_INTERVAL`].
+    pub quick: bool,
+}
+
+pub enum MonitorCmd {
+    Set {
+        index: usize,
+        watch: Watch,
+    },
+    /// Run a full round now (after an orphan was killed, say).
+    CheckNow,
+}
+
+/// What a round saw of one server's ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    pub ports: Vec<PortView>,
+    /// Every port is open and held by the server's own process tree.
+    pub ports_ok: bool,
+    /// A port is held from outside the server's process tree.
+    pub orphaned: bool,
+    /// The outside holder, when tend could find it.
+    pub orphaned_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    Observed {
+        index: usize,
+        pid: Option<u32>,
+        observation: Observation,
+    },
+    /// CPU % and RSS of running servers, once per full round.
+    Stats(Vec<(usize, f64, u64)>),
+    /// An adopted process is gone and no pidfd said so.
+    Vanished { index: usize, pid: u32 },
+    /// A full round finished; `took` is how long it ran.
+    RoundDone { took: Duration },
+}
+
+pub fn start(
+    interval: Duration,
+    commands: Receiver<MonitorCmd>,
+    reports: Sender<Report>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || {
+            let mut monitor = ProcessMonitor::new(interval, reports);
+            monitor.run(&commands);
+        })?;
+    Ok(())
+}
+
+/// Who holds a listening socket, found once per socket (its inode is unique while it lives).
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    pid: Option<u32>,
+    session: Option<u32>,
+}
+
+struct ProcessMonitor {
+    interval: Duration,
+    reports: Sender<Report>,
+    watches: Vec<Watch>,
+    last: Vec<Option<Observation>>,
+    holders: HashMap<u64, Holder>,
+    cpu: HashMap<u32, (u64, Instant)>,
+}
+
+impl ProcessMonitor {
+    fn new(interval: Duration, reports: Sender<Report>) -> ProcessMonitor {
+        ProcessMonitor {
+            interval,
+            reports,
+            watches: Vec::new(),
+            last: Vec::new(),
+            holders: HashMap::new(),
+            cpu: HashMap::new(),
+        }
+    }
+
+    fn run(&mut self, commands: &Receiver<MonitorCmd>) {
+        let mut next_full = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_full {
+                self.round(None);
+                // The next round starts on time however long this one took.
+                next_full += self.interval;
+                if next_full < Instant::now() {
+                    next_full = Instant::now() + self.interval;
+                }
+                continue;
+            }
+            let quick: Vec<usize> = (0..self.watches.len())
+                .filter(|&i| self.watches[i].quick && !self.watches[i].ports.is_empty())
+                .collect();
+            let wake = if quick.is_empty() {
+                next_full
+            } else {
+                next_full.min(now + QUICK_INTERVAL)
+            };
+            select! {
+                recv(commands) -> command => match command {
+                    Ok(MonitorCmd::Set { index, watch }) => self.set(index, watch),
+                    Ok(MonitorCmd::CheckNow) => next_full = Instant::now(),
+                    Err(_) => return,
+                },
+                recv(after(wake.saturating_duration_since(now))) -> _ => {
+                    if !quick.is_empty() && Instant::now() < next_full {
+                        self.round(Some(&quick));
+                    }
+                }
+            }
+        }
+    }
+
+    fn set(&mut self, index: usize, watch: Watch) {
+        if index >= self.watches.len() {
+            self.watches.resize(index + 1, Watch::default());
+            self.last.resize(index + 1, None);
+        }
+        let became_quick = watch.quick && !self.watches[index].quick;
+        if self.watches[index].pid != watch.pid {
+            // A new process: report its first observation even if it looks like the last one.
+            self.last[index] = None;
+        }
+        self.watches[index] = watch;
+        if became_quick && !self.watches[index].ports.is_empty() {
+            self.round(Some(&[index]));
+        }
+    }
+
+    /// One round over `only` (a quick round) or over every server (a full round).
+    fn round(&mut self, only: Option<&[usize]>) {
+        let started = Instant::now();
+        let indices: Vec<usize> = match only {
+            Some(list) => list.to_vec(),
+            None => (0..self.watches.len()).collect(),
+        };
+        let listeners = match sockdiag::listening_sockets() {
+            Ok(list) => list,
+            Err(e) => {
+                log::warn!(target: LOG, "Cannot list listening sockets: {e}");
+                Vec::new()
+            }
+        };
+        let mut by_port: HashMap<u16, Vec<&sockdiag::Listener>> = HashMap::new();
+        for listener in &listeners {
+            by_port.entry(listener.port).or_default().push(listener);
+        }
+        self.find_holders(&indices, &by_port, only.is_none(), &listeners);
+
+        // All probes of the round go out together and share one timeout.
+        let mut targets = Vec::new();
+        let mut target_of: HashMap<(usize, usize), usize> = HashMap::new();
+        for &index in &indices {
+            for (slot, port) in self.watches[index].ports.iter().enumerate() {
+                if let Some(first) = by_port.get(port).and_then(|l| l.first()) {
+                    target_of.insert((index, slot), targets.len());
+                    targets.push(SocketAddr::new(probe_address(first.addr), *port));
+                }
+            }
+        }
+        let timeout = if only.is_some() {
+            QUICK_INTERVAL
+        } else {
+            (self.interval / 2).min(Duration::from_secs(1))
+        };
+        let open = if targets.is_empty() {
+            Vec::new()
+        } else {
+            probe::probe_all(&targets, timeout)
+        };
+
+        for &index in &indices {
+            let watch = &self.watches[index];
+            let mut observation = Observation {
+                ports_ok: true,
+                ..Observation::default()
+            };
+            for (slot, &port) in watch.ports.iter().enumerate() {
+                let holder = by_port
+                    .get(&port)
+                    .and_then(|list| list.first())
+                    .and_then(|l| self.holders.get(&l.inode).copied());
+                let is_open = target_of.get(&(index, slot)).is_some_and(|&t| open[t]);
+                let held_by_us = match (holder, watch.pid) {
+                    (
+                        Some(Holder {
+                            session: Some(session),
+                            ..
+                        }),
+                        Some(pid),
+                    ) => session == pid,
+                    _ => false,
+                };
+                if holder.is_some() && !held_by_us && !observation.orphaned {
+                    observation.orphaned = true;
+                    observation.orphaned_pid = holder.and_then(|h| h.pid);
+                }
+                observation.ports_ok &= is_open && held_by_us;
+                observation.ports.push(PortView {
+                    port,
+                    open: is_open,
+                    owner_pid: holder.and_then(|h| h.pid),
+                });
+            }
+            if self.last[index].as_ref() != Some(&observation) {
+                self.last[index] = Some(observation.clone());
+                let report = Report::Observed {
+                    index,
+                    pid: watch.pid,
+                    observation,
+                };
+                if self.reports.send(report).is_err() {
+                    return;
+                }
+            }
+        }
+        if only.is_none() {
+            self.check_adopted();
+            self.sample_stats();
+            let took = started.elapsed();
+            if took > self.interval {
+                log::warn!(target: LOG, "Health round took {} ms, longer than the interval", took.as_millis());
+            }
+            let _ = self.reports.send(Report::RoundDone { took });
+        }
+    }
+
+    /// Finds the holder of every listening socket on a watched port that is new since the last
+    /// round. Costs a /proc fd scan only when a socket appeared, never per round.
+    fn find_holders(
+        &mut self,
+        indices: &[usize],
+        by_port: &HashMap<u16, Vec<&sockdiag::Listener>>,
+        prune: bool,
+        listeners: &[sockdiag::Listener],
+    ) {
+        if prune {
+            let live: HashSet<u64> = listeners.iter().map(|l| l.inode).collect();
+            self.holders.retain(|inode, _| live.contains(inode));
+        }
+        let mut unknown = HashSet::new();
+        for &index in indices {
+            for port in &self.watches[index].ports {
+                for listener in by_port.get(port).into_iter().flatten() {
+                    if !self.holders.contains_key(&listener.inode) {
+                        unknown.insert(listener.inode);
+                    }
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return;
+        }
+        // Our own servers' trees first: they hold most sockets and are few.
+        let own: Vec<u32> = self.watches.iter().filter_map(|w| w.pid).collect();
+        let mut found = procfs::find_socket_owners(&unknown, session_pids(&own));
+        if found.len() < unknown.len() {
+            let rest: HashSet<u64> = unknown
+                .iter()
+                .copied()
+                .filter(|i| !found.contains_key(i))
+                .collect();
+            found.extend(procfs::find_socket_owners(&rest, procfs::all_pids()));
+        }
+        for inode in unknown {
+            let pid = found.get(&inode).copied();
+            let session = pid.and_then(procfs::read_stat).map(|s| s.session);
+            self.holders.insert(inode, Holder { pid, session });
+        }
+    }
+
+    fn check_adopted(&mut self) {
+        for (index, watch) in self.watches.iter().enumerate() {
+            if let (true, Some(pid)) = (watch.adopted, watch.pid) {
+                if !procfs::is_alive(pid) {
+                    let _ = self.reports.send(Report::Vanished { index, pid });
+                }
+            }
+        }
+    }
+
+    fn sample_stats(&mut self) {
+        let ticks_per_second = procfs::clock_ticks_per_second() as f64;
+        let now = Instant::now();
+        let mut stats = Vec::new();
+        let mut seen = HashSet::new();
+        for (index, watch) in self.watches.iter().enumerate() {
+            let Some(pid) = watch.pid else { continue };
+            let Some(stat) = procfs::read_stat(pid) else {
+                continue;
+            };
+            seen.insert(pid);
+            let ticks = procfs::cpu_time_ticks(&stat);
+            let cpu = match self.cpu.insert(pid, (ticks, now)) {
+                Some((before, at)) if now > at => {
+                    let seconds = now.duration_since(at).as_secs_f64();
+                    (ticks.saturating_sub(before) as f64 / ticks_per_second) / seconds * 100.0
+                }
+                _ => 0.0,
+            };
+            stats.push((index, (cpu * 10.0).round() / 10.0, procfs::rss_bytes(&stat)));
+        }
+        self.cpu.retain(|pid, _| seen.contains(pid));
+        if !stats.is_empty() {
+            let _ = self.reports.send(Report::Stats(stats));
+        }
+    }
+}
+
+/// The PIDs of the sessions led by `leaders` (each server's process tree).
+fn session_pids(leaders: &[u32]) -> Vec<u32> {
+    if leaders.is_empty() {
+        return Vec::new();
+    }
+    let sessions: HashSet<u32> = leaders.iter().copied().collect();
+    procfs::session_members(&sessions)
+        .into_values()
+        .flatten()
+        .collect()
+}
+
+/// Where to connect to reach a listener: its own address, or loopback for a wildcard bind.
+fn probe_address(bound: IpAddr) -> IpAddr {
+    match bound {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listeners_are_probed_on_loopback() {
+        assert_eq!(
+            probe_address("0.0.0.0".parse().unwrap()),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(
+            probe_address("::".parse().unwrap()),
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        );
+        assert_eq!(
+            probe_address("127.0.0.2".parse().unwrap()),
+            "127.0.0.2".parse::<IpAddr>().unwrap()
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! ProcessManager: spawns a server's process in its own session with its log file, and sends
+//! signals to process groups and to verified PIDs. It keeps no state; the supervisor owns that.
+//! Runs on the supervisor thread (spawn, signal) and on HTTP threads (orphan kills).
+//!
+//! It never waits for a child: the reaper is the only code that does (see `reaper.rs`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::{CommandSpec, ServerConfig, parse_env_file};
+use crate::procfs;
+
+const LOG: &str = "ProcessManager";
+
+/// Held by every spawn and by the reaper around `waitpid(-1)`. When exec fails, std's
+/// `Command::spawn` reaps the forked child itself and panics if someone else did first
+/// (../shared/NOTES.md: 190 of 200 failing spawns panicked without this lock).
+pub static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+
+/// The environment variable children must never inherit: it carries tend's API token.
+pub const TOKEN_VAR: &str = "TEND_TOKEN";
+
+/// A freshly spawned process; its PID is also its process group and session id (setsid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spawned {
+    pub pid: u32,
+    /// /proc start time, the PID's identity for later adoption (DESIGN §6).
+    pub start_ticks: u64,
+}
+
+/// Where a server's output goes: `<log_dir>/<id>.log`.
+pub fn log_path(log_dir: &Path, id: &str) -> PathBuf {
+    // Ids are validated against [A-Za-z0-9][A-Za-z0-9._-]*, so this cannot leave log_dir.
+    log_dir.join(format!("{id}.log"))
+}
+
+/// Creates a folder tend writes into with mode 0700 (state, logs): other users must not read
+/// what children print.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Opens a server's log for appending, creating it with mode 0640.
+pub fn open_log(log_dir: &Path, id: &str) -> io::Result<File> {
+    ensure_private_dir(log_dir)?;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(log_path(log_dir, id))
+}
+
+/// Starts `server` in its own session with stdin from /dev/null and stdout and stderr appended
+/// to its log file. The child writes the file itself, so it keeps logging if tend dies.
+///
+/// The caller must be the supervisor thread; the returned error says what failed in words.
+pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<Spawned, String> {
+    if !server.cwd.is_dir() {
+        return Err(format!(
+            "working directory {} does not exist",
+            server.cwd.display()
+        ));
+    }
+    let env_from_file = match &server.env_file {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .map_err(|e| format!("cannot read env_file {}: {e}", path.display()))?;
+            parse_env_file(&text).map_err(|e| format!("env_file {}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let log = open_log(log_dir, &server.id)
+        .map_err(|e| format!("cannot open log file in {}: {e}", log_dir.display()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate log file: {e}"))?;
+
+    let mut command = match &server.command {
+        CommandSpec::Shell(line) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(line);
+            c
+        }
+        CommandSpec::Exec(argv) => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    command
+        .current_dir(&server.cwd)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .env_remove(TOKEN_VAR)
+        .env("TEND_SERVER_ID", &server.id)
+        .env("TEND_BIN", tend_bin);
+    for (key, value) in env_from_file {
+        command.env(key, value);
+    }
+    command.envs(&server.env);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it is the only
+    // call between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+
+    let child = {
+        let _guard = SPAWN_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        command.spawn()
+    };
+    let child = child.map_err(|e| describe_spawn_error(server, &e))?;
+    let pid = child.id();
+    // The reaper collects the exit; dropping `Child` does not wait.
+    drop(child);
+    // A process that already exited has no stat left; 0 never matches a live process later.
+    let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
+    log::info!(target: LOG, "Process '{}' started (PID: {})", server.id, pid);
+    Ok(Spawned { pid, start_ticks })
+}
+
+fn describe_spawn_error(server: &ServerConfig, error: &io::Error) -> String {
+    let program = match &server.command {
+        CommandSpec::Shell(_) => "/bin/sh".to_string(),
+        CommandSpec::Exec(argv) => argv[0].clone(),
+    };
+    match error.kind() {
+        io::ErrorKind::NotFound => format!("cannot run '{program}': not found"),
+        io::ErrorKind::PermissionDenied => format!("cannot run '{program}': permission denied"),
+        _ => format!("cannot run '{program}': {error}"),
+    }
+}
+
+/// Why a signal was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalError {
+    /// The target is PID 0/1, tend itself or tend's own group: never signalled.
+    Forbidden,
+    /// No such process (or group) any more.
+    Gone,
+    /// The PID now belongs to another process (its start time changed).
+    Reused,
+    Os(i32),
+}
+
+impl std::fmt::Display for SignalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignalError::Forbidden => f.write_str("refused to signal PID 0, 1, tend or its group"),
+            SignalError::Gone => f.write_str("no such process"),
+            SignalError::Reused => f.write_str("the PID now belongs to another process"),
+            SignalError::Os(errno) => write!(f, "{}", io::Error::from_raw_os_error(*errno)),
+        }
+    }
+}
+
+/// Whether `pid` may ever be the target of a signal from tend: never 0 or 1 (kill(0) and
+/// kill(-1) reach every process we may signal), never tend itself, never tend's own group.
+pub fn is_signallable(pid: u32) -> bool {
+    if pid <= 1 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: getpid and getpgrp take no arguments and cannot fail.
+    let (me, my_group) = unsafe { (libc::getpid() as u32, libc::getpgrp() as u32) };
+    pid != me && pid != my_group
+}
+
+fn kill(target: i32, signal: i32) -> Result<(), SignalError> {
+    // SAFETY: kill has no memory effects; callers have excluded 0, -1 and tend's own group.
+    if unsafe { libc::kill(target, signal) } == 0 {
+        return Ok(());
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => Err(SignalError::Gone),
+        Some(errno) => Err(SignalError::Os(errno)),
+        None => Err(SignalError::Os(0)),
+    }
+}
+
+/// Sends `signal` to every process of the group `pgid` (a server's session).
+pub fn signal_group(pgid: u32, signal: i32) -> Result<(), SignalError> {
+    if !is_signallable(pgid) {
+        return Err(SignalError::Forbidden);
+    }
+    kill(-(pgid as i32), signal)
+}
+
+/// Whether any process of the group is left (zombies included: the reaper takes ours at once).
+pub fn group_exists(pgid: u32) -> bool {
+    is_signallable(pgid) && kill(-(pgid as i32), 0).is_ok()
+}
+
+/// Sends `signal` to `pid` only if it is still the process that started at `start_ticks`: a PID
+/// reused since tend looked at it is never hit (DESIGN §8).
+pub fn signal_verified(pid: u32, start_ticks: u64, signal: i32) -> Result<(), SignalError> {
+    if !is_signallable(pid) {
+        return Err(SignalError::Forbidden);
+    }
+    match procfs::read_stat(pid) {
+        None => Err(SignalError::Gone),
+        Some(stat) if stat.state == 'Z' || stat.state == 'X' => Err(SignalError::Gone),
+        Some(stat) if stat.start_ticks != start_ticks => Err(SignalError::Reused),
+        Some(_) => kill(pid as i32, signal),
+    }
+}
+
+/// Whether the process that started at `start_ticks` still lives (a zombie counts as dead).
+pub fn is_same_process_alive(pid: u32, start_ticks: u64) -> bool {
+    procfs::read_stat(pid)
+        .is_some_and(|s| s.start_ticks == start_ticks && s.state != 'Z' && s.state != 'X')
+}
+
+/// Kills an orphan: SIGTERM, up to `grace` for it to go, then SIGKILL, checking its identity
+/// before each signal. Returns the last signal sent once the process is gone.
+///
+/// Blocks the calling thread (an HTTP handler's), never the supervisor.
+pub fn kill_orphan(pid: u32, start_ticks: u64, grace: Duration) -> Result<i32, SignalError> {
+    signal_verified(pid, start_ticks, libc::SIGTERM)?;
+    log::info!(target: LOG, "Sent SIGTERM to orphan PID {pid}");
+    if wait_gone(pid, start_ticks, grace) {
+        return Ok(libc::SIGTERM);
+    }
+    match signal_verified(pid, start_ticks, libc::SIGKILL) {
+        Ok(()) => log::warn!(target: LOG, "Orphan PID {pid} ignored SIGTERM; sent SIGKILL"),
+        // It went between the check and the signal: SIGTERM did the job.
+        Err(SignalError::Gone | SignalError::Reused) => return Ok(libc::SIGTERM),
+        Err(other) => return Err(other),
+    }
+    if wait_gone(pid, start_ticks, Duration::from_secs(5)) {
+        Ok(libc::SIGKILL)
+    } else {
+        Err(SignalError::Os(libc::ETIMEDOUT))
+    }
+}
+
+/// Waits for a process that is not necessarily our child to end: pidfd + poll where the kernel
+/// has it (instant notice), else a short /proc poll.
+fn wait_gone(pid: u32, start_ticks: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    if let Some(fd) = pidfd_open(pid) {
+        // The pidfd refers to whatever process has this PID now; confirm it is still ours.
+        if !is_same_process_alive(pid, start_ticks) {
+            close(fd);
+            return true;
+        }
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // SAFETY: `poll` points to one valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut poll, 1, left.as_millis() as i32) };
+            if ready > 0 || left.is_zero() {
+                break;
+            }
+            if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        close(fd);
+        // POLLIN means it exited; it may linger as a zombie of another parent, which is dead.
+    }
+    // Without pidfd (or after it said "exited"), confirm through /proc.
+    loop {
+        if !is_same_process_alive(pid, start_ticks) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Opens a pidfd for `pid`, or None where the kernel lacks pidfd_open (before 5.3).
+pub fn pidfd_open(pid: u32) -> Option<i32> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    (fd >= 0).then_some(fd as i32)
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: the caller owns `fd` and does not use it afterwards.
+    unsafe {
+        libc::close(fd);
+    }
+}

@@ -1,0 +1,1511 @@
+//! ServerOrchestrator (DESIGN §7): the "supervisor" thread, single owner of every server's
+//! state. It loops on `select!` over commands (from HTTP handlers), exits (reaper, pidwatch),
+//! monitor reports, shutdown signals and its own timers; it spawns through the ProcessManager,
+//! broadcasts every change as an event, and hands snapshots to the store.
+//!
+//! It never sleeps and never blocks on a consumer: replies go to bounded(1) channels that may
+//! have been abandoned, SSE subscribers are dropped when full, the store takes the latest
+//! snapshot without waiting. Timers carry the server's `epoch`, which grows on every spawn and
+//! stop, so a stale timer is ignored when it fires instead of being cancelled.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, after, never, select};
+
+use crate::config::{Config, OnExit, ServerConfig};
+use crate::events::{EventHub, Subscription};
+use crate::model::{Event, PortView, ServerView, StatsEntry, Status, Timeline, signal_name};
+use crate::monitor::{MonitorCmd, Observation, Report, Watch};
+use crate::pidwatch::PidWatcher;
+use crate::policy::{self, AfterExit, ExitKind};
+use crate::process::{self, SignalError};
+use crate::procfs;
+use crate::reaper::{Exit, ExitStatus, Shutdown};
+use crate::store::{StateFile, StoreHandle, StoredProcess};
+
+const LOG: &str = "ServerOrchestrator";
+
+/// How often a stopping server's group is looked at after its leader exited while members
+/// linger (non-children are not reaped by tend, so no exit tells us).
+const GROUP_POLL: Duration = Duration::from_millis(10);
+/// How long processes may survive SIGKILL before tend gives up on them (uninterruptible sleep).
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    pub fn parse(text: &str) -> Option<Action> {
+        match text {
+            "start" => Some(Action::Start),
+            "stop" => Some(Action::Stop),
+            "restart" => Some(Action::Restart),
+            _ => None,
+        }
+    }
+}
+
+/// An orphan an HTTP handler may kill: checked by the supervisor, killed by the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanTarget {
+    pub id: String,
+    pub pid: u32,
+    pub start_ticks: u64,
+}
+
+pub type Reply<T> = Sender<Result<T, ControlError>>;
+
+/// Requests to the supervisor; each carries its reply channel.
+pub enum Control {
+    List {
+        reply: Sender<Vec<ServerView>>,
+    },
+    Get {
+        id: String,
+        reply: Reply<ServerView>,
+    },
+    /// `id: None` acts on all servers.
+    Act {
+        action: Action,
+        id: Option<String>,
+        reply: Reply<Vec<ServerView>>,
+    },
+    FindOrphan {
+        id: Option<String>,
+        pid: Option<i64>,
+        reply: Reply<OrphanTarget>,
+    },
+    OrphanKilled {
+        id: String,
+        pid: u32,
+        signal: i32,
+    },
+    Subscribe {
+        last_event_id: Option<u64>,
+        reply: Reply<Subscription>,
+    },
+}
+
+/// Why a command was refused; the HTTP layer maps each to a status code (DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlError {
+    NotFound(String),
+    AlreadyRunning(String),
+    NotRunning(String),
+    OrphanHoldsPort {
+        id: String,
+        port: u16,
+        pid: Option<u32>,
+    },
+    SpawnFailed {
+        id: String,
+        reason: String,
+    },
+    BadRequest(String),
+    /// A PID that tend must not signal, or that is not an orphan.
+    Refused(String),
+    NoOrphan(String),
+    TooManyClients,
+    ShuttingDown,
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::NotFound(id) => write!(f, "no server with id '{id}'"),
+            ControlError::AlreadyRunning(id) => write!(f, "server '{id}' is already running"),
+            ControlError::NotRunning(id) => write!(f, "server '{id}' is already stopped"),
+            ControlError::OrphanHoldsPort {
+                id,
+                port,
+                pid: Some(pid),
+            } => write!(
+                f,
+                "port {port} of server '{id}' is held by PID {pid}, which tend does not manage \
+                 (kill it with `tend kill-orphan {id}`)"
+            ),
+            ControlError::OrphanHoldsPort {
+                id,
+                port,
+                pid: None,
+            } => write!(
+                f,
+                "port {port} of server '{id}' is held by a process tend does not manage and \
+                 cannot see (another user's?)"
+            ),
+            ControlError::SpawnFailed { id, reason } => {
+                write!(f, "server '{id}' failed to start: {reason}")
+            }
+            ControlError::BadRequest(message) | ControlError::Refused(message) => {
+                f.write_str(message)
+            }
+            ControlError::NoOrphan(id) => {
+                write!(f, "no orphan holds a port of server '{id}'")
+            }
+            ControlError::TooManyClients => f.write_str("too many live event clients"),
+            ControlError::ShuttingDown => f.write_str("tend is shutting down"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Restart,
+    Escalate,
+    GroupCheck,
+    StartGrace,
+    RetryFatal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Instant,
+    index: usize,
+    epoch: u64,
+    kind: TimerKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    Stay,
+    Start,
+}
+
+#[derive(Debug)]
+struct Stopping {
+    signalled_at: Instant,
+    forced: bool,
+    leader_gone: bool,
+    then: AfterStop,
+}
+
+/// Everything the supervisor knows of one server.
+struct Server {
+    config: Arc<ServerConfig>,
+    status: Status,
+    pid: Option<u32>,
+    /// The leader (and group id) of the current or last process; kept after the leader exits
+    /// so a stop can wait for the rest of its group.
+    last_leader: u32,
+    start_ticks: u64,
+    started_at: Option<SystemTime>,
+    spawned_at: Option<Instant>,
+    adopted: bool,
+    restarts: u32,
+    streak: u32,
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+    last_error: Option<String>,
+    spawn_error: Option<String>,
+    ports: Vec<PortView>,
+    ports_ok: bool,
+    opened_once: bool,
+    orphaned: bool,
+    orphaned_pid: Option<u32>,
+    cpu_percent: Option<f64>,
+    rss_bytes: Option<u64>,
+    epoch: u64,
+    stopping: Option<Stopping>,
+    pending_start: bool,
+    pending_stop: bool,
+    /// Indices of the servers that depend on this one.
+    dependents: Vec<usize>,
+    dependencies: Vec<usize>,
+}
+
+impl Server {
+    fn view(&self, now: SystemTime) -> ServerView {
+        let alive = self.pid.is_some();
+        ServerView {
+            id: self.config.id.clone(),
+            command: self.config.command.display(),
+            status: self.status,
+            running: alive,
+            healthy: self.status == Status::Running,
+            pid: self.pid,
+            start_time: self.started_at.map(epoch_ms),
+            uptime_ms: self
+                .started_at
+                .filter(|_| alive)
+                .map(|at| now.duration_since(at).unwrap_or_default().as_millis() as u64),
+            restarts: self.restarts,
+            exit_code: self.exit_code,
+            exit_signal: self.exit_signal.map(signal_name),
+            ports: self.ports.clone(),
+            orphaned: self.orphaned,
+            orphaned_pid: self.orphaned_pid,
+            adopted: self.adopted,
+            cpu_percent: self.cpu_percent.filter(|_| alive),
+            rss_bytes: self.rss_bytes.filter(|_| alive),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    fn closed_ports(&self) -> Vec<PortView> {
+        self.config
+            .ports
+            .iter()
+            .map(|&port| PortView {
+                port,
+                open: false,
+                owner_pid: None,
+            })
+            .collect()
+    }
+}
+
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// A reply owed once its servers settle.
+struct Waiter {
+    targets: Vec<usize>,
+    goal: Goal,
+    single: bool,
+    reply: Reply<Vec<ServerView>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    Started,
+    Stopped,
+}
+
+/// The channels the supervisor listens on.
+pub struct Inbox {
+    pub control: Receiver<Control>,
+    pub exits: Receiver<Exit>,
+    pub reports: Receiver<Report>,
+    pub shutdowns: Receiver<Shutdown>,
+}
+
+/// Where the supervisor's outputs go.
+pub struct Outputs {
+    pub monitor: Sender<MonitorCmd>,
+    pub store: StoreHandle,
+    pub pidwatch: PidWatcher,
+}
+
+pub struct ServerOrchestrator {
+    servers: Vec<Server>,
+    index_of: HashMap<String, usize>,
+    by_pid: HashMap<u32, usize>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    waiters: Vec<Waiter>,
+    hub: EventHub,
+    outputs: Outputs,
+    log_dir: PathBuf,
+    tend_bin: PathBuf,
+    boot_id: String,
+    on_exit: OnExit,
+    max_sse_clients: usize,
+    changed: Vec<bool>,
+    state_dirty: bool,
+    shutting_down: bool,
+}
+
+impl ServerOrchestrator {
+    pub fn new(config: &Config, outputs: Outputs, tend_bin: PathBuf, boot_id: String) -> Self {
+        let index_of: HashMap<String, usize> = config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let mut servers: Vec<Server> = config
+            .servers
+            .iter()
+            .map(|cfg| Server {
+                config: Arc::new(cfg.clone()),
+                status: Status::Stopped,
+                pid: None,
+                last_leader: 0,
+                start_ticks: 0,
+                started_at: None,
+                spawned_at: None,
+                adopted: false,
+                restarts: 0,
+                streak: 0,
+                exit_code: None,
+                exit_signal: None,
+                last_error: None,
+                spawn_error: None,
+                ports: Vec::new(),
+                ports_ok: cfg.ports.is_empty(),
+                opened_once: false,
+                orphaned: false,
+                orphaned_pid: None,
+                cpu_percent: None,
+                rss_bytes: None,
+                epoch: 0,
+                stopping: None,
+                pending_start: false,
+                pending_stop: false,
+                dependents: Vec::new(),
+                dependencies: cfg.depends_on.iter().map(|d| index_of[d]).collect(),
+            })
+            .collect();
+        for index in 0..servers.len() {
+            servers[index].ports = servers[index].closed_ports();
+            for dep in servers[index].dependencies.clone() {
+                servers[dep].dependents.push(index);
+            }
+        }
+        let count = servers.len();
+        ServerOrchestrator {
+            servers,
+            index_of,
+            by_pid: HashMap::new(),
+            timers: BinaryHeap::new(),
+            waiters: Vec::new(),
+            hub: EventHub::default(),
+            outputs,
+            log_dir: config.log_dir.clone(),
+            tend_bin,
+            boot_id,
+            on_exit: config.on_exit,
+            max_sse_clients: config.max_sse_clients,
+            changed: vec![false; count],
+            state_dirty: false,
+            shutting_down: false,
+        }
+    }
+
+    /// Takes back processes from the state file whose identity still matches, then starts the
+    /// autostart servers in dependency order.
+    pub fn boot(&mut self, stored: Option<StateFile>) {
+        for index in 0..self.servers.len() {
+            self.send_watch(index);
+        }
+        if let Some(state) = stored {
+            self.adopt(state);
+        }
+        for index in 0..self.servers.len() {
+            if self.servers[index].config.autostart && self.servers[index].pid.is_none() {
+                self.request_start(index, true);
+            }
+        }
+        self.advance();
+        self.flush();
+    }
+
+    fn adopt(&mut self, state: StateFile) {
+        let same_boot = state.boot_id == self.boot_id;
+        for (id, stored) in state.processes {
+            let Some(&index) = self.index_of.get(&id) else {
+                if same_boot && process::is_same_process_alive(stored.pid, stored.proc_start_ticks)
+                {
+                    log::warn!(target: LOG,
+                        "Process '{}' (PID: {}) is no longer in the config; left running \
+                         unmanaged (stop it with: kill -TERM -{})", id, stored.pid, stored.pgid);
+                }
+                continue;
+            };
+            if !same_boot {
+                log::info!(target: LOG,
+                    "Dropped stored process '{}' (PID: {}): it was started before the last boot",
+                    id, stored.pid);
+                continue;
+            }
+            match procfs::read_stat(stored.pid) {
+                Some(stat)
+                    if stat.start_ticks == stored.proc_start_ticks
+                        && stat.state != 'Z'
+                        && stat.state != 'X' => {}
+                Some(_) => {
+                    log::warn!(target: LOG,
+                        "Dropped stored process '{}': PID {} now belongs to another process; \
+                         not signalling it", id, stored.pid);
+                    continue;
+                }
+                None => {
+                    log::info!(target: LOG,
+                        "Stored process '{}' (PID: {}) is gone", id, stored.pid);
+                    continue;
+                }
+            }
+            let server = &mut self.servers[index];
+            server.pid = Some(stored.pid);
+            server.last_leader = stored.pgid;
+            server.start_ticks = stored.proc_start_ticks;
+            server.started_at = Some(UNIX_EPOCH + Duration::from_millis(stored.start_time));
+            server.spawned_at = Some(Instant::now());
+            server.adopted = true;
+            server.epoch += 1;
+            server.opened_once = false;
+            self.set_status(index, Status::Starting);
+            if self.servers[index].config.ports.is_empty() {
+                self.set_status(index, Status::Running);
+            }
+            self.by_pid.insert(stored.pid, index);
+            if !self.outputs.pidwatch.watch(stored.pid) {
+                log::debug!(target: LOG, "No pidfd for PID {}; the monitor polls it", stored.pid);
+            }
+            log::info!(target: LOG, "Adopted '{}' (PID: {})", id, stored.pid);
+            self.arm(
+                index,
+                TimerKind::StartGrace,
+                self.servers[index].config.start_timeout,
+            );
+            self.send_watch(index);
+            self.state_dirty = true;
+        }
+    }
+
+    /// The supervisor loop; returns when tend should exit.
+    pub fn run(mut self, inbox: Inbox) {
+        loop {
+            let timer = match self.timers.peek() {
+                Some(Reverse(t)) => after(t.at.saturating_duration_since(Instant::now())),
+                None => never(),
+            };
+            select! {
+                recv(inbox.control) -> message => match message {
+                    Ok(control) => self.on_control(control),
+                    Err(_) => return,
+                },
+                recv(inbox.exits) -> exit => match exit {
+                    Ok(exit) => self.on_exit(exit),
+                    Err(_) => return,
+                },
+                recv(inbox.reports) -> report => {
+                    if let Ok(report) = report {
+                        self.on_report(report);
+                    }
+                },
+                recv(inbox.shutdowns) -> signal => {
+                    if let Ok(signal) = signal {
+                        self.on_shutdown(signal);
+                    }
+                },
+                recv(timer) -> _ => self.on_timers(),
+            }
+            self.advance();
+            self.flush();
+            if self.shutting_down && self.all_settled_for_exit() {
+                return self.finish_shutdown();
+            }
+        }
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    fn on_control(&mut self, control: Control) {
+        match control {
+            Control::List { reply } => {
+                let _ = reply.send(self.views());
+            }
+            Control::Get { id, reply } => {
+                let result = self.find(&id).map(|index| self.view(index));
+                let _ = reply.send(result);
+            }
+            Control::Act { action, id, reply } => self.act(action, id, reply),
+            Control::FindOrphan { id, pid, reply } => {
+                let _ = reply.send(self.find_orphan(id, pid));
+            }
+            Control::OrphanKilled { id, pid, signal } => {
+                log::info!(target: LOG, "Killed orphan PID {} of '{}' with {}", pid, id, signal_name(signal));
+                self.timeline(Timeline::OrphanKilled {
+                    id,
+                    pid,
+                    signal: signal_name(signal),
+                });
+                let _ = self.outputs.monitor.send(MonitorCmd::CheckNow);
+            }
+            Control::Subscribe {
+                last_event_id,
+                reply,
+            } => {
+                let result = if self.hub.subscriber_count() >= self.max_sse_clients {
+                    Err(ControlError::TooManyClients)
+                } else {
+                    let now = SystemTime::now();
+                    let servers = &self.servers;
+                    Ok(self.hub.subscribe(last_event_id, || {
+                        servers.iter().map(|s| s.view(now)).collect()
+                    }))
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn find(&self, id: &str) -> Result<usize, ControlError> {
+        self.index_of
+            .get(id)
+            .copied()
+            .ok_or_else(|| ControlError::NotFound(id.to_string()))
+    }
+
+    fn act(&mut self, action: Action, id: Option<String>, reply: Reply<Vec<ServerView>>) {
+        if self.shutting_down {
+            let _ = reply.send(Err(ControlError::ShuttingDown));
+            return;
+        }
+        let single = id.is_some();
+        let targets: Vec<usize> = match &id {
+            Some(id) => match self.find(id) {
+                Ok(index) => vec![index],
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            },
+            None => (0..self.servers.len()).collect(),
+        };
+        let goal = match action {
+            Action::Stop => Goal::Stopped,
+            Action::Start | Action::Restart => Goal::Started,
+        };
+        for &index in &targets {
+            let result = match action {
+                Action::Start => self.check_startable(index, single),
+                Action::Stop => self.check_stoppable(index, single),
+                Action::Restart => self.check_orphan_free(index),
+            };
+            match result {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    if single {
+                        let _ = reply.send(Err(error));
+                        return;
+                    }
+                    continue;
+                }
+            }
+            match action {
+                Action::Start => self.request_start(index, true),
+                Action::Stop => self.request_stop(index, !single),
+                Action::Restart => self.request_restart(index),
+            }
+        }
+        self.waiters.push(Waiter {
+            targets,
+            goal,
+            single,
+            reply,
+        });
+    }
+
+    /// Ok(false): skip (already in the target state, acting on all).
+    fn check_startable(&self, index: usize, single: bool) -> Result<bool, ControlError> {
+        let server = &self.servers[index];
+        if server.pid.is_some() || server.pending_start || server.stopping.is_some() {
+            return if single {
+                Err(ControlError::AlreadyRunning(server.config.id.clone()))
+            } else {
+                Ok(false)
+            };
+        }
+        self.check_orphan_free(index)
+    }
+
+    fn check_orphan_free(&self, index: usize) -> Result<bool, ControlError> {
+        let server = &self.servers[index];
+        if server.orphaned && server.pid.is_none() {
+            let port = server
+                .ports
+                .iter()
+                .find(|p| p.owner_pid == server.orphaned_pid)
+                .map_or(server.config.ports[0], |p| p.port);
+            return Err(ControlError::OrphanHoldsPort {
+                id: server.config.id.clone(),
+                port,
+                pid: server.orphaned_pid,
+            });
+        }
+        Ok(true)
+    }
+
+    fn check_stoppable(&self, index: usize, single: bool) -> Result<bool, ControlError> {
+        let server = &self.servers[index];
+        if server.status == Status::Stopped && !server.pending_start {
+            return if single {
+                Err(ControlError::NotRunning(server.config.id.clone()))
+            } else {
+                Ok(false)
+            };
+        }
+        Ok(true)
+    }
+
+    fn find_orphan(
+        &self,
+        id: Option<String>,
+        pid: Option<i64>,
+    ) -> Result<OrphanTarget, ControlError> {
+        if let Some(pid) = pid {
+            if pid <= 0 || pid > i32::MAX as i64 {
+                return Err(ControlError::BadRequest(format!(
+                    "pid must be a positive process id, got {pid}"
+                )));
+            }
+            if !process::is_signallable(pid as u32) {
+                return Err(ControlError::Refused(format!(
+                    "PID {pid} is never killed by tend"
+                )));
+            }
+        }
+        let index = match &id {
+            Some(id) => Some(self.find(id)?),
+            None => None,
+        };
+        let candidates: Vec<usize> = match index {
+            Some(index) => vec![index],
+            None => (0..self.servers.len()).collect(),
+        };
+        let orphan = candidates.into_iter().find_map(|i| {
+            let server = &self.servers[i];
+            let held = server.orphaned_pid.filter(|_| server.orphaned)?;
+            match pid {
+                Some(wanted) if wanted as u32 != held => None,
+                _ => Some((i, held)),
+            }
+        });
+        let Some((index, orphan_pid)) = orphan else {
+            return Err(match (pid, id) {
+                (Some(pid), _) => ControlError::Refused(format!(
+                    "PID {pid} is not an orphan holding a configured port; tend only kills orphans \
+                     (stop managed servers with action=stop)"
+                )),
+                (None, Some(id)) => ControlError::NoOrphan(id),
+                (None, None) => ControlError::BadRequest("give an id or a pid".into()),
+            });
+        };
+        // Never an orphan that is in fact one of our own servers' processes.
+        if self.servers.iter().any(|s| s.pid == Some(orphan_pid)) {
+            return Err(ControlError::Refused(format!(
+                "PID {orphan_pid} is a managed server"
+            )));
+        }
+        let start_ticks = procfs::start_ticks(orphan_pid)
+            .ok_or_else(|| ControlError::Refused(format!("PID {orphan_pid} is gone")))?;
+        Ok(OrphanTarget {
+            id: self.servers[index].config.id.clone(),
+            pid: orphan_pid,
+            start_ticks,
+        })
+    }
+
+    // ---- lifecycle ------------------------------------------------------------------------
+
+    /// Asks for `index` to run, pulling in its dependencies; the spawn happens in `advance`
+    /// once every dependency is running.
+    fn request_start(&mut self, index: usize, by_person: bool) {
+        let server = &mut self.servers[index];
+        if server.pid.is_some() || server.pending_start {
+            return;
+        }
+        if by_person {
+            server.restarts = 0;
+            server.streak = 0;
+        }
+        server.spawn_error = None;
+        server.pending_start = true;
+        server.pending_stop = false;
+        server.epoch += 1;
+        self.set_status(index, Status::Starting);
+        for dep in self.servers[index].dependencies.clone() {
+            if self.servers[dep].pid.is_none() {
+                self.request_start(dep, by_person);
+            }
+        }
+    }
+
+    /// Asks for `index` to stop. `after_dependents`: wait until the servers that depend on it are
+    /// down (stop all, shutdown); a person stopping one server gets it stopped at once.
+    fn request_stop(&mut self, index: usize, after_dependents: bool) {
+        let server = &mut self.servers[index];
+        server.pending_start = false;
+        if let Some(stopping) = &mut server.stopping {
+            stopping.then = AfterStop::Stay;
+            return;
+        }
+        server.pending_stop = true;
+        if !after_dependents {
+            self.stop_now(index);
+        }
+    }
+
+    fn stop_now(&mut self, index: usize) {
+        self.servers[index].pending_stop = false;
+        if self.servers[index].pid.is_some() {
+            self.begin_stop(index, AfterStop::Stay);
+        } else {
+            self.servers[index].epoch += 1;
+            self.servers[index].last_error = None;
+            self.set_status(index, Status::Stopped);
+        }
+    }
+
+    fn request_restart(&mut self, index: usize) {
+        let server = &mut self.servers[index];
+        server.restarts = 0;
+        server.streak = 0;
+        if let Some(stopping) = &mut server.stopping {
+            stopping.then = AfterStop::Start;
+            return;
+        }
+        if server.pid.is_some() {
+            self.begin_stop(index, AfterStop::Start);
+        } else {
+            self.request_start(index, true);
+        }
+    }
+
+    /// Spawns pending servers whose dependencies run, and stops pending servers whose
+    /// dependents are down. Repeats until nothing moves (a server without ports runs at once).
+    fn advance(&mut self) {
+        loop {
+            let mut moved = false;
+            for index in 0..self.servers.len() {
+                if self.servers[index].pending_start {
+                    match self.dependencies_ready(index) {
+                        Some(true) => {
+                            self.servers[index].pending_start = false;
+                            self.spawn(index);
+                            moved = true;
+                        }
+                        Some(false) => {}
+                        None => {
+                            let failed = self.servers[index]
+                                .dependencies
+                                .iter()
+                                .map(|&d| &self.servers[d])
+                                .find(|d| !d.pending_start && d.pid.is_none())
+                                .map(|d| format!("'{}' ({})", d.config.id, d.status))
+                                .unwrap_or_default();
+                            let server = &mut self.servers[index];
+                            server.pending_start = false;
+                            server.last_error =
+                                Some(format!("not started: dependency {failed} is not running"));
+                            log::warn!(target: LOG, "Server '{}' not started: dependency {} is not running", server.config.id, failed);
+                            self.set_status(index, Status::Stopped);
+                            moved = true;
+                        }
+                    }
+                }
+                if self.servers[index].pending_stop && self.dependents_down(index) {
+                    self.stop_now(index);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.settle_waiters();
+    }
+
+    /// Some(true): all dependencies run healthy; Some(false): keep waiting; None: one failed.
+    fn dependencies_ready(&self, index: usize) -> Option<bool> {
+        let mut ready = true;
+        for &dep in &self.servers[index].dependencies {
+            let d = &self.servers[dep];
+            match d.status {
+                Status::Running => {}
+                Status::Starting | Status::Backoff => ready = false,
+                Status::Stopping
+                    if d.stopping
+                        .as_ref()
+                        .is_some_and(|s| s.then == AfterStop::Start) =>
+                {
+                    ready = false
+                }
+                _ if d.pending_start => ready = false,
+                _ => return None,
+            }
+        }
+        Some(ready)
+    }
+
+    fn dependents_down(&self, index: usize) -> bool {
+        self.servers[index]
+            .dependents
+            .iter()
+            .all(|&d| self.servers[d].pid.is_none() && !self.servers[d].pending_start)
+    }
+
+    fn spawn(&mut self, index: usize) {
+        if let Err(error) = self.check_orphan_free(index) {
+            // A new instance would fail to bind behind the orphan: do not start it blind.
+            self.spawn_failed(index, error.to_string());
+            return;
+        }
+        let config = Arc::clone(&self.servers[index].config);
+        match process::spawn(&config, &self.log_dir, &self.tend_bin) {
+            Ok(spawned) => {
+                let server = &mut self.servers[index];
+                server.pid = Some(spawned.pid);
+                server.last_leader = spawned.pid;
+                server.start_ticks = spawned.start_ticks;
+                server.started_at = Some(SystemTime::now());
+                server.spawned_at = Some(Instant::now());
+                server.adopted = false;
+                server.exit_code = None;
+                server.exit_signal = None;
+                server.last_error = None;
+                server.opened_once = false;
+                server.ports_ok = config.ports.is_empty();
+                server.ports = server.closed_ports();
+                server.cpu_percent = None;
+                server.rss_bytes = None;
+                server.epoch += 1;
+                self.by_pid.insert(spawned.pid, index);
+                self.set_status(index, Status::Starting);
+                if config.ports.is_empty() {
+                    self.set_status(index, Status::Running);
+                }
+                self.timeline(Timeline::ServerStarted {
+                    id: config.id.clone(),
+                    pid: spawned.pid,
+                });
+                self.arm(index, TimerKind::StartGrace, config.start_timeout);
+                self.send_watch(index);
+                self.state_dirty = true;
+            }
+            Err(reason) => self.spawn_failed(index, reason),
+        }
+    }
+
+    fn spawn_failed(&mut self, index: usize, reason: String) {
+        let id = self.servers[index].config.id.clone();
+        log::error!(target: LOG, "Process '{}' failed to start: {}", id, reason);
+        self.timeline(Timeline::ProcessError {
+            id,
+            error: reason.clone(),
+        });
+        let server = &mut self.servers[index];
+        server.spawn_error = Some(reason.clone());
+        server.last_error = Some(reason);
+        server.exit_code = None;
+        server.exit_signal = None;
+        server.epoch += 1;
+        self.set_status(index, Status::Crashed);
+        self.apply_restart_policy(index, ExitKind::Failed, Duration::ZERO);
+    }
+
+    fn begin_stop(&mut self, index: usize, then: AfterStop) {
+        let server = &mut self.servers[index];
+        let Some(pid) = server.pid else { return };
+        server.epoch += 1;
+        server.pending_stop = false;
+        server.stopping = Some(Stopping {
+            signalled_at: Instant::now(),
+            forced: false,
+            leader_gone: false,
+            then,
+        });
+        let signal = server.config.stop_signal;
+        let id = server.config.id.clone();
+        let timeout = server.config.stop_timeout;
+        self.set_status(index, Status::Stopping);
+        log::info!(target: LOG, "Stopping '{}' (PGID: {}) with {}", id, pid, signal_name(signal));
+        match process::signal_group(pid, signal) {
+            // A stopped (SIGSTOP) process only acts on the stop signal once continued.
+            Ok(()) => {
+                let _ = process::signal_group(pid, libc::SIGCONT);
+            }
+            Err(SignalError::Gone) => {} // Its exit is on the way from the reaper.
+            Err(e) => log::error!(target: LOG, "Cannot signal '{}' (PGID: {}): {}", id, pid, e),
+        }
+        self.arm(index, TimerKind::Escalate, timeout);
+    }
+
+    fn on_exit(&mut self, exit: Exit) {
+        let Some(index) = self.by_pid.remove(&exit.pid) else {
+            // A re-parented descendant (we are subreaper): its group may have been waited on.
+            log::debug!(target: LOG, "Reaped PID {} (not a server leader)", exit.pid);
+            self.check_stopping_groups();
+            return;
+        };
+        let server = &mut self.servers[index];
+        if server.pid != Some(exit.pid) {
+            return;
+        }
+        let id = server.config.id.clone();
+        let ran_for = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
+        server.pid = None;
+        server.cpu_percent = None;
+        server.rss_bytes = None;
+        let (code, signal) = match exit.status {
+            ExitStatus::Code(code) => (Some(code), None),
+            ExitStatus::Signal(signal) => (None, Some(signal)),
+            ExitStatus::Unknown => (None, None),
+        };
+        server.exit_code = code;
+        server.exit_signal = signal;
+        self.state_dirty = true;
+        self.changed[index] = true;
+
+        if let Some(stopping) = &mut self.servers[index].stopping {
+            stopping.leader_gone = true;
+            self.check_group(index, exit.pid);
+            return;
+        }
+
+        let described = describe_exit(exit.status);
+        let kind = match exit.status {
+            ExitStatus::Code(0) => ExitKind::Clean,
+            ExitStatus::Unknown => ExitKind::Unknown,
+            _ => ExitKind::Failed,
+        };
+        if kind == ExitKind::Clean {
+            log::info!(target: LOG, "Process '{}' (PID: {}) exited with code 0", id, exit.pid);
+        } else {
+            log::warn!(target: LOG, "Process '{}' (PID: {}) died: {}", id, exit.pid, described);
+        }
+        self.timeline(Timeline::ProcessDied {
+            id: id.clone(),
+            pid: exit.pid,
+            exit_code: code,
+            exit_signal: signal.map(signal_name),
+        });
+        // What is left of the dead instance's group would hold its ports against the next one.
+        if process::group_exists(exit.pid) {
+            log::warn!(target: LOG, "Killing what is left of '{}' (PGID: {})", id, exit.pid);
+            let _ = process::signal_group(exit.pid, libc::SIGKILL);
+        }
+        if kind != ExitKind::Clean {
+            self.servers[index].last_error = Some(described);
+        }
+        let status = if kind == ExitKind::Clean {
+            Status::Exited
+        } else {
+            Status::Crashed
+        };
+        self.servers[index].epoch += 1;
+        self.set_status(index, status);
+        self.send_watch(index);
+        self.apply_restart_policy(index, kind, ran_for);
+    }
+
+    fn apply_restart_policy(&mut self, index: usize, kind: ExitKind, ran_for: Duration) {
+        if self.shutting_down {
+            return;
+        }
+        let server = &self.servers[index];
+        let config = Arc::clone(&server.config);
+        let decision = policy::after_exit(
+            config.restart,
+            kind,
+            ran_for,
+            server.streak,
+            config.max_restarts,
+            config.backoff,
+        );
+        match decision {
+            AfterExit::Restart { delay, streak } => {
+                self.servers[index].streak = streak;
+                if delay.is_zero() {
+                    log::info!(target: LOG, "Restarting '{}' now", config.id);
+                    self.servers[index].restarts += 1;
+                    self.spawn(index);
+                } else {
+                    log::info!(target: LOG, "Restarting '{}' in {} ms", config.id, delay.as_millis());
+                    self.set_status(index, Status::Backoff);
+                    self.arm(index, TimerKind::Restart, delay);
+                }
+            }
+            AfterExit::Exited | AfterExit::Crashed => {}
+            AfterExit::Fatal => {
+                let retry = config
+                    .retry_fatal
+                    .map(|d| format!("; retrying in {} s", d.as_secs()))
+                    .unwrap_or_default();
+                let message = format!(
+                    "gave up after {} restarts in a row failed{}",
+                    self.servers[index].restarts, retry
+                );
+                log::error!(target: LOG, "Server '{}' is fatal: {}", config.id, message);
+                let last = self.servers[index].last_error.take().unwrap_or_default();
+                self.servers[index].last_error = Some(if last.is_empty() {
+                    message
+                } else {
+                    format!("{last}; {message}")
+                });
+                self.set_status(index, Status::Fatal);
+                if let Some(retry) = config.retry_fatal {
+                    self.arm(index, TimerKind::RetryFatal, retry);
+                }
+            }
+        }
+    }
+
+    /// Finishes a stop once the group is empty; otherwise looks again shortly.
+    fn check_group(&mut self, index: usize, pgid: u32) {
+        if process::group_exists(pgid) {
+            self.arm(index, TimerKind::GroupCheck, GROUP_POLL);
+        } else {
+            self.finish_stop(index);
+        }
+    }
+
+    fn check_stopping_groups(&mut self) {
+        for index in 0..self.servers.len() {
+            let waiting = self.servers[index]
+                .stopping
+                .as_ref()
+                .is_some_and(|s| s.leader_gone);
+            if waiting && !process::group_exists(self.stopping_pgid(index)) {
+                self.finish_stop(index);
+            }
+        }
+    }
+
+    fn stopping_pgid(&self, index: usize) -> u32 {
+        self.servers[index].last_pgid()
+    }
+
+    fn finish_stop(&mut self, index: usize) {
+        let Some(stopping) = self.servers[index].stopping.take() else {
+            return;
+        };
+        let server = &mut self.servers[index];
+        let pid = server.last_pgid();
+        server.pid = None;
+        self.by_pid.remove(&pid);
+        server.epoch += 1;
+        server.orphaned = false;
+        server.orphaned_pid = None;
+        server.ports = server.closed_ports();
+        server.adopted = false;
+        let id = server.config.id.clone();
+        if stopping.forced {
+            let message = format!(
+                "did not stop within {} ms of {}; killed with SIGKILL",
+                server.config.stop_timeout.as_millis(),
+                signal_name(server.config.stop_signal)
+            );
+            log::warn!(target: LOG, "Server '{}' {}", id, message);
+            server.last_error = Some(message);
+        } else {
+            server.last_error = None;
+        }
+        log::info!(target: LOG, "Server '{}' stopped (PID: {}) in {} ms", id, pid, stopping.signalled_at.elapsed().as_millis());
+        self.set_status(index, Status::Stopped);
+        self.timeline(Timeline::ServerStopped {
+            id,
+            pid: Some(pid),
+            forced: stopping.forced,
+        });
+        self.send_watch(index);
+        self.state_dirty = true;
+        if stopping.then == AfterStop::Start && !self.shutting_down {
+            self.request_start(index, false);
+        }
+    }
+
+    // ---- reports --------------------------------------------------------------------------
+
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Observed {
+                index,
+                pid,
+                observation,
+            } => self.on_observed(index, pid, observation),
+            Report::Stats(stats) => {
+                let mut entries = Vec::with_capacity(stats.len());
+                for (index, cpu, rss) in stats {
+                    let Some(server) = self.servers.get_mut(index) else {
+                        continue;
+                    };
+                    if server.pid.is_none() {
+                        continue;
+                    }
+                    server.cpu_percent = Some(cpu);
+                    server.rss_bytes = Some(rss);
+                    entries.push(StatsEntry {
+                        id: server.config.id.clone(),
+                        cpu_percent: cpu,
+                        rss_bytes: rss,
+                    });
+                }
+                if !entries.is_empty() {
+                    self.hub.publish(&Event::Stats(entries));
+                }
+            }
+            Report::Vanished { index, pid } => {
+                if self.servers.get(index).is_some_and(|s| s.pid == Some(pid)) {
+                    self.on_exit(Exit {
+                        pid,
+                        status: ExitStatus::Unknown,
+                    });
+                }
+            }
+            Report::RoundDone { took } => {
+                log::trace!(target: "ProcessMonitor", "Health round took {} µs", took.as_micros());
+            }
+        }
+    }
+
+    fn on_observed(&mut self, index: usize, pid: Option<u32>, observation: Observation) {
+        let Some(server) = self.servers.get_mut(index) else {
+            return;
+        };
+        if server.pid != pid {
+            return; // About a process that has since changed.
+        }
+        let id = server.config.id.clone();
+        let newly_orphaned = observation.orphaned
+            && (!server.orphaned || server.orphaned_pid != observation.orphaned_pid);
+        server.ports = observation.ports;
+        server.ports_ok = observation.ports_ok;
+        server.orphaned = observation.orphaned;
+        server.orphaned_pid = observation.orphaned_pid;
+        self.changed[index] = true;
+        if newly_orphaned {
+            let port = self.servers[index]
+                .ports
+                .iter()
+                .find(|p| p.owner_pid.is_some() && p.owner_pid == observation.orphaned_pid)
+                .or_else(|| self.servers[index].ports.iter().find(|p| p.open))
+                .map_or(0, |p| p.port);
+            log::warn!(target: "ProcessMonitor",
+                "Orphan on port {} of '{}': PID {}", port, id,
+                observation.orphaned_pid.map_or("unknown".to_string(), |p| p.to_string()));
+            self.timeline(Timeline::OrphanDetected {
+                id,
+                pid: observation.orphaned_pid,
+                port,
+            });
+        }
+        self.update_health(index);
+    }
+
+    fn update_health(&mut self, index: usize) {
+        let server = &mut self.servers[index];
+        if !matches!(
+            server.status,
+            Status::Starting | Status::Running | Status::Unhealthy
+        ) || server.pid.is_none()
+        {
+            return;
+        }
+        if server.ports_ok {
+            server.opened_once = true;
+        }
+        let since = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
+        let status = policy::health_status(
+            server.ports_ok,
+            server.opened_once,
+            since,
+            server.config.start_timeout,
+        );
+        if status != server.status {
+            if status == Status::Unhealthy {
+                log::warn!(target: "ProcessMonitor", "Server '{}' is unhealthy: a port is closed", server.config.id);
+            }
+            self.set_status(index, status);
+            self.send_watch(index);
+        }
+    }
+
+    // ---- timers ---------------------------------------------------------------------------
+
+    fn arm(&mut self, index: usize, kind: TimerKind, delay: Duration) {
+        let epoch = self.servers[index].epoch;
+        self.timers.push(Reverse(Timer {
+            at: Instant::now() + delay,
+            index,
+            epoch,
+            kind,
+        }));
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse(timer)) = self.timers.peek().copied() {
+            if timer.at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.servers[timer.index].epoch != timer.epoch {
+                continue;
+            }
+            self.on_timer(timer);
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        let index = timer.index;
+        match timer.kind {
+            TimerKind::Restart => {
+                if self.servers[index].status == Status::Backoff {
+                    self.servers[index].restarts += 1;
+                    self.spawn(index);
+                }
+            }
+            TimerKind::RetryFatal => {
+                if self.servers[index].status == Status::Fatal {
+                    log::info!(target: LOG, "Retrying fatal server '{}'", self.servers[index].config.id);
+                    self.servers[index].streak = 0;
+                    self.request_start(index, false);
+                }
+            }
+            TimerKind::StartGrace => self.update_health(index),
+            TimerKind::Escalate => self.escalate(index),
+            TimerKind::GroupCheck => {
+                let pgid = self.stopping_pgid(index);
+                let Some(stopping) = &self.servers[index].stopping else {
+                    return;
+                };
+                if stopping.forced
+                    && stopping.signalled_at.elapsed()
+                        > self.servers[index].config.stop_timeout + KILL_GRACE
+                {
+                    log::error!(target: LOG,
+                        "Processes of '{}' (PGID: {}) survived SIGKILL; giving up on them", self.servers[index].config.id, pgid);
+                    self.finish_stop(index);
+                    return;
+                }
+                self.check_group(index, pgid);
+            }
+        }
+    }
+
+    fn escalate(&mut self, index: usize) {
+        let pgid = self.stopping_pgid(index);
+        let Some(stopping) = &mut self.servers[index].stopping else {
+            return;
+        };
+        if stopping.forced {
+            return;
+        }
+        stopping.forced = true;
+        let leader_gone = stopping.leader_gone;
+        log::warn!(target: LOG, "Server '{}' ignored {} for {} ms; sending SIGKILL to PGID {}",
+            self.servers[index].config.id, signal_name(self.servers[index].config.stop_signal),
+            self.servers[index].config.stop_timeout.as_millis(), pgid);
+        let _ = process::signal_group(pgid, libc::SIGKILL);
+        // Keep the epoch: the exit or the group check finishes the stop.
+        if leader_gone {
+            self.check_group(index, pgid);
+        } else {
+            let epoch = self.servers[index].epoch;
+            self.timers.push(Reverse(Timer {
+                at: Instant::now() + KILL_GRACE,
+                index,
+                epoch,
+                kind: TimerKind::GroupCheck,
+            }));
+        }
+    }
+
+    // ---- shutdown -------------------------------------------------------------------------
+
+    fn on_shutdown(&mut self, signal: Shutdown) {
+        if self.shutting_down {
+            log::warn!(target: LOG, "Second {}: killing every server now", signal_name(signal.signal));
+            for index in 0..self.servers.len() {
+                if self.servers[index].pid.is_some() || self.servers[index].stopping.is_some() {
+                    let pgid = self.servers[index].last_pgid();
+                    let _ = process::signal_group(pgid, libc::SIGKILL);
+                    if let Some(stopping) = &mut self.servers[index].stopping {
+                        stopping.forced = true;
+                    }
+                }
+            }
+            return;
+        }
+        self.shutting_down = true;
+        match self.on_exit {
+            OnExit::Keep => {
+                log::info!(target: LOG, "Shutting down; leaving servers running (on_exit: keep)");
+            }
+            OnExit::Stop => {
+                log::info!(target: LOG, "Shutting down; stopping every server");
+                for index in 0..self.servers.len() {
+                    let server = &mut self.servers[index];
+                    server.pending_start = false;
+                    if let Some(stopping) = &mut server.stopping {
+                        stopping.then = AfterStop::Stay;
+                    } else if server.pid.is_some() {
+                        server.pending_stop = true;
+                    } else if server.status != Status::Stopped {
+                        server.epoch += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn all_settled_for_exit(&self) -> bool {
+        self.on_exit == OnExit::Keep
+            || self
+                .servers
+                .iter()
+                .all(|s| s.pid.is_none() && s.stopping.is_none())
+    }
+
+    fn finish_shutdown(mut self) {
+        self.state_dirty = true;
+        self.flush();
+        let stats = self.outputs.store.stats();
+        if !self.outputs.store.shutdown() {
+            log::error!(target: LOG, "State file not confirmed written before exit");
+        }
+        log::info!(target: LOG,
+            "Shut down; the state file was written {} times ({} writes failed)",
+            stats.writes, stats.failures);
+    }
+
+    // ---- outputs --------------------------------------------------------------------------
+
+    fn set_status(&mut self, index: usize, to: Status) {
+        let server = &mut self.servers[index];
+        let from = server.status;
+        if from == to {
+            return;
+        }
+        debug_assert!(
+            policy::is_allowed(from, to),
+            "{}: {from} -> {to}",
+            server.config.id
+        );
+        server.status = to;
+        let event = Timeline::StatusChange {
+            id: server.config.id.clone(),
+            pid: server.pid,
+            from,
+            to,
+        };
+        self.changed[index] = true;
+        self.timeline(event);
+    }
+
+    fn timeline(&mut self, event: Timeline) {
+        if let Timeline::StatusChange { id, from, to, .. } = &event {
+            log::debug!(target: LOG, "'{id}': {from} -> {to}");
+        }
+        // A server event reflecting the change follows at the end of the turn.
+        self.hub.publish(&Event::Timeline(event));
+    }
+
+    fn send_watch(&mut self, index: usize) {
+        let server = &self.servers[index];
+        let watch = Watch {
+            pid: server.pid,
+            ports: server.config.ports.clone(),
+            adopted: server.adopted,
+            quick: server.status == Status::Starting && server.pid.is_some(),
+        };
+        let _ = self.outputs.monitor.send(MonitorCmd::Set { index, watch });
+    }
+
+    fn settle_waiters(&mut self) {
+        let mut index = 0;
+        while index < self.waiters.len() {
+            let waiter = &self.waiters[index];
+            let settled = waiter
+                .targets
+                .iter()
+                .all(|&t| self.is_settled(t, waiter.goal));
+            if !settled {
+                index += 1;
+                continue;
+            }
+            let waiter = self.waiters.swap_remove(index);
+            let result = match (waiter.single, waiter.goal) {
+                (true, Goal::Started) => {
+                    let target = waiter.targets[0];
+                    match &self.servers[target].spawn_error {
+                        Some(reason) => Err(ControlError::SpawnFailed {
+                            id: self.servers[target].config.id.clone(),
+                            reason: reason.clone(),
+                        }),
+                        None => Ok(vec![self.view(target)]),
+                    }
+                }
+                (true, Goal::Stopped) => Ok(vec![self.view(waiter.targets[0])]),
+                (false, _) => Ok(self.views()),
+            };
+            let _ = waiter.reply.send(result);
+        }
+    }
+
+    fn is_settled(&self, index: usize, goal: Goal) -> bool {
+        let server = &self.servers[index];
+        match goal {
+            Goal::Started => !server.pending_start && server.stopping.is_none(),
+            Goal::Stopped => {
+                !server.pending_stop && server.stopping.is_none() && server.pid.is_none()
+            }
+        }
+    }
+
+    fn view(&self, index: usize) -> ServerView {
+        self.servers[index].view(SystemTime::now())
+    }
+
+    fn views(&self) -> Vec<ServerView> {
+        let now = SystemTime::now();
+        self.servers.iter().map(|s| s.view(now)).collect()
+    }
+
+    /// Ends a turn: one `server` event per changed server, and a snapshot for the store.
+    fn flush(&mut self) {
+        let now = SystemTime::now();
+        for index in 0..self.servers.len() {
+            if std::mem::take(&mut self.changed[index]) {
+                let view = self.servers[index].view(now);
+                self.hub.publish(&Event::Server(view));
+            }
+        }
+        if std::mem::take(&mut self.state_dirty) {
+            self.outputs.store.save(self.state_snapshot());
+        }
+    }
+
+    fn state_snapshot(&self) -> StateFile {
+        let mut state = StateFile::empty(self.boot_id.clone());
+        for server in &self.servers {
+            let pid = match (server.pid, &server.stopping) {
+                (Some(pid), _) => pid,
+                // A group being stopped is still ours until it is gone.
+                (None, Some(_)) => server.last_pgid(),
+                (None, None) => continue,
+            };
+            state.insert(
+                server.config.id.clone(),
+                StoredProcess {
+                    pid,
+                    pgid: pid,
+                    command: server.config.command.display(),
+                    start_time: server.started_at.map(epoch_ms).unwrap_or_default(),
+                    proc_start_ticks: server.start_ticks,
+                    ports: server.config.ports.clone(),
+                },
+            );
+        }
+        state
+    }
+}
+
+impl Server {
+    /// The process group of the current or last process (pid = pgid = sid, via setsid).
+    fn last_pgid(&self) -> u32 {
+        self.last_leader
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Code(code) => format!("exited with code {code}"),
+        ExitStatus::Signal(signal) => format!("killed by {}", signal_name(signal)),
+        ExitStatus::Unknown => "died (adopted, exit status unknown)".to_string(),
+    }
+}

@@ -1,0 +1,336 @@
+// Browser tests of the dashboard (issue 3): the real `tend up`, Debian's chromium, playwright-core.
+// Run through ./run.sh, which installs what is missing and builds tend first.
+'use strict';
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { after, before, test } = require('node:test');
+const h = require('./harness');
+const { api, demo, freePort, row, rowStatus, server, until } = h;
+
+let browser;
+before(async () => { browser = await h.launchBrowser(); });
+after(async () => { if (browser) await browser.close(); });
+
+/**
+ * Runs `body` against a fresh tend on `servers` with a page open on its dashboard. The temporary
+ * folder (config, state, logs, tend's output) is removed on success and kept on failure.
+ */
+async function withTend(name, servers, body, env = {}) {
+  const dir = h.tempDir(name);
+  const ctx = { dir, config: h.writeConfig(dir, servers), tend: null, page: null, children: [] };
+  let ok = false;
+  try {
+    ctx.tend = await h.startTend(dir, ctx.config, '127.0.0.1:0', env);
+    ctx.page = await h.openPage(browser, ctx.tend.url);
+    await ctx.page.locator('tbody.srv').first().waitFor();
+    await body(ctx);
+    assert.deepEqual(ctx.page.problems, [], 'no script errors and no CSP violations');
+    ok = true;
+  } finally {
+    if (ctx.page) await ctx.page.close().catch(() => {});
+    await h.stopTend(ctx.tend);
+    for (const child of ctx.children) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+    if (ok) fs.rmSync(dir, { recursive: true, force: true });
+    else process.stderr.write(`# evidence kept in ${dir}\n`);
+  }
+}
+
+const button = (page, id, name) => row(page, id).getByRole('button', { name: `${name} ${id}`, exact: true });
+const text = (locator) => locator.textContent().then((t) => t.trim());
+const statusIs = (page, id, want, timeout = 5000) =>
+  until(`${id} to show ${want}`, () => rowStatus(page, id), (s) => s === want, timeout);
+
+/** A listener outside tend, in its own process, so tend can find and kill it. */
+async function orphanListener(ctx, port) {
+  const child = spawn(process.execPath, ['-e',
+    `require('net').createServer().listen(${port}, '127.0.0.1', () => console.log('listening'))`],
+  { stdio: ['ignore', 'pipe', 'inherit'] });
+  ctx.children.push(child);
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => { if (String(d).includes('listening')) resolve(); });
+    child.once('exit', (code) => reject(new Error(`orphan listener exited (${code})`)));
+  });
+  return child;
+}
+
+test('clicking Start shows the server running within a second, without a reload', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  await withTend('start', [{ id: 'web', command: demo(port), ports: [port], autostart: false }], async ({ page, tend }) => {
+    await statusIs(page, 'web', 'stopped');
+    assert.equal(await text(row(page, 'web').locator('.c-pid')), '—');
+    assert.equal(await button(page, 'web', 'Stop').isDisabled(), true, 'Stop makes no sense when stopped');
+    await page.evaluate(() => { window.notReloaded = true; });
+
+    await button(page, 'web', 'Start').click();
+    await statusIs(page, 'web', 'running', 1000);
+
+    const s = await server(tend, 'web');
+    assert.equal(await text(row(page, 'web').locator('.c-pid')), String(s.pid));
+    await until('port shown open', () => text(row(page, 'web').locator('.port')), (t) => t === `${port}open`);
+    await until('uptime ticking', () => text(row(page, 'web').locator('.c-uptime')), (t) => /^\d+s$/.test(t));
+    assert.equal(await button(page, 'web', 'Start').isDisabled(), true);
+    assert.equal(await button(page, 'web', 'Stop').isDisabled(), false);
+    await until('the result shown', () => text(row(page, 'web').locator('.msg')), (t) => t.startsWith('Started web'));
+    assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not reloaded');
+  });
+});
+
+test('clicking Stop stops the server', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  await withTend('stop', [{ id: 'web', command: demo(port), ports: [port] }], async ({ page, tend }) => {
+    await statusIs(page, 'web', 'running');
+    const { pid } = await server(tend, 'web');
+    await button(page, 'web', 'Stop').click();
+    await statusIs(page, 'web', 'stopped');
+    assert.equal(await text(row(page, 'web').locator('.c-pid')), '—');
+    assert.equal(h.isAlive(pid), false, 'the process is gone');
+    await until('port shown closed', () => text(row(page, 'web').locator('.port')), (t) => t === `${port}closed`);
+    assert.equal(await button(page, 'web', 'Start').isDisabled(), false);
+    assert.equal(await button(page, 'web', 'Stop').isDisabled(), true);
+    await page.locator('#timeline li[data-kind="serverStopped"]', { hasText: 'web' }).waitFor();
+  });
+});
+
+test('clicking Restart gives the server a new PID', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  await withTend('restart', [{ id: 'web', command: demo(port), ports: [port] }], async ({ page, tend }) => {
+    await statusIs(page, 'web', 'running');
+    const before = await text(row(page, 'web').locator('.c-pid'));
+    assert.match(before, /^\d+$/);
+    await button(page, 'web', 'Restart').click();
+    const after = await until('a new PID in the row', () => text(row(page, 'web').locator('.c-pid')),
+      (t) => /^\d+$/.test(t) && t !== before);
+    await statusIs(page, 'web', 'running');
+    assert.equal(String((await server(tend, 'web')).pid), after);
+    await until('the result shown', () => text(row(page, 'web').locator('.msg')), (t) => t.startsWith('Restarted web'));
+  });
+});
+
+test('a child killed with SIGKILL from outside shows as died in its row and the timeline', { timeout: 60000 }, async () => {
+  const servers = [
+    { id: 'sleeper', command: ['sleep', '1000'], restart: 'no' },
+    { id: 'phoenix', command: ['sleep', '1000'] }, // restart: on-failure (the default)
+  ];
+  await withTend('died', servers, async ({ page, tend }) => {
+    await statusIs(page, 'sleeper', 'running');
+    const { pid } = await server(tend, 'sleeper');
+    process.kill(pid, 'SIGKILL');
+    await statusIs(page, 'sleeper', 'crashed');
+    const died = row(page, 'sleeper').locator('.died');
+    await died.waitFor();
+    assert.match(await text(died), /^Server died \(SIGKILL\)/);
+    assert.equal(await text(row(page, 'sleeper').locator('.c-exit')), 'SIGKILL');
+    const entry = page.locator('#timeline li[data-kind="processDied"]', { hasText: 'sleeper' });
+    await entry.waitFor();
+    assert.match(await text(entry), new RegExp(`died: SIGKILL \\(PID ${pid}\\)`));
+
+    // A server that the restart policy brings straight back still shows that it died.
+    await statusIs(page, 'phoenix', 'running');
+    const first = await server(tend, 'phoenix');
+    process.kill(first.pid, 'SIGKILL');
+    await until('phoenix restarted', () => server(tend, 'phoenix'), (s) => s.status === 'running' && s.pid !== first.pid);
+    await until('the death noted in the row', () => text(row(page, 'phoenix').locator('.died')),
+      (t) => t.startsWith('Server died (SIGKILL)') && t.endsWith('running again'));
+    await until('restarts counted', () => text(row(page, 'phoenix').locator('.c-restarts')), (t) => t === '1');
+    await page.locator('#timeline li[data-kind="processDied"]', { hasText: 'phoenix' }).waitFor();
+  });
+});
+
+test('an orphan on a configured port shows a warning, and Kill orphan removes it after confirming', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  await withTend('orphan', [{ id: 'web', command: demo(port), ports: [port], autostart: false }], async (ctx) => {
+    const { page } = ctx;
+    await statusIs(page, 'web', 'stopped');
+    const orphan = await orphanListener(ctx, port);
+    const warning = row(page, 'web').locator('.orphan');
+    await warning.waitFor();
+    assert.match(await text(warning), new RegExp(`^Port ${port} is held by PID ${orphan.pid}, which tend does not manage`));
+
+    // Starting behind the orphan is refused, and the reason (naming the PID) is shown.
+    await button(page, 'web', 'Start').click();
+    await until('the refusal shown', () => text(row(page, 'web').locator('.msg.error')),
+      (t) => t.includes(String(orphan.pid)));
+
+    // The confirmation is a real dialog: opened by keyboard, Cancel focused, Escape cancels.
+    const kill = row(page, 'web').getByRole('button', { name: 'Kill orphan' });
+    await kill.focus();
+    await page.keyboard.press('Enter');
+    const dialog = page.locator('dialog#confirm');
+    await until('dialog open', () => dialog.evaluate((d) => d.open), (v) => v === true);
+    assert.match(await text(dialog), new RegExp(`PID ${orphan.pid}`));
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Cancel');
+    await page.keyboard.press('Escape');
+    await until('dialog closed', () => dialog.evaluate((d) => d.open), (v) => v === false);
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Kill orphan', 'focus returns');
+    assert.equal(h.isAlive(orphan.pid), true, 'Cancel kills nothing');
+
+    await kill.click();
+    await dialog.getByRole('button', { name: 'Kill', exact: true }).click();
+    assert.equal(await h.exited(orphan, 5000), true, 'the orphan process is gone');
+    await warning.waitFor({ state: 'hidden' });
+    await until('the result shown', () => text(row(page, 'web').locator('.msg')),
+      (t) => t.startsWith(`Killed orphan PID ${orphan.pid}`));
+    await page.locator('#timeline li[data-kind="orphanKilled"]', { hasText: String(orphan.pid) }).waitFor();
+  });
+});
+
+test('the log panel shows what the child prints, follows, pauses and filters', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  await withTend('logs', [{ id: 'web', command: demo(port), ports: [port] }], async ({ page, tend }) => {
+    await statusIs(page, 'web', 'running');
+    const lastLogged = async () => {
+      const { lines } = await api(tend, 'GET', '/api/servers/web/logs?lines=5');
+      return lines[lines.length - 1];
+    };
+    const first = await until('the child to print a line', lastLogged, (l) => typeof l === 'string' && l.length > 0);
+
+    await button(page, 'web', 'Logs of').click();
+    const panel = row(page, 'web').locator('.logpanel');
+    const lines = panel.locator('.line');
+    const shown = () => lines.allTextContents();
+    await until('the printed line in the panel', shown, (all) => all.includes(first));
+
+    // Live follow: a line printed after the panel opened arrives without a reload.
+    const later = await until('a newer line', lastLogged, (l) => l && l !== first);
+    await until('the newer line in the panel', shown, (all) => all.includes(later));
+
+    // Pause holds new lines back and counts them; Resume shows them.
+    await panel.getByRole('button', { name: 'Pause' }).click();
+    const held = await lines.count();
+    await until('lines held while paused', () => text(panel.locator('.loginfo')), (t) => /^paused — [1-9]\d* new$/.test(t));
+    assert.equal(await lines.count(), held, 'nothing appended while paused');
+    await panel.getByRole('button', { name: 'Resume' }).click();
+    await until('held lines shown', () => lines.count(), (n) => n > held);
+
+    // Search filters case-insensitively; clearing it shows everything again.
+    const search = panel.getByRole('searchbox');
+    await search.fill(later.toUpperCase());
+    const visible = () => panel.locator('.line:not([hidden])').allTextContents();
+    await until('only matching lines', visible, (v) => v.length >= 1 && v.every((l) => l.toLowerCase().includes(later.toLowerCase())));
+    await search.fill('no line contains this');
+    await until('nothing matches', visible, (v) => v.length === 0);
+    await search.fill('');
+    await until('all lines again', visible, (v) => v.length > 1);
+
+    await panel.getByRole('button', { name: 'Close logs of web' }).click();
+    await panel.waitFor({ state: 'detached' });
+  });
+});
+
+/** Reads a server-sent event stream until `stop(event)` says so, or the deadline. */
+async function readEvents(url, headers, stop, timeout = 5000) {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), timeout);
+  const events = [];
+  try {
+    const res = await fetch(url, { headers, signal: ac.signal });
+    let buf = '';
+    for await (const chunk of res.body) {
+      buf += Buffer.from(chunk).toString('utf8');
+      let end;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        const ev = { event: 'message', id: null, data: '' };
+        for (const line of block.split('\n')) {
+          const m = /^(\w+): ?(.*)$/.exec(line);
+          if (!m) continue;
+          if (m[1] === 'event') ev.event = m[2];
+          if (m[1] === 'id') ev.id = m[2];
+          if (m[1] === 'data') ev.data += m[2];
+        }
+        if (ev.id === null && !ev.data) continue; // retry: or a comment
+        events.push(ev);
+        if (stop(ev, events)) return events;
+      }
+    }
+  } catch (err) {
+    if (err.name !== 'AbortError') throw err;
+  } finally {
+    clearTimeout(timer);
+    ac.abort();
+  }
+  return events;
+}
+
+test('the page reconnects after tend restarts, and the data catches up', { timeout: 90000 }, async () => {
+  const port = await freePort();
+  await withTend('reconnect', [{ id: 'web', command: demo(port), ports: [port] }], async (ctx) => {
+    const { page } = ctx;
+    const conn = page.locator('#conn');
+    await statusIs(page, 'web', 'running');
+    await until('live', () => conn.getAttribute('data-state'), (s) => s === 'live');
+    const oldPid = await text(row(page, 'web').locator('.c-pid'));
+    const [snapshot] = await readEvents(`${ctx.tend.base}/api/events`, {}, () => true);
+    assert.equal(snapshot.event, 'servers');
+
+    const listen = `127.0.0.1:${ctx.tend.port}`;
+    await h.stopTend(ctx.tend);
+    await until('reconnecting', () => conn.getAttribute('data-state'), (s) => s === 'reconnecting');
+    await page.locator('#stale').waitFor();
+    assert.equal(await page.evaluate(() => document.body.classList.contains('stale')), true, 'rows marked stale');
+
+    ctx.tend = await h.startTend(ctx.dir, ctx.config, listen);
+    await until('live again', () => conn.getAttribute('data-state'), (s) => s === 'live', 15000);
+    await page.locator('#stale').waitFor({ state: 'hidden' });
+    const newPid = await until('the new PID', () => text(row(page, 'web').locator('.c-pid')),
+      (t) => /^\d+$/.test(t) && t !== oldPid);
+    await statusIs(page, 'web', 'running');
+    assert.equal(String((await server(ctx.tend, 'web')).pid), newPid);
+
+    // A client resuming with an id of the previous tend cannot get those events replayed by the
+    // new one: it must be sent a fresh snapshot (DESIGN §5).
+    const [first] = await readEvents(`${ctx.tend.base}/api/events`, { 'Last-Event-ID': snapshot.id }, () => true);
+    assert.ok(first, 'an event after resuming');
+    assert.equal(first.event, 'servers', `resuming with id ${snapshot.id} of the old tend gives a snapshot`);
+  });
+});
+
+test('a screenshot of servers in mixed states, for the README', { timeout: 90000 }, async () => {
+  const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
+  // Shell commands that find tend on PATH read better in the picture than absolute paths.
+  const demoCmd = (port) => `tend serve-demo --port ${port} --print-every-ms 200`;
+  const servers = [
+    { id: 'web', command: demoCmd(p1), ports: [p1] },
+    { id: 'api', command: demoCmd(p2), ports: [p2] },
+    { id: 'worker', command: 'sleep 1000' },
+    { id: 'db', command: demoCmd(p3), ports: [p3], autostart: false },
+    { id: 'mailer', command: 'echo "cannot reach smtp"; exit 3', max_restarts: 2, backoff_ms: 50 },
+    { id: 'cron', command: 'sleep 1000', restart: 'no' },
+  ];
+  const env = { PATH: `${path.dirname(h.TEND)}:${process.env.PATH}` };
+  await withTend('screenshot', servers, async (ctx) => {
+    const { page, tend } = ctx;
+    await page.setViewportSize({ width: 1280, height: 800 });
+    for (const id of ['web', 'api', 'worker', 'cron']) await statusIs(page, id, 'running');
+    await statusIs(page, 'mailer', 'fatal', 10000);
+    await button(page, 'api', 'Restart').click();
+    await until('api restarted', () => text(row(page, 'api').locator('.msg')), (t) => t.startsWith('Restarted'));
+    await statusIs(page, 'api', 'running');
+    process.kill((await server(tend, 'cron')).pid, 'SIGKILL');
+    await statusIs(page, 'cron', 'crashed');
+    await orphanListener(ctx, p3);
+    await row(page, 'db').locator('.orphan').waitFor();
+    // Enough health rounds for the sparklines to show a trend.
+    await until('sparklines drawn', () => row(page, 'web').locator('.c-mem polyline').getAttribute('points'),
+      (pts) => pts && pts.split(' ').length >= 30, 20000);
+
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    const file = path.join(h.ROOT, 'docs', 'dashboard.png');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    await page.screenshot({ path: file });
+    assert.ok(fs.statSync(file).size > 10000);
+
+    // Phone width: cards stack, nothing scrolls sideways; the dark theme applies.
+    await page.setViewportSize({ width: 375, height: 800 });
+    await until('no sideways scroll at 375px', () => page.evaluate(() => document.documentElement.scrollWidth), (w) => w <= 375);
+    const light = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const dark = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.notEqual(dark, light);
+  }, env);
+});
