@@ -32,6 +32,12 @@ pub fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
 
 /// Applies `tend up`'s options; their paths resolve against the working directory.
 fn apply_options(config: &mut Config, options: &UpOptions) -> Result<(), Error> {
+    if options.port.is_some() {
+        return Err(Error::Usage(
+            "--port sets the base PORT of Procfile entries, and this config is not a Procfile"
+                .into(),
+        ));
+    }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     if let Some(listen) = options.listen {
         config.listen = listen;

@@ -16,7 +16,7 @@ use crate::error::Error;
 pub struct Cli {
     /// `--url`: where a running tend listens (client commands).
     pub url: Option<String>,
-    /// `--config`: the config file (otherwise `./tend.json`, then `./Procfile`).
+    /// `--config`: the config file (otherwise `./tend.json`).
     pub config: Option<PathBuf>,
     pub command: Command,
 }
@@ -568,7 +568,7 @@ Commands:
 
 Global options (before or after the command):
   --url URL               the running tend (default: $TEND_URL, else the config's listen)
-  --config FILE           config file (default: ./tend.json, else ./Procfile + ./.env)
+  --config FILE           config file (default: ./tend.json)
   -h, --help              print help
 
 Environment:
@@ -584,7 +584,7 @@ Runs the supervisor in the foreground and prints the dashboard URL. SIGINT or SI
 stops every server (unless the config says \"on_exit\": \"keep\") and exits.
 
 Options:
-  --config FILE     config file (default: ./tend.json, else ./Procfile + ./.env)
+  --config FILE     config file (default: ./tend.json)
   --listen ADDR     address of the API and dashboard, IP:PORT (default: 127.0.0.1:7070)
   --state FILE      state file (default: .tend/process-state.json beside the config)
   --log-dir DIR     folder of the servers' log files (default: .tend/logs)

@@ -214,30 +214,29 @@ impl ProcessMonitor {
                 ..Observation::default()
             };
             for (slot, &port) in watch.ports.iter().enumerate() {
-                let holder = by_port
+                // Several sockets may listen on one port (SO_REUSEPORT, v4 and v6): the port is
+                // ours only if all of them are, and any outside holder makes it orphaned.
+                let holders: Vec<Holder> = by_port
                     .get(&port)
-                    .and_then(|list| list.first())
-                    .and_then(|l| self.holders.get(&l.inode).copied());
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| self.holders.get(&l.inode).copied())
+                    .collect();
+                let is_ours = |h: &Holder| watch.pid.is_some() && h.session == watch.pid;
+                let outsider = holders.iter().find(|h| !is_ours(h));
                 let is_open = target_of.get(&(index, slot)).is_some_and(|&t| open[t]);
-                let held_by_us = match (holder, watch.pid) {
-                    (
-                        Some(Holder {
-                            session: Some(session),
-                            ..
-                        }),
-                        Some(pid),
-                    ) => session == pid,
-                    _ => false,
-                };
-                if holder.is_some() && !held_by_us && !observation.orphaned {
-                    observation.orphaned = true;
-                    observation.orphaned_pid = holder.and_then(|h| h.pid);
+                if let Some(outsider) = outsider {
+                    if !observation.orphaned {
+                        observation.orphaned = true;
+                        observation.orphaned_pid = outsider.pid;
+                    }
                 }
-                observation.ports_ok &= is_open && held_by_us;
+                observation.ports_ok &= is_open && !holders.is_empty() && outsider.is_none();
+                let owner = outsider.or(holders.first());
                 observation.ports.push(PortView {
                     port,
                     open: is_open,
-                    owner_pid: holder.and_then(|h| h.pid),
+                    owner_pid: owner.and_then(|h| h.pid),
                 });
             }
             if self.last[index].as_ref() != Some(&observation) {
@@ -278,9 +277,20 @@ impl ProcessMonitor {
         }
         let mut unknown = HashSet::new();
         for &index in indices {
+            let session = self.watches[index].pid;
             for port in &self.watches[index].ports {
                 for listener in by_port.get(port).into_iter().flatten() {
-                    if !self.holders.contains_key(&listener.inode) {
+                    let stale = match self.holders.get(&listener.inode) {
+                        None => true,
+                        // An orphan is named to people and may be killed: confirm its holder
+                        // every round (an inherited socket outlives the process that opened it).
+                        Some(Holder {
+                            pid: Some(pid),
+                            session: held_by,
+                        }) if *held_by != session => !procfs::is_alive(*pid),
+                        Some(_) => false,
+                    };
+                    if stale {
                         unknown.insert(listener.inode);
                     }
                 }

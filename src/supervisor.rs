@@ -864,14 +864,14 @@ impl ServerOrchestrator {
                 server.rss_bytes = None;
                 server.epoch += 1;
                 self.by_pid.insert(spawned.pid, index);
-                self.set_status(index, Status::Starting);
-                if config.ports.is_empty() {
-                    self.set_status(index, Status::Running);
-                }
                 self.timeline(Timeline::ServerStarted {
                     id: config.id.clone(),
                     pid: spawned.pid,
                 });
+                self.set_status(index, Status::Starting);
+                if config.ports.is_empty() {
+                    self.set_status(index, Status::Running);
+                }
                 self.arm(index, TimerKind::StartGrace, config.start_timeout);
                 self.send_watch(index);
                 self.state_dirty = true;
@@ -1162,11 +1162,14 @@ impl ServerOrchestrator {
         let id = server.config.id.clone();
         let newly_orphaned = observation.orphaned
             && (!server.orphaned || server.orphaned_pid != observation.orphaned_pid);
+        let visible_change = server.ports != observation.ports
+            || server.orphaned != observation.orphaned
+            || server.orphaned_pid != observation.orphaned_pid;
         server.ports = observation.ports;
         server.ports_ok = observation.ports_ok;
         server.orphaned = observation.orphaned;
         server.orphaned_pid = observation.orphaned_pid;
-        self.changed[index] = true;
+        self.changed[index] |= visible_change;
         if newly_orphaned {
             let port = self.servers[index]
                 .ports

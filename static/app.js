@@ -1,712 +1,719 @@
 // tend dashboard. Plain ES2020, no framework, no build step; served by tend at /app.js.
 // Contracts: DESIGN.md §4 (API) and §5 (Server-Sent Events). A strict CSP applies, so this file
 // never writes markup: every node is built with createElement and filled with textContent.
-'use strict';
-(() => {
-  const HISTORY = 60; // sparkline points per server (one per health round)
-  const TIMELINE_MAX = 200;
-  const LOG_MAX = 2000; // lines kept in an open log panel
-  const LOG_INITIAL = 200;
-  const OFFLINE_AFTER_MS = 10000;
-  const MESSAGE_MS = 6000; // how long a success message stays in a row
-  const RECOVERED_MS = 60000; // how long "died, running again" stays in a row
-  const SVG = 'http://www.w3.org/2000/svg';
-  const STATUSES = ['running', 'starting', 'unhealthy', 'stopping', 'backoff', 'crashed', 'fatal',
-    'exited', 'stopped'];
-  const TICKING = new Set(['running', 'starting', 'unhealthy']);
-  const CAN_START = (st) => !['running', 'starting', 'unhealthy', 'stopping'].includes(st);
-  const CAN_STOP = (st) => st !== 'stopped' && st !== 'exited'; // DESIGN §8a: backoff/fatal may be stopped
-  const CAN_RESTART = (st) => st !== 'stopping';
+// Loaded as a module: strict, deferred and with its own scope.
+const HISTORY = 60; // sparkline points per server (one per health round)
+const TIMELINE_MAX = 200;
+const LOG_MAX = 2000; // lines kept in an open log panel
+const LOG_INITIAL = 200;
+const OFFLINE_AFTER_MS = 10000;
+const MESSAGE_MS = 6000; // how long a success message stays in a row
+const RECOVERED_MS = 60000; // how long "died, running again" stays in a row
+const SVG = 'http://www.w3.org/2000/svg';
+const STATUSES = ['running', 'starting', 'unhealthy', 'stopping', 'backoff', 'crashed', 'fatal',
+  'exited', 'stopped'];
+const TICKING = new Set(['running', 'starting', 'unhealthy']);
+const CAN_START = (st) => !['running', 'starting', 'unhealthy', 'stopping'].includes(st);
+const CAN_STOP = (st) => st !== 'stopped' && st !== 'exited'; // DESIGN §8a: backoff/fatal may be stopped
+const CAN_RESTART = (st) => st !== 'stopping';
 
-  const $ = (id) => document.getElementById(id);
-  const table = $('servers');
-  const rows = new Map(); // id -> row
-  let gotSnapshot = false;
-  let seq = 0; // counts stream updates, so an HTTP reply never overwrites a newer event
-  const touched = new Map(); // id -> seq of the last stream update of that server
-  let signedOut = false;
-  let openLog = null; // at most one log panel: each holds an SSE connection of the browser's six
+const $ = (id) => document.getElementById(id);
+const table = $('servers');
+const rows = new Map(); // id -> row
+let gotSnapshot = false;
+let seq = 0; // counts stream updates, so an HTTP reply never overwrites a newer event
+const touched = new Map(); // id -> seq of the last stream update of that server
+let signedOut = false;
+let openLog = null; // at most one log panel: each holds an SSE connection of the browser's six
 
-  // ---------- small helpers ----------
-  function el(tag, cls, text) {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    return e;
-  }
-  function button(label, cls, onClick) {
-    const b = el('button', 'btn' + (cls ? ' ' + cls : ''), label);
-    b.type = 'button';
-    b.addEventListener('click', onClick);
-    return b;
-  }
-  function setText(node, text) {
-    const t = String(text);
-    if (node.textContent !== t) node.textContent = t;
-  }
-  const pad = (n) => String(n).padStart(2, '0');
-  function clock(d) {
-    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  }
-  function duration(ms) {
-    let s = Math.max(0, Math.floor(ms / 1000));
-    if (s < 60) return `${s}s`;
-    let m = Math.floor(s / 60); s %= 60;
-    if (m < 60) return `${m}m ${pad(s)}s`;
-    let h = Math.floor(m / 60); m %= 60;
-    if (h < 24) return `${h}h ${pad(m)}m`;
-    const d = Math.floor(h / 24); h %= 24;
-    return `${d}d ${h}h`;
-  }
-  function bytes(n) {
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return `${n < 10 && i > 0 ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
-  }
-  const percent = (p) => `${p < 10 ? p.toFixed(1) : Math.round(p)}%`;
-  const exitText = (code, signal) => signal || (code !== null && code !== undefined ? `exit ${code}` : '');
-  const hasProcess = (s) => s.pid !== null && s.pid !== undefined &&
-    ['running', 'starting', 'unhealthy', 'stopping'].includes(s.status);
+// ---------- small helpers ----------
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+function button(label, cls, onClick) {
+  const b = el('button', 'btn' + (cls ? ' ' + cls : ''), label);
+  b.type = 'button';
+  b.addEventListener('click', onClick);
+  return b;
+}
+function setText(node, text) {
+  const t = String(text);
+  if (node.textContent !== t) node.textContent = t;
+}
+const pad = (n) => String(n).padStart(2, '0');
+function clock(d) {
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+function duration(ms) {
+  let s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  let m = Math.floor(s / 60); s %= 60;
+  if (m < 60) return `${m}m ${pad(s)}s`;
+  let h = Math.floor(m / 60); m %= 60;
+  if (h < 24) return `${h}h ${pad(m)}m`;
+  const d = Math.floor(h / 24); h %= 24;
+  return `${d}d ${h}h`;
+}
+function bytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n < 10 && i > 0 ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
+}
+const percent = (p) => `${p < 10 ? p.toFixed(1) : Math.round(p)}%`;
+const exitText = (code, signal) => signal || (code !== null && code !== undefined ? `exit ${code}` : '');
+const hasProcess = (s) => s.pid !== null && s.pid !== undefined &&
+  ['running', 'starting', 'unhealthy', 'stopping'].includes(s.status);
 
-  let announceTimer = 0;
-  function announce(text) {
-    const region = $('announce');
-    region.textContent = '';
-    clearTimeout(announceTimer);
-    // A fresh text node after a tick makes screen readers speak a repeated message again.
-    announceTimer = setTimeout(() => { region.textContent = text; }, 50);
+let announceTimer = 0;
+function announce(text) {
+  const region = $('announce');
+  region.textContent = '';
+  clearTimeout(announceTimer);
+  // A fresh text node after a tick makes screen readers speak a repeated message again.
+  announceTimer = setTimeout(() => { region.textContent = text; }, 50);
+}
+
+// ---------- HTTP ----------
+class ApiError extends Error {
+  constructor(status, message, code) { super(message); this.status = status; this.code = code; }
+}
+async function api(method, path, body) {
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
   }
-
-  // ---------- HTTP ----------
-  class ApiError extends Error {
-    constructor(status, message, code) { super(message); this.status = status; this.code = code; }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (_) {
+    throw new ApiError(0, 'tend is not reachable', 'network');
   }
-  async function api(method, path, body) {
-    const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
-    if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    let res;
-    try {
-      res = await fetch(path, init);
-    } catch (_) {
-      throw new ApiError(0, 'tend is not reachable', 'network');
-    }
-    if (res.status === 401) {
-      showSignedOut();
-      throw new ApiError(401, 'Not signed in', 'unauthorized');
-    }
-    let data = null;
-    try { data = await res.json(); } catch (_) { /* not JSON */ }
-    if (!res.ok) {
-      const msg = data && typeof data.error === 'string' ? data.error : `HTTP ${res.status}`;
-      throw new ApiError(res.status, msg, data && data.code);
-    }
-    return data;
+  if (res.status === 401) {
+    showSignedOut();
+    throw new ApiError(401, 'Not signed in', 'unauthorized');
   }
-  const serverPath = (id) => `/api/servers/${encodeURIComponent(id)}`;
-
-  function showSignedOut() {
-    if (signedOut) return;
-    signedOut = true;
-    $('auth').hidden = false;
-    $('servers-section').hidden = true;
-    $('timeline-section').hidden = true;
-    if (openLog) closeLogs();
-    if (source) { source.close(); source = null; }
-    clearTimeout(reconnectTimer);
-    setConn('offline');
+  let data = null;
+  try { data = await res.json(); } catch (_) { /* not JSON */ }
+  if (!res.ok) {
+    const msg = data && typeof data.error === 'string' ? data.error : `HTTP ${res.status}`;
+    throw new ApiError(res.status, msg, data && data.code);
   }
+  return data;
+}
+const serverPath = (id) => `/api/servers/${encodeURIComponent(id)}`;
 
-  // ---------- server rows ----------
-  function cell(cls, label) {
-    const td = el('td', cls);
-    td.dataset.label = label; // shown as a caption in the stacked (narrow) layout
-    return td;
+function showSignedOut() {
+  if (signedOut) return;
+  signedOut = true;
+  $('auth').hidden = false;
+  $('servers-section').hidden = true;
+  $('timeline-section').hidden = true;
+  if (openLog) closeLogs();
+  if (source) { source.close(); source = null; }
+  clearTimeout(reconnectTimer);
+  setConn('offline');
+}
+
+// ---------- server rows ----------
+function cell(cls, label) {
+  const td = el('td', cls);
+  td.dataset.label = label; // shown as a caption in the stacked (narrow) layout
+  return td;
+}
+function spark(title) {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('viewBox', '0 0 60 16');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.setAttribute('aria-hidden', 'true');
+  const t = document.createElementNS(SVG, 'title');
+  t.textContent = title;
+  const line = document.createElementNS(SVG, 'polyline');
+  svg.append(t, line);
+  return svg;
+}
+function drawSpark(svg, values, floorZero) {
+  const line = svg.lastChild;
+  if (values.length < 2) { line.setAttribute('points', ''); return; }
+  let min = floorZero ? 0 : Math.min(...values);
+  let max = Math.max(...values);
+  if (floorZero) max = Math.max(max, 1);
+  if (max - min < 1e-9) { min -= 1; max += 1; }
+  const step = 60 / (HISTORY - 1);
+  const x0 = 60 - (values.length - 1) * step;
+  line.setAttribute('points', values.map((v, i) =>
+    `${(x0 + i * step).toFixed(1)},${(15 - ((v - min) / (max - min)) * 14).toFixed(1)}`).join(' '));
+}
+
+function makeRow(id) {
+  const r = { id, s: null, busy: null, killing: false, died: null, message: null, msgTimer: 0,
+    cpu: [], mem: [], histPid: undefined, e: {} };
+  const e = r.e;
+  r.tbody = el('tbody', 'srv');
+  r.tbody.dataset.id = id;
+  const tr = el('tr', 'main');
+  const name = cell('c-name', 'Server');
+  e.id = el('span', 'sid', id);
+  e.cmd = el('span', 'cmd');
+  name.append(e.id, e.cmd);
+  const status = cell('c-status', 'Status');
+  e.badge = el('span', 'badge');
+  e.badgeText = el('span');
+  e.badge.append(el('span', 'dot'), e.badgeText);
+  e.flags = el('span', 'flags');
+  status.append(e.badge, e.flags);
+  e.pid = cell('num c-pid', 'PID');
+  e.uptime = cell('num c-uptime', 'Uptime');
+  e.restarts = cell('num c-restarts', 'Restarts');
+  e.exit = cell('c-exit', 'Exit');
+  e.ports = cell('c-ports', 'Ports');
+  const cpu = cell('c-cpu', 'CPU');
+  e.cpuText = el('span', 'metric');
+  e.cpuSpark = spark('CPU, recent rounds');
+  cpu.append(e.cpuText, e.cpuSpark);
+  const mem = cell('c-mem', 'Memory');
+  e.memText = el('span', 'metric');
+  e.memSpark = spark('Memory, recent rounds');
+  mem.append(e.memText, e.memSpark);
+  const actions = cell('c-actions', 'Actions');
+  e.start = button('Start', 'start', () => act(r, 'start'));
+  e.stop = button('Stop', 'stop', () => act(r, 'stop'));
+  e.restart = button('Restart', 'restart', () => act(r, 'restart'));
+  e.logs = button('Logs', 'logs', () => (openLog && openLog.r === r ? closeLogs() : openLogs(r)));
+  e.logs.setAttribute('aria-expanded', 'false');
+  for (const b of [e.start, e.stop, e.restart]) b.setAttribute('aria-label', `${b.textContent} ${id}`);
+  e.logs.setAttribute('aria-label', `Logs of ${id}`);
+  actions.append(e.start, e.stop, e.restart, e.logs);
+  tr.append(name, status, e.pid, e.uptime, e.restarts, e.exit, e.ports, cpu, mem, actions);
+
+  // The detail row holds notices, the action result and the log panel; hidden when empty.
+  e.extra = el('tr', 'extra');
+  const td = el('td');
+  td.colSpan = 10;
+  e.died = el('p', 'notice bad died');
+  e.orphan = el('div', 'notice warn orphan');
+  e.orphanText = el('span');
+  e.kill = button('Kill orphan', 'danger small', () => killOrphan(r));
+  e.orphan.append(e.orphanText, e.kill);
+  e.lastError = el('p', 'notice muted last-error');
+  e.msg = el('p', 'msg');
+  e.logSlot = el('div', 'log-slot');
+  td.append(e.died, e.orphan, e.lastError, e.msg, e.logSlot);
+  e.extra.append(td);
+  r.tbody.append(tr, e.extra);
+  return r;
+}
+
+function orphanPort(s) {
+  const held = (s.ports || []).find((p) => p.ownerPid === s.orphanedPid);
+  return held ? held.port : (s.ports && s.ports[0] ? s.ports[0].port : null);
+}
+
+function render(r) {
+  const s = r.s;
+  const e = r.e;
+  setText(e.cmd, s.command || '');
+  e.cmd.title = s.command || '';
+  e.badge.dataset.status = s.status;
+  setText(e.badgeText, s.status);
+  r.tbody.dataset.status = s.status;
+  e.flags.replaceChildren();
+  if (s.adopted) e.flags.append(el('span', 'flag', 'adopted'));
+  if (s.orphaned) e.flags.append(el('span', 'flag warn', 'orphan'));
+  setText(e.pid, hasProcess(s) ? s.pid : '—');
+  tickUptime(r, Date.now());
+  setText(e.restarts, s.restarts || 0);
+  setText(e.exit, hasProcess(s) ? '—' : exitText(s.exitCode, s.exitSignal) || '—');
+
+  e.ports.replaceChildren();
+  if (!s.ports || !s.ports.length) e.ports.append(el('span', 'muted', '—'));
+  for (const p of s.ports || []) {
+    const item = el('span', 'port');
+    item.dataset.open = p.open ? 'true' : 'false';
+    item.append(el('span', 'dot'), el('span', 'pnum', p.port), el('span', 'pstate', p.open ? 'open' : 'closed'));
+    item.title = p.ownerPid ? `port ${p.port} held by PID ${p.ownerPid}` : `port ${p.port}`;
+    e.ports.append(item);
   }
-  function spark(title) {
-    const svg = document.createElementNS(SVG, 'svg');
-    svg.setAttribute('class', 'spark');
-    svg.setAttribute('viewBox', '0 0 60 16');
-    svg.setAttribute('preserveAspectRatio', 'none');
-    svg.setAttribute('aria-hidden', 'true');
-    const t = document.createElementNS(SVG, 'title');
-    t.textContent = title;
-    const line = document.createElementNS(SVG, 'polyline');
-    svg.append(t, line);
-    return svg;
+  renderMetrics(r);
+  const st = s.status;
+  e.start.disabled = !!r.busy || !CAN_START(st);
+  e.stop.disabled = !!r.busy || !CAN_STOP(st);
+  e.restart.disabled = !!r.busy || !CAN_RESTART(st);
+  r.tbody.classList.toggle('busy', !!r.busy);
+
+  if (r.died) {
+    const how = exitText(r.died.exitCode, r.died.exitSignal);
+    setText(e.died, `Server died${how ? ` (${how})` : ''} at ${clock(r.died.at)}` +
+      (r.died.pid ? ` — PID ${r.died.pid}` : '') + (r.died.recovered ? '; running again' : ''));
+    e.died.classList.toggle('bad', !r.died.recovered);
+    e.died.classList.toggle('warn', !!r.died.recovered);
   }
-  function drawSpark(svg, values, floorZero) {
-    const line = svg.lastChild;
-    if (values.length < 2) { line.setAttribute('points', ''); return; }
-    let min = floorZero ? 0 : Math.min(...values);
-    let max = Math.max(...values);
-    if (floorZero) max = Math.max(max, 1);
-    if (max - min < 1e-9) { min -= 1; max += 1; }
-    const step = 60 / (HISTORY - 1);
-    const x0 = 60 - (values.length - 1) * step;
-    line.setAttribute('points', values.map((v, i) =>
-      `${(x0 + i * step).toFixed(1)},${(15 - ((v - min) / (max - min)) * 14).toFixed(1)}`).join(' '));
-  }
-
-  function makeRow(id) {
-    const r = { id, s: null, busy: null, killing: false, died: null, message: null, msgTimer: 0,
-      cpu: [], mem: [], histPid: undefined, e: {} };
-    const e = r.e;
-    r.tbody = el('tbody', 'srv');
-    r.tbody.dataset.id = id;
-    const tr = el('tr', 'main');
-    const name = cell('c-name', 'Server');
-    e.id = el('span', 'sid', id);
-    e.cmd = el('span', 'cmd');
-    name.append(e.id, e.cmd);
-    const status = cell('c-status', 'Status');
-    e.badge = el('span', 'badge');
-    e.badgeText = el('span');
-    e.badge.append(el('span', 'dot'), e.badgeText);
-    e.flags = el('span', 'flags');
-    status.append(e.badge, e.flags);
-    e.pid = cell('num c-pid', 'PID');
-    e.uptime = cell('num c-uptime', 'Uptime');
-    e.restarts = cell('num c-restarts', 'Restarts');
-    e.exit = cell('c-exit', 'Exit');
-    e.ports = cell('c-ports', 'Ports');
-    const cpu = cell('c-cpu', 'CPU');
-    e.cpuText = el('span', 'metric');
-    e.cpuSpark = spark('CPU, recent rounds');
-    cpu.append(e.cpuText, e.cpuSpark);
-    const mem = cell('c-mem', 'Memory');
-    e.memText = el('span', 'metric');
-    e.memSpark = spark('Memory, recent rounds');
-    mem.append(e.memText, e.memSpark);
-    const actions = cell('c-actions', 'Actions');
-    e.start = button('Start', 'start', () => act(r, 'start'));
-    e.stop = button('Stop', 'stop', () => act(r, 'stop'));
-    e.restart = button('Restart', 'restart', () => act(r, 'restart'));
-    e.logs = button('Logs', 'logs', () => (openLog && openLog.r === r ? closeLogs() : openLogs(r)));
-    e.logs.setAttribute('aria-expanded', 'false');
-    for (const b of [e.start, e.stop, e.restart]) b.setAttribute('aria-label', `${b.textContent} ${id}`);
-    e.logs.setAttribute('aria-label', `Logs of ${id}`);
-    actions.append(e.start, e.stop, e.restart, e.logs);
-    tr.append(name, status, e.pid, e.uptime, e.restarts, e.exit, e.ports, cpu, mem, actions);
-
-    // The detail row holds notices, the action result and the log panel; hidden when empty.
-    e.extra = el('tr', 'extra');
-    const td = el('td');
-    td.colSpan = 10;
-    e.died = el('p', 'notice bad died');
-    e.orphan = el('div', 'notice warn orphan');
-    e.orphanText = el('span');
-    e.kill = button('Kill orphan', 'danger small', () => killOrphan(r));
-    e.orphan.append(e.orphanText, e.kill);
-    e.lastError = el('p', 'notice muted last-error');
-    e.msg = el('p', 'msg');
-    e.logSlot = el('div', 'log-slot');
-    td.append(e.died, e.orphan, e.lastError, e.msg, e.logSlot);
-    e.extra.append(td);
-    r.tbody.append(tr, e.extra);
-    return r;
-  }
-
-  function orphanPort(s) {
-    const held = (s.ports || []).find((p) => p.ownerPid === s.orphanedPid);
-    return held ? held.port : (s.ports && s.ports[0] ? s.ports[0].port : null);
-  }
-
-  function render(r) {
-    const s = r.s;
-    const e = r.e;
-    setText(e.cmd, s.command || '');
-    e.cmd.title = s.command || '';
-    e.badge.dataset.status = s.status;
-    setText(e.badgeText, s.status);
-    r.tbody.dataset.status = s.status;
-    e.flags.replaceChildren();
-    if (s.adopted) e.flags.append(el('span', 'flag', 'adopted'));
-    if (s.orphaned) e.flags.append(el('span', 'flag warn', 'orphan'));
-    setText(e.pid, hasProcess(s) ? s.pid : '—');
-    tickUptime(r, Date.now());
-    setText(e.restarts, s.restarts || 0);
-    setText(e.exit, hasProcess(s) ? '—' : exitText(s.exitCode, s.exitSignal) || '—');
-
-    e.ports.replaceChildren();
-    if (!s.ports || !s.ports.length) e.ports.append(el('span', 'muted', '—'));
-    for (const p of s.ports || []) {
-      const item = el('span', 'port');
-      item.dataset.open = p.open ? 'true' : 'false';
-      item.append(el('span', 'dot'), el('span', 'pnum', p.port), el('span', 'pstate', p.open ? 'open' : 'closed'));
-      item.title = p.ownerPid ? `port ${p.port} held by PID ${p.ownerPid}` : `port ${p.port}`;
-      e.ports.append(item);
-    }
-    renderMetrics(r);
-    const st = s.status;
-    e.start.disabled = !!r.busy || !CAN_START(st);
-    e.stop.disabled = !!r.busy || !CAN_STOP(st);
-    e.restart.disabled = !!r.busy || !CAN_RESTART(st);
-    r.tbody.classList.toggle('busy', !!r.busy);
-
-    if (r.died) {
-      const how = exitText(r.died.exitCode, r.died.exitSignal);
-      setText(e.died, `Server died${how ? ` (${how})` : ''} at ${clock(r.died.at)}` +
-        (r.died.pid ? ` — PID ${r.died.pid}` : '') + (r.died.recovered ? '; running again' : ''));
-      e.died.classList.toggle('bad', !r.died.recovered);
-      e.died.classList.toggle('warn', !!r.died.recovered);
-    }
-    e.died.hidden = !r.died;
-    if (s.orphaned) {
-      const port = orphanPort(s);
-      setText(e.orphanText, `${port !== null ? `Port ${port}` : 'A port'} is held by PID ${s.orphanedPid}, ` +
-        'which tend does not manage');
-    }
-    e.orphan.hidden = !s.orphaned;
-    e.kill.disabled = r.killing || !s.orphanedPid;
-    setText(e.lastError, s.lastError ? `Last error: ${s.lastError}` : '');
-    e.lastError.hidden = !s.lastError || !!r.died;
-    setText(e.msg, r.message ? r.message.text : '');
-    e.msg.classList.toggle('error', !!(r.message && r.message.error));
-    e.msg.hidden = !r.message;
-    e.extra.hidden = e.died.hidden && e.orphan.hidden && e.lastError.hidden && e.msg.hidden &&
-      !(openLog && openLog.r === r);
-  }
-
-  function renderMetrics(r) {
-    const s = r.s;
-    const live = hasProcess(s);
-    setText(r.e.cpuText, live && typeof s.cpuPercent === 'number' ? percent(s.cpuPercent) : '—');
-    setText(r.e.memText, live && typeof s.rssBytes === 'number' ? bytes(s.rssBytes) : '—');
-    drawSpark(r.e.cpuSpark, live ? r.cpu : [], true);
-    drawSpark(r.e.memSpark, live ? r.mem : [], false);
-  }
-
-  function tickUptime(r, now) {
-    const s = r.s;
-    const ticking = TICKING.has(s.status) && typeof s.startTime === 'number';
-    setText(r.e.uptime, ticking ? duration(now - s.startTime) : '—');
-  }
-
-  function applyServer(s, fromStream) {
-    if (!s || typeof s.id !== 'string') return;
-    if (fromStream) touched.set(s.id, ++seq);
-    let r = rows.get(s.id);
-    if (!r) {
-      r = makeRow(s.id);
-      rows.set(s.id, r);
-      table.append(r.tbody);
-    }
-    if (r.histPid !== s.pid) { r.cpu = []; r.mem = []; r.histPid = s.pid; }
-    if (s.status === 'running' && r.died && !r.died.recovered) {
-      // Back up (often at once, by the restart policy): keep a quieter note for a minute so a
-      // death is not lost in a blink.
-      r.died.recovered = true;
-      const died = r.died;
-      setTimeout(() => { if (r.died === died) { r.died = null; render(r); } }, RECOVERED_MS);
-    }
-    r.s = s;
-    render(r);
-  }
-
-  function replaceAll(list, fromStream) {
-    if (!Array.isArray(list)) return;
-    gotSnapshot = true;
-    const seen = new Set();
-    for (const s of list) { applyServer(s, fromStream); seen.add(s.id); }
-    for (const [id, r] of rows) {
-      if (seen.has(id)) continue;
-      if (openLog && openLog.r === r) closeLogs();
-      r.tbody.remove();
-      rows.delete(id);
-    }
-    // Re-append only when the order differs: moving a node would drop keyboard focus.
-    const current = [...table.tBodies].map((t) => t);
-    const wanted = list.map((s) => rows.get(s.id).tbody);
-    if (current.some((t, i) => t !== wanted[i])) for (const t of wanted) table.append(t);
-    $('empty').hidden = list.length > 0;
-    table.hidden = list.length === 0;
-    counts();
-  }
-
-  function counts() {
-    const n = {};
-    for (const r of rows.values()) n[r.s.status] = (n[r.s.status] || 0) + 1;
-    const box = $('counts');
-    box.replaceChildren(el('span', 'total', `${rows.size} server${rows.size === 1 ? '' : 's'}`));
-    for (const st of STATUSES) {
-      if (!n[st]) continue;
-      const c = el('span', 'count');
-      c.dataset.status = st;
-      c.append(el('span', 'dot'), `${n[st]} ${st}`);
-      box.append(c);
-    }
-  }
-
-  function applyStats(list) {
-    if (!Array.isArray(list)) return;
-    for (const st of list) {
-      const r = rows.get(st && st.id);
-      if (!r) continue;
-      r.s = { ...r.s, cpuPercent: st.cpuPercent, rssBytes: st.rssBytes };
-      if (typeof st.cpuPercent === 'number') r.cpu.push(st.cpuPercent);
-      if (typeof st.rssBytes === 'number') r.mem.push(st.rssBytes);
-      if (r.cpu.length > HISTORY) r.cpu.splice(0, r.cpu.length - HISTORY);
-      if (r.mem.length > HISTORY) r.mem.splice(0, r.mem.length - HISTORY);
-      renderMetrics(r);
-    }
-  }
-
-  setInterval(() => {
-    const now = Date.now();
-    for (const r of rows.values()) tickUptime(r, now);
-  }, 1000);
-
-  // ---------- actions ----------
-  const VERBS = { start: ['Starting', 'Started'], stop: ['Stopping', 'Stopped'], restart: ['Restarting', 'Restarted'] };
-
-  function say(r, text, error) {
-    clearTimeout(r.msgTimer);
-    r.message = { text, error: !!error };
-    if (!error) r.msgTimer = setTimeout(() => { r.message = null; render(r); }, MESSAGE_MS);
-    if (r.s) render(r);
-  }
-
-  const keyboardFocus = () => !!document.activeElement && document.activeElement.matches(':focus-visible');
-  function refocus(r, wasKeyboard) {
-    // A disabled button loses focus; hand a keyboard user the next useful action of the row.
-    const a = document.activeElement;
-    if (!wasKeyboard || (a && a !== document.body)) return;
-    const next = [r.e.start, r.e.stop, r.e.restart, r.e.logs].find((b) => !b.disabled);
-    if (next) next.focus();
-  }
-
-  async function act(r, action) {
-    if (r.busy) return;
-    const [doing, done] = VERBS[action];
-    const kb = keyboardFocus();
-    r.busy = action;
-    say(r, `${doing} ${r.id}…`);
-    clearTimeout(r.msgTimer);
-    const mark = ++seq;
-    try {
-      const s = await api('POST', `${serverPath(r.id)}?action=${action}`, {});
-      // An event that arrived meanwhile may be newer than the reply: then the stream wins.
-      if (s && s.id === r.id && !((touched.get(r.id) || 0) > mark)) { applyServer(s); counts(); }
-      const text = `${done} ${r.id}${s && s.pid && action !== 'stop' ? ` (PID ${s.pid})` : ''}`;
-      r.busy = null;
-      say(r, text);
-      announce(text);
-    } catch (err) {
-      r.busy = null;
-      const text = `${action[0].toUpperCase()}${action.slice(1)} ${r.id} failed: ${err.message}`;
-      say(r, text, true);
-      announce(text);
-    }
-    refocus(r, kb);
-  }
-
-  // ---------- orphan kill with confirmation ----------
-  function confirmKill(text) {
-    const dialog = $('confirm');
-    const back = document.activeElement;
-    setText($('confirm-text'), text);
-    dialog.returnValue = '';
-    return new Promise((resolve) => {
-      dialog.addEventListener('close', () => {
-        if (back && back.isConnected && !back.disabled) back.focus();
-        resolve(dialog.returnValue === 'kill');
-      }, { once: true });
-      dialog.showModal();
-    });
-  }
-
-  async function killOrphan(r) {
-    const s = r.s;
-    const pid = s.orphanedPid;
-    if (!pid || r.killing) return;
+  e.died.hidden = !r.died;
+  if (s.orphaned) {
     const port = orphanPort(s);
-    const ok = await confirmKill(`PID ${pid} holds ${port !== null ? `port ${port}` : 'a port'} of ${r.id} ` +
-      'and is not managed by tend. tend sends it SIGTERM, then SIGKILL after 1 s.');
-    if (!ok) return;
-    const kb = keyboardFocus();
-    r.killing = true;
-    say(r, `Killing PID ${pid}…`);
-    clearTimeout(r.msgTimer);
-    try {
-      const res = await api('DELETE', '/api/kill', { id: r.id, pid });
-      r.killing = false;
-      const text = `Killed orphan PID ${res && res.pid ? res.pid : pid}${res && res.signal ? ` (${res.signal})` : ''}`;
-      say(r, text);
-      announce(text);
-    } catch (err) {
-      r.killing = false;
-      const text = `Kill PID ${pid} failed: ${err.message}`;
-      say(r, text, true);
-      announce(text);
-    }
-    refocus(r, kb);
+    setText(e.orphanText, `${port !== null ? `Port ${port}` : 'A port'} is held by PID ${s.orphanedPid}, ` +
+      'which tend does not manage');
   }
+  e.orphan.hidden = !s.orphaned;
+  e.kill.disabled = r.killing || !s.orphanedPid;
+  setText(e.lastError, s.lastError ? `Last error: ${s.lastError}` : '');
+  e.lastError.hidden = !s.lastError || !!r.died;
+  setText(e.msg, r.message ? r.message.text : '');
+  e.msg.classList.toggle('error', !!(r.message && r.message.error));
+  e.msg.hidden = !r.message;
+  e.extra.hidden = e.died.hidden && e.orphan.hidden && e.lastError.hidden && e.msg.hidden &&
+    !(openLog && openLog.r === r);
+}
 
-  // ---------- timeline ----------
-  const TIMELINE = {
-    serverStarted: (d) => ['ok', `started${d.pid ? ` (PID ${d.pid})` : ''}`],
-    serverStopped: (d) => [d.forced ? 'warn' : 'info',
-      `stopped${d.pid ? ` (PID ${d.pid})` : ''}${d.forced ? ' — needed SIGKILL' : ''}`],
-    processDied: (d) => ['bad', `died${exitText(d.exitCode, d.exitSignal) ? `: ${exitText(d.exitCode, d.exitSignal)}` : ''}` +
-      `${d.pid ? ` (PID ${d.pid})` : ''}`],
-    processError: (d) => ['bad', `failed to start: ${d.error || 'unknown error'}`],
-    statusChange: (d) => [['crashed', 'fatal'].includes(d.to) ? 'bad' : d.to === 'unhealthy' ? 'warn' : 'muted',
-      `${d.from} → ${d.to}`],
-    orphanDetected: (d) => ['warn', `orphan PID ${d.pid || '?'} holds port ${d.port}`],
-    orphanKilled: (d) => ['info', `orphan PID ${d.pid} killed${d.signal ? ` (${d.signal})` : ''}`],
-  };
+function renderMetrics(r) {
+  const s = r.s;
+  const live = hasProcess(s);
+  setText(r.e.cpuText, live && typeof s.cpuPercent === 'number' ? percent(s.cpuPercent) : '—');
+  setText(r.e.memText, live && typeof s.rssBytes === 'number' ? bytes(s.rssBytes) : '—');
+  drawSpark(r.e.cpuSpark, live ? r.cpu : [], true);
+  drawSpark(r.e.memSpark, live ? r.mem : [], false);
+}
 
-  function addTimeline(kind, d) {
-    const [level, text] = TIMELINE[kind](d);
-    const now = new Date();
-    const li = el('li', `ev ${level}`);
-    li.dataset.kind = kind;
-    const time = el('time', 'when', clock(now));
-    time.dateTime = now.toISOString();
-    li.append(time, el('span', 'who', d.id), el('span', 'what', text));
-    const list = $('timeline');
-    list.prepend(li);
-    while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
-    $('timeline-empty').hidden = true;
+function tickUptime(r, now) {
+  const s = r.s;
+  const ticking = TICKING.has(s.status) && typeof s.startTime === 'number';
+  setText(r.e.uptime, ticking ? duration(now - s.startTime) : '—');
+}
+
+function applyServer(s, fromStream) {
+  if (!s || typeof s.id !== 'string') return;
+  if (fromStream) touched.set(s.id, ++seq);
+  let r = rows.get(s.id);
+  if (!r) {
+    r = makeRow(s.id);
+    rows.set(s.id, r);
+    table.append(r.tbody);
   }
-  $('timeline-clear').addEventListener('click', () => {
-    $('timeline').replaceChildren();
-    $('timeline-empty').hidden = false;
+  if (r.histPid !== s.pid) { r.cpu = []; r.mem = []; r.histPid = s.pid; }
+  if (s.status === 'running' && r.died && !r.died.recovered) {
+    // Back up (often at once, by the restart policy): keep a quieter note for a minute so a
+    // death is not lost in a blink.
+    r.died.recovered = true;
+    const died = r.died;
+    setTimeout(() => { if (r.died === died) { r.died = null; render(r); } }, RECOVERED_MS);
+  }
+  r.s = s;
+  render(r);
+}
+
+function replaceAll(list, fromStream) {
+  if (!Array.isArray(list)) return;
+  gotSnapshot = true;
+  const seen = new Set();
+  for (const s of list) { applyServer(s, fromStream); seen.add(s.id); }
+  for (const [id, r] of rows) {
+    if (seen.has(id)) continue;
+    if (openLog && openLog.r === r) closeLogs();
+    r.tbody.remove();
+    rows.delete(id);
+  }
+  // Re-append only when the order differs: moving a node would drop keyboard focus.
+  const current = [...table.tBodies];
+  const wanted = list.map((s) => rows.get(s.id).tbody);
+  if (current.some((t, i) => t !== wanted[i])) for (const t of wanted) table.append(t);
+  $('empty').hidden = list.length > 0;
+  table.hidden = list.length === 0;
+  counts();
+}
+
+function counts() {
+  const n = {};
+  for (const r of rows.values()) n[r.s.status] = (n[r.s.status] || 0) + 1;
+  const box = $('counts');
+  box.replaceChildren(el('span', 'total', `${rows.size} server${rows.size === 1 ? '' : 's'}`));
+  for (const st of STATUSES) {
+    if (!n[st]) continue;
+    const c = el('span', 'count');
+    c.dataset.status = st;
+    c.append(el('span', 'dot'), `${n[st]} ${st}`);
+    box.append(c);
+  }
+}
+
+function applyStats(list) {
+  if (!Array.isArray(list)) return;
+  for (const st of list) {
+    const r = rows.get(st && st.id);
+    if (!r) continue;
+    r.s = { ...r.s, cpuPercent: st.cpuPercent, rssBytes: st.rssBytes };
+    if (typeof st.cpuPercent === 'number') r.cpu.push(st.cpuPercent);
+    if (typeof st.rssBytes === 'number') r.mem.push(st.rssBytes);
+    if (r.cpu.length > HISTORY) r.cpu.splice(0, r.cpu.length - HISTORY);
+    if (r.mem.length > HISTORY) r.mem.splice(0, r.mem.length - HISTORY);
+    renderMetrics(r);
+  }
+}
+
+setInterval(() => {
+  const now = Date.now();
+  for (const r of rows.values()) tickUptime(r, now);
+}, 1000);
+
+// ---------- actions ----------
+const VERBS = { start: ['Starting', 'Started'], stop: ['Stopping', 'Stopped'], restart: ['Restarting', 'Restarted'] };
+
+function say(r, text, error) {
+  clearTimeout(r.msgTimer);
+  r.message = { text, error: !!error };
+  if (!error) r.msgTimer = setTimeout(() => { r.message = null; render(r); }, MESSAGE_MS);
+  if (r.s) render(r);
+}
+
+const keyboardFocus = () => !!document.activeElement && document.activeElement.matches(':focus-visible');
+function refocus(r, wasKeyboard) {
+  // A disabled button loses focus; hand a keyboard user the next useful action of the row.
+  const a = document.activeElement;
+  if (!wasKeyboard || (a && a !== document.body)) return;
+  const next = [r.e.start, r.e.stop, r.e.restart, r.e.logs].find((b) => !b.disabled);
+  if (next) next.focus();
+}
+
+async function act(r, action) {
+  if (r.busy) return;
+  const [doing, done] = VERBS[action];
+  const kb = keyboardFocus();
+  r.busy = action;
+  say(r, `${doing} ${r.id}…`);
+  clearTimeout(r.msgTimer);
+  const mark = ++seq;
+  try {
+    const s = await api('POST', `${serverPath(r.id)}?action=${action}`, {});
+    // An event that arrived meanwhile may be newer than the reply: then the stream wins.
+    if (s && s.id === r.id && !((touched.get(r.id) || 0) > mark)) { applyServer(s); counts(); }
+    const text = `${done} ${r.id}${s && s.pid && action !== 'stop' ? ` (PID ${s.pid})` : ''}`;
+    r.busy = null;
+    say(r, text);
+    announce(text);
+  } catch (err) {
+    r.busy = null;
+    const text = `${action[0].toUpperCase()}${action.slice(1)} ${r.id} failed: ${err.message}`;
+    say(r, text, true);
+    announce(text);
+  }
+  refocus(r, kb);
+}
+
+// ---------- orphan kill with confirmation ----------
+function confirmKill(text) {
+  const dialog = $('confirm');
+  const back = document.activeElement;
+  setText($('confirm-text'), text);
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (back && back.isConnected && !back.disabled) back.focus();
+      resolve(dialog.returnValue === 'kill');
+    }, { once: true });
+    dialog.showModal();
   });
+}
 
-  function onTimeline(kind, d) {
-    if (!d || typeof d.id !== 'string') return;
-    addTimeline(kind, d);
-    const r = rows.get(d.id);
-    if (!r) return;
-    if (kind === 'processDied') {
-      r.died = { exitCode: d.exitCode, exitSignal: d.exitSignal, pid: d.pid, at: new Date() };
-      announce(`${d.id} died${exitText(d.exitCode, d.exitSignal) ? ` (${exitText(d.exitCode, d.exitSignal)})` : ''}`);
-      render(r);
-    } else if (kind === 'processError') {
-      announce(`${d.id} failed to start: ${d.error}`);
-    }
+async function killOrphan(r) {
+  const s = r.s;
+  const pid = s.orphanedPid;
+  if (!pid || r.killing) return;
+  const port = orphanPort(s);
+  const ok = await confirmKill(`PID ${pid} holds ${port !== null ? `port ${port}` : 'a port'} of ${r.id} ` +
+    'and is not managed by tend. tend sends it SIGTERM, then SIGKILL after 1 s.');
+  if (!ok) return;
+  const kb = keyboardFocus();
+  r.killing = true;
+  say(r, `Killing PID ${pid}…`);
+  clearTimeout(r.msgTimer);
+  try {
+    const res = await api('DELETE', '/api/kill', { id: r.id, pid });
+    r.killing = false;
+    const text = `Killed orphan PID ${res && res.pid ? res.pid : pid}${res && res.signal ? ` (${res.signal})` : ''}`;
+    say(r, text);
+    announce(text);
+  } catch (err) {
+    r.killing = false;
+    const text = `Kill PID ${pid} failed: ${err.message}`;
+    say(r, text, true);
+    announce(text);
   }
+  refocus(r, kb);
+}
 
-  // ---------- connection ----------
-  let source = null;
-  let conn = 'connecting';
-  let offlineTimer = 0;
-  let reconnectTimer = 0;
-  let backoff = 1000;
+// ---------- timeline ----------
+const TIMELINE = {
+  serverStarted: (d) => ['ok', `started${d.pid ? ` (PID ${d.pid})` : ''}`],
+  serverStopped: (d) => [d.forced ? 'warn' : 'info',
+    `stopped${d.pid ? ` (PID ${d.pid})` : ''}${d.forced ? ' — needed SIGKILL' : ''}`],
+  processDied: (d) => ['bad', `died${exitText(d.exitCode, d.exitSignal) ? `: ${exitText(d.exitCode, d.exitSignal)}` : ''}` +
+    `${d.pid ? ` (PID ${d.pid})` : ''}`],
+  processError: (d) => ['bad', `failed to start: ${d.error || 'unknown error'}`],
+  statusChange: (d) => [['crashed', 'fatal'].includes(d.to) ? 'bad' : d.to === 'unhealthy' ? 'warn' : 'muted',
+    `${d.from} → ${d.to}`],
+  orphanDetected: (d) => ['warn', `orphan PID ${d.pid || '?'} holds port ${d.port}`],
+  orphanKilled: (d) => ['info', `orphan PID ${d.pid} killed${d.signal ? ` (${d.signal})` : ''}`],
+};
 
-  function setConn(state) {
-    conn = state;
-    const box = $('conn');
-    box.dataset.state = state;
-    setText($('conn-text'), state);
-    const stale = state !== 'live' && gotSnapshot;
-    document.body.classList.toggle('stale', stale);
-    $('stale').hidden = !stale;
-  }
+function addTimeline(kind, d) {
+  const [level, text] = TIMELINE[kind](d);
+  const now = new Date();
+  const li = el('li', `ev ${level}`);
+  li.dataset.kind = kind;
+  const time = el('time', 'when', clock(now));
+  time.dateTime = now.toISOString();
+  li.append(time, el('span', 'who', d.id), el('span', 'what', text));
+  const list = $('timeline');
+  list.prepend(li);
+  while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
+  $('timeline-empty').hidden = true;
+}
+$('timeline-clear').addEventListener('click', () => {
+  $('timeline').replaceChildren();
+  $('timeline-empty').hidden = false;
+});
 
-  function parse(ev) {
-    try { return JSON.parse(ev.data); } catch (_) { return null; }
-  }
-
-  function connect() {
-    if (signedOut) return;
-    const es = new EventSource('/api/events');
-    source = es;
-    es.addEventListener('open', () => {
-      if (source !== es) return;
-      // After a gap, fetch the list too: the snapshot or replay should cover it, but a restarted
-      // tend numbers its events anew and may not know what this page missed.
-      if (conn !== 'connecting') resync();
-      backoff = 1000;
-      clearTimeout(offlineTimer);
-      offlineTimer = 0;
-      setConn('live');
-    });
-    es.addEventListener('error', () => {
-      if (source !== es) return;
-      if (conn !== 'offline') setConn('reconnecting');
-      if (!offlineTimer) {
-        offlineTimer = setTimeout(() => { offlineTimer = 0; if (conn !== 'live') setConn('offline'); },
-          OFFLINE_AFTER_MS);
-      }
-      if (es.readyState === EventSource.CLOSED) {
-        // The browser gave up (an HTTP error such as 401 or 503): ask why, then try again later.
-        es.close();
-        source = null;
-        resync();
-        clearTimeout(reconnectTimer);
-        reconnectTimer = setTimeout(connect, backoff);
-        backoff = Math.min(backoff * 2, 30000);
-      }
-    });
-    es.addEventListener('servers', (ev) => replaceAll(parse(ev), true));
-    es.addEventListener('server', (ev) => { applyServer(parse(ev), true); counts(); });
-    es.addEventListener('stats', (ev) => applyStats(parse(ev)));
-    for (const kind of Object.keys(TIMELINE)) {
-      es.addEventListener(kind, (ev) => onTimeline(kind, parse(ev)));
-    }
-  }
-
-  async function resync() {
-    const mark = ++seq;
-    try {
-      const list = await api('GET', '/api/servers');
-      if (!gotSnapshot) { replaceAll(list); return; }
-      // Apply only servers that no stream event touched while the request was out.
-      for (const s of list) if (!((touched.get(s.id) || 0) > mark)) applyServer(s);
-      counts();
-    } catch (_) { /* a 401 switched the view; anything else: the next connect tells */ }
-  }
-
-  // ---------- log panel ----------
-  function openLogs(r) {
-    if (openLog) closeLogs();
-    const id = r.id;
-    const lp = { r, lines: [], pending: [], early: [], loaded: false, paused: false, query: '', stick: true };
-    const panel = el('section', 'logpanel');
-    panel.setAttribute('aria-label', `Logs of ${id}`);
-    const bar = el('div', 'logbar');
-    const title = el('h3', null, `Logs — ${id}`);
-    lp.search = el('input', 'logsearch');
-    lp.search.type = 'search';
-    lp.search.placeholder = 'Filter lines';
-    lp.search.setAttribute('aria-label', `Filter log lines of ${id}`);
-    lp.search.addEventListener('input', () => { lp.query = lp.search.value.toLowerCase(); refilter(lp); });
-    lp.pause = button('Pause', 'small', () => togglePause(lp));
-    lp.pause.setAttribute('aria-pressed', 'false');
-    lp.info = el('span', 'loginfo muted');
-    const close = button('Close', 'small', () => closeLogs(true));
-    close.setAttribute('aria-label', `Close logs of ${id}`);
-    bar.append(title, lp.search, lp.pause, lp.info, close);
-    lp.view = el('div', 'logview');
-    lp.view.setAttribute('role', 'log');
-    lp.view.setAttribute('aria-live', 'off'); // a busy log would drown a screen reader
-    lp.view.tabIndex = 0;
-    lp.view.addEventListener('scroll', () => {
-      const v = lp.view;
-      lp.stick = v.scrollHeight - v.scrollTop - v.clientHeight < 8;
-    });
-    panel.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Escape' && !(ev.target === lp.search && lp.search.value)) closeLogs(true);
-    });
-    panel.append(bar, lp.view);
-    lp.panel = panel;
-    r.e.logSlot.append(panel);
-    r.e.logs.setAttribute('aria-expanded', 'true');
-    r.e.logs.classList.add('on');
-    openLog = lp;
+function onTimeline(kind, d) {
+  if (!d || typeof d.id !== 'string') return;
+  addTimeline(kind, d);
+  const r = rows.get(d.id);
+  if (!r) return;
+  if (kind === 'processDied') {
+    r.died = { exitCode: d.exitCode, exitSignal: d.exitSignal, pid: d.pid, at: new Date() };
+    announce(`${d.id} died${exitText(d.exitCode, d.exitSignal) ? ` (${exitText(d.exitCode, d.exitSignal)})` : ''}`);
     render(r);
-    setText(lp.info, 'loading…');
-
-    // Subscribe first and hold live lines until the backlog is in, so nothing falls in between.
-    lp.es = new EventSource(`/api/events?logs=${encodeURIComponent(id)}`);
-    lp.es.addEventListener('log', (ev) => {
-      const d = parse(ev);
-      if (!d || d.id !== id || typeof d.line !== 'string') return;
-      if (lp.loaded) addLine(lp, d.line); else lp.early.push(d.line);
-    });
-    api('GET', `${serverPath(id)}/logs?lines=${LOG_INITIAL}`).then((d) => {
-      const backlog = d && Array.isArray(d.lines) ? d.lines : [];
-      // Drop live lines already in the backlog: the longest backlog tail that starts `early`.
-      let k = Math.min(backlog.length, lp.early.length);
-      while (k > 0 && !lp.early.slice(0, k).every((l, i) => l === backlog[backlog.length - k + i])) k--;
-      lp.loaded = true;
-      for (const l of backlog.concat(lp.early.slice(k))) addLine(lp, l);
-      lp.early = [];
-      info(lp);
-    }).catch((err) => {
-      lp.loaded = true;
-      for (const l of lp.early) addLine(lp, l);
-      setText(lp.info, `could not load: ${err.message}`);
-    });
+  } else if (kind === 'processError') {
+    announce(`${d.id} failed to start: ${d.error}`);
   }
+}
 
-  function closeLogs(restoreFocus) {
-    const lp = openLog;
-    if (!lp) return;
-    openLog = null;
-    lp.es.close();
-    const hadFocus = lp.panel.contains(document.activeElement);
-    lp.panel.remove();
-    lp.r.e.logs.setAttribute('aria-expanded', 'false');
-    lp.r.e.logs.classList.remove('on');
-    if (restoreFocus || hadFocus) lp.r.e.logs.focus();
-    render(lp.r);
+// ---------- connection ----------
+let source = null;
+let conn = 'connecting';
+let offlineTimer = 0;
+let reconnectTimer = 0;
+let backoff = 1000;
+
+function setConn(state) {
+  conn = state;
+  const box = $('conn');
+  box.dataset.state = state;
+  setText($('conn-text'), signedOut ? 'signed out' : state);
+  const stale = state !== 'live' && gotSnapshot;
+  document.body.classList.toggle('stale', stale);
+  $('stale').hidden = !stale;
+}
+
+function parse(ev) {
+  try { return JSON.parse(ev.data); } catch (_) { return null; }
+}
+
+function connect() {
+  if (signedOut) return;
+  const es = new EventSource('/api/events');
+  source = es;
+  es.addEventListener('open', () => {
+    if (source !== es) return;
+    // After a gap, fetch the list too: the snapshot or replay should cover it, but a restarted
+    // tend numbers its events anew and may not know what this page missed.
+    if (conn !== 'connecting') resync();
+    backoff = 1000;
+    clearTimeout(offlineTimer);
+    offlineTimer = 0;
+    setConn('live');
+  });
+  es.addEventListener('error', () => {
+    if (source !== es) return;
+    if (conn !== 'offline') setConn('reconnecting');
+    if (!offlineTimer) {
+      offlineTimer = setTimeout(() => { offlineTimer = 0; if (conn !== 'live') setConn('offline'); },
+        OFFLINE_AFTER_MS);
+    }
+    if (es.readyState === EventSource.CLOSED) {
+      // The browser gave up (an HTTP error such as 401 or 503): ask why, then try again later.
+      es.close();
+      source = null;
+      resync();
+      clearTimeout(reconnectTimer);
+      reconnectTimer = setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 30000);
+    }
+  });
+  es.addEventListener('servers', (ev) => replaceAll(parse(ev), true));
+  es.addEventListener('server', (ev) => { applyServer(parse(ev), true); counts(); });
+  es.addEventListener('stats', (ev) => applyStats(parse(ev)));
+  for (const kind of Object.keys(TIMELINE)) {
+    es.addEventListener(kind, (ev) => onTimeline(kind, parse(ev)));
   }
+}
 
-  function lineNode(lp, text) {
+async function resync() {
+  const mark = ++seq;
+  try {
+    const list = await api('GET', '/api/servers');
+    if (!gotSnapshot) { replaceAll(list); return; }
+    // Apply only servers that no stream event touched while the request was out.
+    for (const s of list) if (!((touched.get(s.id) || 0) > mark)) applyServer(s);
+    counts();
+  } catch (_) { /* a 401 switched the view; anything else: the next connect tells */ }
+}
+
+// ---------- log panel ----------
+function openLogs(r) {
+  if (openLog) closeLogs();
+  const id = r.id;
+  const lp = { r, lines: [], queue: [], pending: [], early: [], loaded: false, paused: false, query: '',
+    stick: true, shown: 0, frame: 0 };
+  const panel = el('section', 'logpanel');
+  panel.setAttribute('aria-label', `Logs of ${id}`);
+  const bar = el('div', 'logbar');
+  const title = el('h3', null, `Logs — ${id}`);
+  lp.search = el('input', 'logsearch');
+  lp.search.type = 'search';
+  lp.search.placeholder = 'Filter lines';
+  lp.search.setAttribute('aria-label', `Filter log lines of ${id}`);
+  lp.search.addEventListener('input', () => { lp.query = lp.search.value.toLowerCase(); refilter(lp); });
+  lp.pause = button('Pause', 'small', () => togglePause(lp));
+  lp.info = el('span', 'loginfo muted');
+  const close = button('Close', 'small', () => closeLogs(true));
+  close.setAttribute('aria-label', `Close logs of ${id}`);
+  bar.append(title, lp.search, lp.pause, lp.info, close);
+  lp.view = el('div', 'logview');
+  lp.view.setAttribute('role', 'log');
+  lp.view.setAttribute('aria-live', 'off'); // a busy log would drown a screen reader
+  lp.view.tabIndex = 0;
+  lp.view.addEventListener('scroll', () => {
+    const v = lp.view;
+    lp.stick = v.scrollHeight - v.scrollTop - v.clientHeight < 8;
+  });
+  panel.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && !(ev.target === lp.search && lp.search.value)) closeLogs(true);
+  });
+  panel.append(bar, lp.view);
+  lp.panel = panel;
+  r.e.logSlot.append(panel);
+  r.e.logs.setAttribute('aria-expanded', 'true');
+  r.e.logs.classList.add('on');
+  openLog = lp;
+  render(r);
+  setText(lp.info, 'loading…');
+
+  // Subscribe first and hold live lines until the backlog is in, so nothing falls in between.
+  lp.es = new EventSource(`/api/events?logs=${encodeURIComponent(id)}`);
+  lp.es.addEventListener('log', (ev) => {
+    const d = parse(ev);
+    if (!d || d.id !== id || typeof d.line !== 'string') return;
+    if (lp.loaded) addLine(lp, d.line); else lp.early.push(d.line);
+  });
+  api('GET', `${serverPath(id)}/logs?lines=${LOG_INITIAL}`).then((d) => {
+    const backlog = d && Array.isArray(d.lines) ? d.lines : [];
+    // Drop live lines already in the backlog: the longest backlog tail that starts `early`.
+    let k = Math.min(backlog.length, lp.early.length);
+    while (k > 0 && !lp.early.slice(0, k).every((l, i) => l === backlog[backlog.length - k + i])) k--;
+    lp.loaded = true;
+    for (const l of backlog.concat(lp.early.slice(k))) addLine(lp, l);
+    lp.early = [];
+    info(lp);
+  }).catch((err) => {
+    lp.loaded = true;
+    for (const l of lp.early) addLine(lp, l);
+    setText(lp.info, `could not load: ${err.message}`);
+  });
+}
+
+function closeLogs(restoreFocus) {
+  const lp = openLog;
+  if (!lp) return;
+  openLog = null;
+  lp.es.close();
+  cancelAnimationFrame(lp.frame);
+  const hadFocus = lp.panel.contains(document.activeElement);
+  lp.panel.remove();
+  lp.r.e.logs.setAttribute('aria-expanded', 'false');
+  lp.r.e.logs.classList.remove('on');
+  if (restoreFocus || hadFocus) lp.r.e.logs.focus();
+  render(lp.r);
+}
+
+function fillLine(lp, div, text) {
+  const q = lp.query;
+  const at = q ? text.toLowerCase().indexOf(q) : -1;
+  div.hidden = !!q && at < 0;
+  if (!div.hidden) lp.shown++;
+  if (at < 0) { div.textContent = text; return; }
+  const parts = [];
+  let from = 0;
+  const low = text.toLowerCase();
+  for (let i = at; i >= 0; i = low.indexOf(q, from)) {
+    parts.push(text.slice(from, i), el('mark', null, text.slice(i, i + q.length)));
+    from = i + q.length;
+  }
+  parts.push(text.slice(from));
+  div.replaceChildren(...parts);
+}
+
+// Lines are queued and drawn once per frame, so a chatty server costs one layout per frame.
+function addLine(lp, text) {
+  const q = lp.paused ? lp.pending : lp.queue;
+  q.push(text);
+  if (q.length > LOG_MAX) q.splice(0, q.length - LOG_MAX);
+  if (!lp.frame) lp.frame = requestAnimationFrame(() => flushLines(lp));
+}
+
+function flushLines(lp) {
+  lp.frame = 0;
+  const batch = lp.queue;
+  lp.queue = [];
+  const frag = document.createDocumentFragment();
+  for (const text of batch) {
     const div = el('div', 'line');
     fillLine(lp, div, text);
-    return div;
-  }
-  function fillLine(lp, div, text) {
-    const q = lp.query;
-    const at = q ? text.toLowerCase().indexOf(q) : -1;
-    div.hidden = !!q && at < 0;
-    if (at < 0) { div.textContent = text; return; }
-    const parts = [];
-    let from = 0;
-    const low = text.toLowerCase();
-    for (let i = at; i >= 0; i = low.indexOf(q, from)) {
-      parts.push(text.slice(from, i), el('mark', null, text.slice(i, i + q.length)));
-      from = i + q.length;
-    }
-    parts.push(text.slice(from));
-    div.replaceChildren(...parts);
-  }
-
-  function addLine(lp, text) {
-    if (lp.paused) {
-      lp.pending.push(text);
-      if (lp.pending.length > LOG_MAX) lp.pending.splice(0, lp.pending.length - LOG_MAX);
-      info(lp);
-      return;
-    }
+    frag.append(div);
     lp.lines.push(text);
-    lp.view.append(lineNode(lp, text));
-    if (lp.lines.length > LOG_MAX) {
-      lp.lines.shift();
-      lp.view.firstChild.remove();
-    }
-    if (lp.stick) lp.view.scrollTop = lp.view.scrollHeight;
-    info(lp);
   }
-
-  function refilter(lp) {
-    let i = 0;
-    for (const div of lp.view.children) fillLine(lp, div, lp.lines[i++]);
-    if (lp.stick) lp.view.scrollTop = lp.view.scrollHeight;
-    info(lp);
+  lp.view.append(frag);
+  while (lp.lines.length > LOG_MAX) {
+    lp.lines.shift();
+    if (!lp.view.firstChild.hidden) lp.shown--;
+    lp.view.firstChild.remove();
   }
+  if (lp.stick) lp.view.scrollTop = lp.view.scrollHeight;
+  info(lp);
+}
 
-  function togglePause(lp) {
-    lp.paused = !lp.paused;
-    lp.pause.setAttribute('aria-pressed', String(lp.paused));
-    setText(lp.pause, lp.paused ? 'Resume' : 'Pause');
-    if (!lp.paused) {
-      const held = lp.pending;
-      lp.pending = [];
-      lp.stick = true;
-      for (const l of held) addLine(lp, l);
-    }
-    info(lp);
+function refilter(lp) {
+  let i = 0;
+  lp.shown = 0;
+  for (const div of lp.view.children) fillLine(lp, div, lp.lines[i++]);
+  if (lp.stick) lp.view.scrollTop = lp.view.scrollHeight;
+  info(lp);
+}
+
+function togglePause(lp) {
+  lp.paused = !lp.paused;
+  setText(lp.pause, lp.paused ? 'Resume' : 'Pause');
+  if (!lp.paused) {
+    const held = lp.pending;
+    lp.pending = [];
+    lp.stick = true;
+    for (const l of held) addLine(lp, l);
   }
+  info(lp);
+}
 
-  function info(lp) {
-    let text;
-    if (lp.paused) text = `paused — ${lp.pending.length} new`;
-    else if (lp.query) text = `${[...lp.view.children].filter((d) => !d.hidden).length} of ${lp.lines.length} lines`;
-    else text = `${lp.lines.length} lines`;
-    setText(lp.info, text);
-  }
+function info(lp) {
+  let text;
+  if (lp.paused) text = `paused — ${lp.pending.length} new`;
+  else if (lp.query) text = `${lp.shown} of ${lp.lines.length} lines`;
+  else text = `${lp.lines.length} lines`;
+  setText(lp.info, text);
+}
 
-  // ---------- start ----------
-  setConn('connecting');
-  resync();
-  connect();
-})();
+// ---------- start ----------
+setConn('connecting');
+resync();
+connect();

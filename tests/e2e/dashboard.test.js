@@ -79,6 +79,19 @@ test('clicking Start shows the server running within a second, without a reload'
   });
 });
 
+test('a start that fails shows the reason in the row and the timeline', { timeout: 60000 }, async () => {
+  const servers = [{ id: 'broken', command: 'sleep 1000', cwd: 'no-such-folder', autostart: false, restart: 'no' }];
+  await withTend('spawn-failed', servers, async ({ page }) => {
+    await statusIs(page, 'broken', 'stopped');
+    await button(page, 'broken', 'Start').click();
+    await until('the failure shown', () => text(row(page, 'broken').locator('.msg.error')),
+      (t) => t.startsWith('Start broken failed: ') && t.length > 'Start broken failed: '.length);
+    await statusIs(page, 'broken', 'crashed');
+    await page.locator('#timeline li[data-kind="processError"]', { hasText: 'broken' }).waitFor();
+    assert.equal(await button(page, 'broken', 'Start').isDisabled(), false, 'it can be tried again');
+  });
+});
+
 test('clicking Stop stops the server', { timeout: 60000 }, async () => {
   const port = await freePort();
   await withTend('stop', [{ id: 'web', command: demo(port), ports: [port] }], async ({ page, tend }) => {
@@ -284,9 +297,12 @@ test('the page reconnects after tend restarts, and the data catches up', { timeo
 
     // A client resuming with an id of the previous tend cannot get those events replayed by the
     // new one: it must be sent a fresh snapshot (DESIGN §5).
-    const [first] = await readEvents(`${ctx.tend.base}/api/events`, { 'Last-Event-ID': snapshot.id }, () => true);
-    assert.ok(first, 'an event after resuming');
-    assert.equal(first.event, 'servers', `resuming with id ${snapshot.id} of the old tend gives a snapshot`);
+    const isState = (ev) => ev.event !== 'stats' && ev.event !== 'log'; // samples carry no id
+    const got = (await readEvents(`${ctx.tend.base}/api/events`, { 'Last-Event-ID': snapshot.id }, isState))
+      .filter(isState).map((ev) => `${ev.event}#${ev.id}`);
+    assert.ok(got.length > 0 && got[0].startsWith('servers#'),
+      `resuming with Last-Event-ID ${snapshot.id} (an id of the previous tend) must start with a fresh ` +
+      `servers snapshot; got [${got.join(', ')}]`);
   });
 });
 
