@@ -696,13 +696,14 @@ function refilter(lp) {
 function togglePause(lp) {
   lp.paused = !lp.paused;
   setText(lp.pause, lp.paused ? 'Resume' : 'Pause');
-  if (!lp.paused) {
-    const held = lp.pending;
-    lp.pending = [];
+  if (lp.paused) {
+    cancelAnimationFrame(lp.frame); // what arrived before the click is shown now, not later
+    flushLines(lp);
+  } else {
+    lp.queue.push(...lp.pending.splice(0));
     lp.stick = true;
-    for (const l of held) addLine(lp, l);
+    flushLines(lp);
   }
-  info(lp);
 }
 
 function info(lp) {

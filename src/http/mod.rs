@@ -16,8 +16,8 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -37,6 +37,8 @@ pub struct Shared {
     pub max_connections: usize,
     pub heartbeat: Duration,
     in_flight: AtomicUsize,
+    /// Our own address, for [`Shared::nudge_pool`].
+    bound: OnceLock<SocketAddr>,
 }
 
 impl Shared {
@@ -53,6 +55,20 @@ impl Shared {
             max_connections,
             heartbeat: Duration::from_secs(15),
             in_flight: AtomicUsize::new(0),
+            bound: OnceLock::new(),
+        }
+    }
+
+    /// Frees connections tiny_http's pool may have queued behind a thread that an event stream
+    /// now pins. The pool hands a new connection to the queue whenever it counts a waiting
+    /// thread, even one already promised to another connection; in a burst, several connections
+    /// can queue for one thread, and one that lands behind a stream waits until some other
+    /// connection ends. A connection that opens and closes at once gets a thread that, after its
+    /// empty task, takes the next queued one. Each stream nudges once when it starts, so a chain
+    /// of queued streams drains itself (../shared/NOTES.md, "connection starvation").
+    pub fn nudge_pool(&self) {
+        if let Some(addr) = self.bound.get() {
+            let _ = std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200));
         }
     }
 }
@@ -111,6 +127,16 @@ pub fn start(listen: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, Stri
         .server_addr()
         .to_ip()
         .ok_or_else(|| format!("cannot listen on {listen}: not an IP address"))?;
+    let reachable = match bound.ip() {
+        ip if ip.is_unspecified() && bound.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], bound.port()))
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bound.port()))
+        }
+        _ => bound,
+    };
+    let _ = shared.bound.set(reachable);
     std::thread::Builder::new()
         .name("http-accept".into())
         .spawn(move || accept_loop(server, shared))

@@ -57,7 +57,7 @@ async function orphanListener(ctx, port) {
   return child;
 }
 
-test('clicking Start shows the server running within a second, without a reload', { timeout: 60000 }, async () => {
+test('clicking Start shows the server running within a second, without a reload', { timeout: 60000 }, async (t) => {
   const port = await freePort();
   await withTend('start', [{ id: 'web', command: demo(port), ports: [port], autostart: false }], async ({ page, tend }) => {
     await statusIs(page, 'web', 'stopped');
@@ -65,8 +65,10 @@ test('clicking Start shows the server running within a second, without a reload'
     assert.equal(await button(page, 'web', 'Stop').isDisabled(), true, 'Stop makes no sense when stopped');
     await page.evaluate(() => { window.notReloaded = true; });
 
+    const clicked = Date.now();
     await button(page, 'web', 'Start').click();
     await statusIs(page, 'web', 'running', 1000);
+    t.diagnostic(`running shown ${Date.now() - clicked} ms after the click`);
 
     const s = await server(tend, 'web');
     assert.equal(await text(row(page, 'web').locator('.c-pid')), String(s.pid));
