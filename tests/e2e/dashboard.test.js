@@ -337,6 +337,7 @@ test('a screenshot of servers in mixed states, for the README', { timeout: 90000
     await until('sparklines drawn', () => row(page, 'web').locator('.c-mem polyline').getAttribute('points'),
       (pts) => pts && pts.split(' ').length >= 30, 20000);
 
+    await page.mouse.move(0, 0); // no hover highlight in the picture
     await page.evaluate(() => document.activeElement && document.activeElement.blur());
     const file = path.join(h.ROOT, 'docs', 'dashboard.png');
     fs.mkdirSync(path.dirname(file), { recursive: true });
