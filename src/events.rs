@@ -38,6 +38,17 @@ pub struct Subscription {
 }
 
 impl EventHub {
+    /// A hub whose first event id is `first_id`. tend passes its start time in microseconds,
+    /// so ids keep growing across its own restarts: a client resuming with an id from an
+    /// earlier run is always behind the buffer and gets a fresh snapshot, never another run's
+    /// events that happen to share its numbers.
+    pub fn starting_at(first_id: u64) -> EventHub {
+        EventHub {
+            last_id: first_id.saturating_sub(1),
+            ..EventHub::default()
+        }
+    }
+
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.len()
     }
@@ -174,6 +185,12 @@ mod tests {
 
         let future = hub.subscribe(Some(99), Vec::new);
         assert!(future.initial[1].contains("event: servers"));
+
+        let mut next_run = EventHub::starting_at(1_000_000);
+        next_run.publish(&started(1));
+        let from_last_run = next_run.subscribe(Some(5), Vec::new);
+        assert!(from_last_run.initial[1].contains("event: servers"));
+        assert!(from_last_run.initial[1].starts_with("id: 1000000\n"));
 
         for n in 0..REPLAY_CAPACITY as u32 {
             hub.publish(&started(n));

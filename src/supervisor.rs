@@ -369,7 +369,12 @@ impl ServerOrchestrator {
             by_pid: HashMap::new(),
             timers: BinaryHeap::new(),
             waiters: Vec::new(),
-            hub: EventHub::default(),
+            hub: EventHub::starting_at(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_micros() as u64,
+            ),
             outputs,
             log_dir: config.log_dir.clone(),
             tend_bin,

@@ -38,6 +38,12 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
     let reply = match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["api", "events"]) => return events(request, shared),
         ("GET", ["healthz"]) => Reply::json(200, &serde_json::json!({ "status": "ok" })),
+        // Browsers ask for it on every page; the dashboard has none, so say so without an error.
+        ("GET", ["favicon.ico"]) => Reply {
+            status: 204,
+            content_type: "image/x-icon",
+            body: Vec::new(),
+        },
         ("GET", ["api", "servers"]) => list(shared),
         ("GET", ["api", "servers", id]) => get(shared, id),
         ("POST", ["api", "servers"]) => act(request, shared, None),

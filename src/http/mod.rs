@@ -298,6 +298,7 @@ base-uri 'none'; frame-ancestors 'none'; form-action 'self'\r\n";
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        204 => "No Content",
         303 => "See Other",
         400 => "Bad Request",
         401 => "Unauthorized",
