@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded};
 
+use crate::auth::{self, Auth, TokenSource};
 use crate::cli::UpOptions;
 use crate::config::{self, Config};
 use crate::error::{Context, Error};
 use crate::http;
 use crate::monitor;
 use crate::pidwatch::PidWatcher;
-use crate::process::ensure_private_dir;
+use crate::process::{TOKEN_VAR, ensure_private_dir};
 use crate::procfs;
 use crate::reaper;
 use crate::store::{self, LoadOutcome, ProcessStateStore};
@@ -64,6 +65,13 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     ensure_private_dir(&config.log_dir)
         .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
     let _lock = lock_state(&config.state_file)?;
+    let auth = auth::resolve(
+        &config.auth,
+        std::env::var(TOKEN_VAR).ok(),
+        config.listen,
+        &config.state_file,
+    )
+    .map_err(Error::Other)?;
     let boot_id = procfs::boot_id().context("cannot read /proc/sys/kernel/random/boot_id")?;
     let tend_bin: PathBuf = std::env::current_exe().context("cannot find tend's own binary")?;
 
@@ -94,15 +102,36 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         .context("cannot start the monitor")?;
 
     let ids: HashSet<String> = config.servers.iter().map(|s| s.id.clone()).collect();
+    let policy = http::guard::Policy::new(
+        auth.token().map(str::to_string),
+        config.listen,
+        &config.allowed_hosts,
+    );
     let shared = Arc::new(http::Shared::new(
         control_tx,
         config.log_dir.clone(),
         ids,
         config.max_connections,
+        policy,
     ));
     let bound = http::start(config.listen, shared).map_err(Error::Other)?;
     log::info!(target: LOG, "Config {} with {} servers", config.path.display(), config.servers.len());
-    let url = format!("http://{bound}/");
+    let url = match auth.token() {
+        Some(token) => format!("http://{bound}/?token={token}"),
+        None => format!("http://{bound}/"),
+    };
+    match &auth {
+        Auth::Off => {
+            log::warn!(target: LOG, "Auth is off (\"auth_token\": \"none\"): any local user or web page can use the API")
+        }
+        Auth::On {
+            source: TokenSource::File(path),
+            ..
+        } => {
+            log::info!(target: LOG, "API token in {} (clients read it from there)", path.display())
+        }
+        Auth::On { .. } => {}
+    }
     println!("tend: dashboard at {url}");
     let _ = std::io::stdout().flush();
 

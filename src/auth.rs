@@ -25,7 +25,10 @@ pub enum TokenSource {
 pub enum Auth {
     /// `"auth_token": "none"` on a loopback address.
     Off,
-    On { token: String, source: TokenSource },
+    On {
+        token: String,
+        source: TokenSource,
+    },
 }
 
 impl Auth {
@@ -54,12 +57,16 @@ pub fn resolve(
     let loopback = listen.ip().is_loopback();
     if let Some(token) = env_token.filter(|t| !t.is_empty()) {
         check_token(&token).map_err(|e| format!("{TOKEN_VAR}: {e}"))?;
-        return Ok(Auth::On { token, source: TokenSource::Environment });
+        return Ok(Auth::On {
+            token,
+            source: TokenSource::Environment,
+        });
     }
     match setting {
-        AuthSetting::Token(token) => {
-            Ok(Auth::On { token: token.clone(), source: TokenSource::Config })
-        }
+        AuthSetting::Token(token) => Ok(Auth::On {
+            token: token.clone(),
+            source: TokenSource::Config,
+        }),
         AuthSetting::Disabled if loopback => Ok(Auth::Off),
         AuthSetting::Disabled | AuthSetting::Default if !loopback => Err(format!(
             "refusing to listen on {listen} without a token: anyone who can reach that address \
@@ -69,9 +76,16 @@ pub fn resolve(
         )),
         AuthSetting::Disabled | AuthSetting::Default => {
             let path = token_path(state_file);
-            let token = load_or_create(&path)
-                .map_err(|e| format!("cannot read or create the token file {}: {e}", path.display()))?;
-            Ok(Auth::On { token, source: TokenSource::File(path) })
+            let token = load_or_create(&path).map_err(|e| {
+                format!(
+                    "cannot read or create the token file {}: {e}",
+                    path.display()
+                )
+            })?;
+            Ok(Auth::On {
+                token,
+                source: TokenSource::File(path),
+            })
         }
     }
 }
@@ -108,8 +122,11 @@ fn load_or_create(path: &Path) -> io::Result<String> {
             }
             let token = random_token()?;
             // create_new: two tends racing never overwrite each other's token.
-            let mut file =
-                OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
             writeln!(file, "{token}")?;
             file.sync_all()?;
             Ok(token)
@@ -184,7 +201,10 @@ mod tests {
         assert_eq!(first.token().unwrap().len(), 64);
         let path = token_path(&state);
         let mode = std::fs::metadata(&path).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         std::fs::remove_dir_all(state.parent().unwrap()).unwrap();
     }
 
@@ -193,13 +213,22 @@ mod tests {
         let state = temp_state("network");
         let local: SocketAddr = "[::1]:7070".parse().unwrap();
         let open: SocketAddr = "0.0.0.0:7070".parse().unwrap();
-        assert_eq!(resolve(&AuthSetting::Disabled, None, local, &state), Ok(Auth::Off));
+        assert_eq!(
+            resolve(&AuthSetting::Disabled, None, local, &state),
+            Ok(Auth::Off)
+        );
         let refused = resolve(&AuthSetting::Disabled, None, open, &state).unwrap_err();
-        assert!(refused.contains("auth_token") && refused.contains("TEND_TOKEN"), "{refused}");
+        assert!(
+            refused.contains("auth_token") && refused.contains("TEND_TOKEN"),
+            "{refused}"
+        );
         assert!(resolve(&AuthSetting::Default, None, open, &state).is_err());
         let chosen = resolve(&AuthSetting::Default, Some("s3cret".into()), open, &state).unwrap();
         assert_eq!(chosen.token(), Some("s3cret"));
         assert!(resolve(&AuthSetting::Default, Some("a b".into()), local, &state).is_err());
-        assert!(!token_path(&state).exists(), "nothing generated for a refused start");
+        assert!(
+            !token_path(&state).exists(),
+            "nothing generated for a refused start"
+        );
     }
 }

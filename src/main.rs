@@ -2,12 +2,15 @@
 //! line, runs the command and turns its outcome into an exit code.
 
 mod app;
+mod auth;
 mod cli;
 mod client;
 mod config;
 mod demo;
 mod error;
 mod events;
+#[cfg(test)]
+mod fuzz_tests;
 mod http;
 mod logfile;
 mod logger;

@@ -58,7 +58,12 @@ const ALLOWED: &[(Status, &[Status])] = &[
     (Status::Stopping, &[Status::Stopped, Status::Starting]),
     (
         Status::Exited,
-        &[Status::Starting, Status::Stopped, Status::Backoff],
+        &[
+            Status::Starting,
+            Status::Stopped,
+            Status::Backoff,
+            Status::Fatal,
+        ],
     ),
     (
         Status::Crashed,
@@ -271,6 +276,8 @@ mod tests {
             (Running, Fatal),
             (Fatal, Starting),
             (Crashed, Stopped),
+            // `always` counts a quick clean exit as a failure: it may end fatal.
+            (Exited, Fatal),
         ] {
             assert!(is_allowed(from, to), "{from} -> {to} must be allowed");
         }

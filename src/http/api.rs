@@ -14,6 +14,9 @@ use crate::model::signal_name;
 use crate::process;
 use crate::supervisor::{Action, Control, ControlError};
 
+/// The API's description, kept true by a test that exercises every route and status it lists.
+const OPENAPI: &[u8] = include_bytes!("openapi.json");
+
 /// Quick questions (list, get) must be answered within this.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Actions wait for stops (stop_timeout + SIGKILL grace) and dependency chains.
@@ -39,11 +42,8 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         ("GET", ["api", "events"]) => return events(request, shared),
         ("GET", ["healthz"]) => Reply::json(200, &serde_json::json!({ "status": "ok" })),
         // Browsers ask for it on every page; the dashboard has none, so say so without an error.
-        ("GET", ["favicon.ico"]) => Reply {
-            status: 204,
-            content_type: "image/x-icon",
-            body: Vec::new(),
-        },
+        ("GET", ["favicon.ico"]) => Reply::bytes(204, "image/x-icon", Vec::new()),
+        ("GET", ["api", "openapi.json"]) => Reply::bytes(200, "application/json", OPENAPI.to_vec()),
         ("GET", ["api", "servers"]) => list(shared),
         ("GET", ["api", "servers", id]) => get(shared, id),
         ("POST", ["api", "servers"]) => act(request, shared, None),
@@ -51,11 +51,7 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         ("GET", ["api", "servers", id, "logs"]) => logs(request, shared, id),
         ("DELETE", ["api", "kill"]) => kill(request, shared),
         ("GET", path) => match assets::find(path) {
-            Some(asset) => Reply {
-                status: 200,
-                content_type: asset.mime,
-                body: asset.bytes.to_vec(),
-            },
+            Some(asset) => Reply::bytes(200, asset.mime, asset.bytes.to_vec()),
             None => not_found(&request.path),
         },
         (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])

@@ -10,11 +10,13 @@
 
 pub mod api;
 pub mod assets;
+pub mod guard;
 pub mod sse;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -36,6 +38,7 @@ pub struct Shared {
     pub server_ids: HashSet<String>,
     pub max_connections: usize,
     pub heartbeat: Duration,
+    pub policy: guard::Policy,
     in_flight: AtomicUsize,
     /// Our own address, for [`Shared::nudge_pool`].
     bound: OnceLock<SocketAddr>,
@@ -47,6 +50,7 @@ impl Shared {
         log_dir: PathBuf,
         server_ids: HashSet<String>,
         max_connections: usize,
+        policy: guard::Policy,
     ) -> Shared {
         Shared {
             control,
@@ -54,6 +58,7 @@ impl Shared {
             server_ids,
             max_connections,
             heartbeat: Duration::from_secs(15),
+            policy,
             in_flight: AtomicUsize::new(0),
             bound: OnceLock::new(),
         }
@@ -81,6 +86,14 @@ pub struct ApiRequest {
     pub query: Vec<(String, String)>,
     pub content_type: Option<String>,
     pub last_event_id: Option<String>,
+    pub host: Option<String>,
+    pub origin: Option<String>,
+    pub referer: Option<String>,
+    pub authorization: Option<String>,
+    pub cookie: Option<String>,
+    /// Bytes of all header names and values, and of the URL, for the size limits.
+    pub head_len: usize,
+    pub url_len: usize,
     pub body: Vec<u8>,
 }
 
@@ -99,6 +112,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// Extra headers (Location, Set-Cookie, WWW-Authenticate).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -108,7 +123,22 @@ impl Reply {
             status,
             content_type: "application/json",
             body,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
+        self.headers.push((name, value));
+        self
     }
 
     pub fn error(status: u16, code: &str, message: impl std::fmt::Display) -> Reply {
@@ -119,14 +149,27 @@ impl Reply {
     }
 }
 
+/// How long a connection may stay silent (DESIGN §8: idle connections close after 10 s). Also
+/// the longest a write to a client that does not read may block.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Starts listening and the accept thread; returns the bound address (port 0 resolved).
+///
+/// tiny_http 0.12 has no timeouts (../shared/NOTES.md), so the listening socket gets
+/// SO_RCVTIMEO and SO_SNDTIMEO, which every accepted socket inherits: a silent client is cut
+/// after [`IDLE_TIMEOUT`] and frees its pool thread, and a write to a client that stopped
+/// reading fails instead of blocking forever. The same timeout also makes tiny_http's own
+/// `accept()` fail when nobody connects for that long, and its accept loop ends at its first
+/// error; so a keeper thread connects to us well within the timeout, and should the loop end
+/// anyway (a delayed keeper, EMFILE), a new generation of the server takes over the socket.
 pub fn start(listen: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String> {
-    let server =
-        tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| format!("cannot listen on {listen}: not an IP address"))?;
+    let listener =
+        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    set_timeouts(&listener, IDLE_TIMEOUT)
+        .map_err(|e| format!("cannot set timeouts on {listen}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let reachable = match bound.ip() {
         ip if ip.is_unspecified() && bound.is_ipv4() => {
             SocketAddr::from(([127, 0, 0, 1], bound.port()))
@@ -137,40 +180,95 @@ pub fn start(listen: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, Stri
         _ => bound,
     };
     let _ = shared.bound.set(reachable);
-    std::thread::Builder::new()
-        .name("http-accept".into())
-        .spawn(move || accept_loop(server, shared))
+    spawn_generation(listener, Arc::clone(&shared))
         .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+    std::thread::Builder::new()
+        .name("http-keeper".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(IDLE_TIMEOUT / 4);
+                shared.nudge_pool();
+            }
+        })
+        .map_err(|e| format!("cannot start the HTTP keeper thread: {e}"))?;
     Ok(bound)
 }
 
-fn accept_loop(server: tiny_http::Server, shared: Arc<Shared>) {
-    loop {
-        let request = match server.recv() {
-            Ok(request) => request,
-            Err(e) => {
-                log::error!(target: LOG, "Accept failed: {e}");
-                continue;
-            }
+fn set_timeouts(listener: &TcpListener, timeout: Duration) -> std::io::Result<()> {
+    let value = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: `value` is a valid timeval that outlives the call; the fd is the listener's.
+        let result = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
         };
-        if shared.in_flight.load(Ordering::Relaxed) >= shared.max_connections {
-            write_reply(
-                request,
-                Reply::error(503, "too_many_connections", "too many open connections"),
-            );
-            continue;
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        let guard = InFlight::enter(&shared);
-        let shared = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
-            .name("http".into())
-            .spawn(move || {
-                let _guard = guard;
-                handle(request, &shared);
-            });
-        if let Err(e) = spawned {
-            log::error!(target: LOG, "Cannot start a handler thread: {e}");
-        }
+    }
+    Ok(())
+}
+
+/// Runs one tiny_http server on `listener` (a generation). When its accept loop ends, the next
+/// generation takes over a duplicate of the socket, while this one keeps answering the
+/// connections it had already accepted.
+fn spawn_generation(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    let spare = listener.try_clone()?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("http-accept".into())
+        .spawn(move || {
+            let mut spare = Some(spare);
+            loop {
+                let request = match server.recv() {
+                    Ok(request) => request,
+                    Err(e) => {
+                        let Some(listener) = spare.take() else {
+                            continue;
+                        };
+                        log::warn!(target: LOG, "Accept loop ended ({e}); restarting it");
+                        let shared = Arc::clone(&shared);
+                        // A pause keeps a persistent error (EMFILE) from spinning generations.
+                        std::thread::sleep(Duration::from_millis(100));
+                        if let Err(e) = spawn_generation(listener, shared) {
+                            log::error!(target: LOG, "Cannot restart the HTTP server: {e}");
+                        }
+                        continue;
+                    }
+                };
+                dispatch(request, &shared);
+            }
+        })?;
+    Ok(())
+}
+
+fn dispatch(request: tiny_http::Request, shared: &Arc<Shared>) {
+    if shared.in_flight.load(Ordering::Relaxed) >= shared.max_connections {
+        write_reply(
+            request,
+            Reply::error(503, "too_many_connections", "too many open connections"),
+        );
+        return;
+    }
+    let guard = InFlight::enter(shared);
+    let shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            let _guard = guard;
+            handle(request, &shared);
+        });
+    if let Err(e) = spawned {
+        log::error!(target: LOG, "Cannot start a handler thread: {e}");
     }
 }
 
@@ -197,6 +295,10 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
     };
     let method = api_request.method.clone();
     let path = api_request.path.clone();
+    if let Err(reply) = guard::check(&api_request, &shared.policy) {
+        log::debug!(target: LOG, "{method} {path} -> {} (refused)", reply.status);
+        return write_reply(request, reply);
+    }
     // A panic in a handler must cost one request, never the process (panic = "unwind").
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         api::route(&api_request, shared)
@@ -216,10 +318,16 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
 
 fn read_request(request: &mut tiny_http::Request) -> Result<ApiRequest, Reply> {
     let url = request.url().to_string();
+    let url_len = url.len();
     let (path, query) = match url.split_once('?') {
         Some((path, query)) => (path.to_string(), parse_query(query)),
         None => (url, Vec::new()),
     };
+    let head_len = request
+        .headers()
+        .iter()
+        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+        .sum();
     let header = |name: &'static str| {
         request
             .headers()
@@ -227,29 +335,38 @@ fn read_request(request: &mut tiny_http::Request) -> Result<ApiRequest, Reply> {
             .find(|h| h.field.equiv(name))
             .map(|h| h.value.as_str().to_string())
     };
-    let content_type = header("Content-Type");
-    let last_event_id = header("Last-Event-ID");
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|_| Reply::error(400, "bad_request", "could not read the request body"))?;
-    if body.len() > MAX_BODY {
+    let mut api_request = ApiRequest {
+        method: request.method().as_str().to_string(),
+        path,
+        query,
+        content_type: header("Content-Type"),
+        last_event_id: header("Last-Event-ID"),
+        host: header("Host"),
+        origin: header("Origin"),
+        referer: header("Referer"),
+        authorization: header("Authorization"),
+        cookie: header("Cookie"),
+        head_len,
+        url_len,
+        body: Vec::new(),
+    };
+    // A body is only read once the head has passed the size limits: no point reading 64 KiB
+    // behind a head that will be refused anyway.
+    if head_len <= guard::MAX_HEAD && url_len <= guard::MAX_HEAD {
+        request
+            .as_reader()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut api_request.body)
+            .map_err(|_| Reply::error(400, "bad_request", "could not read the request body"))?;
+    }
+    if api_request.body.len() > MAX_BODY {
         return Err(Reply::error(
             413,
             "too_large",
             format!("request body over {MAX_BODY} bytes"),
         ));
     }
-    Ok(ApiRequest {
-        method: request.method().as_str().to_string(),
-        path,
-        query,
-        content_type,
-        last_event_id,
-        body,
-    })
+    Ok(api_request)
 }
 
 /// Splits `a=1&b=x%20y` into decoded pairs.
@@ -307,6 +424,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         409 => "Conflict",
         413 => "Payload Too Large",
+        414 => "URI Too Long",
         415 => "Unsupported Media Type",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -317,15 +435,19 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 pub fn write_reply(request: tiny_http::Request, reply: Reply) {
-    let head = format!(
+    let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\
-         Cache-Control: no-store\r\n{}\r\n",
+         Cache-Control: no-store\r\n{}",
         reply.status,
         reason(reply.status),
         reply.content_type,
         reply.body.len(),
         SECURITY_HEADERS,
     );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
     let mut writer = request.into_writer();
     let _ = writer
         .write_all(head.as_bytes())
