@@ -311,3 +311,78 @@ pub fn close(fd: i32) {
         libc::close(fd);
     }
 }
+
+#[cfg(test)]
+// The children are reaped with waitpid(2) in `reap`: std's waits are off limits (clippy.toml).
+#[allow(clippy::zombie_processes)]
+mod tests {
+    use super::*;
+
+    fn reap(pid: u32) {
+        let mut status = 0;
+        // SAFETY: waits for our own child, into a local.
+        unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    }
+
+    #[test]
+    fn a_pid_whose_start_time_changed_is_never_signalled() {
+        // The test process has no reaper thread, so spawning here races nothing.
+        let child = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let ticks = procfs::start_ticks(pid).expect("start ticks");
+        // As if the PID had been reused between the orphan check and the signal.
+        assert_eq!(
+            signal_verified(pid, ticks + 1, libc::SIGTERM),
+            Err(SignalError::Reused)
+        );
+        assert!(
+            is_same_process_alive(pid, ticks),
+            "the reused PID was not hit"
+        );
+        assert_eq!(signal_verified(pid, ticks, libc::SIGTERM), Ok(()));
+        reap(pid);
+        assert_eq!(
+            signal_verified(pid, ticks, libc::SIGTERM),
+            Err(SignalError::Gone)
+        );
+    }
+
+    #[test]
+    fn pid_zero_one_tend_and_its_group_are_never_targets() {
+        // SAFETY: getpid and getpgrp cannot fail.
+        let (me, group) = unsafe { (libc::getpid() as u32, libc::getpgrp() as u32) };
+        for pid in [0, 1, me, group, u32::MAX] {
+            assert!(!is_signallable(pid), "{pid}");
+            assert_eq!(signal_group(pid, 0), Err(SignalError::Forbidden), "{pid}");
+            assert_eq!(
+                signal_verified(pid, 0, 0),
+                Err(SignalError::Forbidden),
+                "{pid}"
+            );
+        }
+    }
+
+    #[test]
+    fn kill_orphan_escalates_to_sigkill_for_a_process_that_ignores_sigterm() {
+        let child = Command::new("sh")
+            .args(["-c", "trap '' TERM; echo ready; while :; do sleep 1; done"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.expect("stdout")),
+            &mut ready,
+        )
+        .expect("ready line");
+        let ticks = procfs::start_ticks(pid).expect("start ticks");
+        // Our own child lingers as a zombie once killed; is_same_process_alive counts that dead.
+        let signal = kill_orphan(pid, ticks, Duration::from_millis(200)).expect("killed");
+        assert_eq!(signal, libc::SIGKILL);
+        reap(pid);
+    }
+}

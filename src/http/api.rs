@@ -50,16 +50,18 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         ("POST", ["api", "servers", id]) => act(request, shared, Some(id)),
         ("GET", ["api", "servers", id, "logs"]) => logs(request, shared, id),
         ("DELETE", ["api", "kill"]) => kill(request, shared),
+        (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])
+        | (_, ["api", "servers", _, "logs"] | ["healthz"] | ["api", "openapi.json"]) => {
+            Reply::error(
+                405,
+                "method_not_allowed",
+                format!("{} is not allowed on {}", request.method, request.path),
+            )
+        }
         ("GET", path) => match assets::find(path) {
             Some(asset) => Reply::bytes(200, asset.mime, asset.bytes.to_vec()),
             None => not_found(&request.path),
         },
-        (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])
-        | (_, ["api", "servers", _, "logs"] | ["healthz"]) => Reply::error(
-            405,
-            "method_not_allowed",
-            format!("{} is not allowed on {}", request.method, request.path),
-        ),
         _ => not_found(&request.path),
     };
     Outcome::Reply(reply)
