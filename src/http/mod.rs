@@ -2,11 +2,13 @@
 //! and the response writer. Handlers never touch server state: they send a [`Control`] to the
 //! supervisor and wait for its reply.
 //!
-//! Every answer is written through `into_writer` with `Connection: close` and a Content-Length.
-//! tiny_http 0.12 can leave a burst of keep-alive connections queued behind pool threads that
-//! stay pinned, never read (../shared/NOTES.md: 46 of 50 unanswered); closing after each answer
-//! frees the connection's thread at once. SSE streams are written the same way, since a
-//! tiny_http `Response` body is buffered in 8 KiB chunks.
+//! Every answer is written through `into_writer` with `Connection: close` and a Content-Length,
+//! and the connection then closes: tend's tiny_http is patched (vendor/tiny_http/PATCHES.md) to
+//! serve one request per connection, with socket timeouts and a bounded request head. Stock
+//! tiny_http 0.12 keeps a keep-alive connection's pool thread waiting for a next request, and a
+//! burst of them can leave new connections queued behind pinned threads, never read
+//! (../shared/NOTES.md: 46 of 50 unanswered). SSE streams are written through `into_writer` too,
+//! since a tiny_http `Response` body is buffered in 8 KiB chunks.
 
 pub mod api;
 pub mod assets;
@@ -15,11 +17,10 @@ pub mod sse;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -40,8 +41,6 @@ pub struct Shared {
     pub heartbeat: Duration,
     pub policy: guard::Policy,
     in_flight: AtomicUsize,
-    /// Our own address, for [`Shared::nudge_pool`].
-    bound: OnceLock<SocketAddr>,
 }
 
 impl Shared {
@@ -60,20 +59,6 @@ impl Shared {
             heartbeat: Duration::from_secs(15),
             policy,
             in_flight: AtomicUsize::new(0),
-            bound: OnceLock::new(),
-        }
-    }
-
-    /// Frees connections tiny_http's pool may have queued behind a thread that an event stream
-    /// now pins. The pool hands a new connection to the queue whenever it counts a waiting
-    /// thread, even one already promised to another connection; in a burst, several connections
-    /// can queue for one thread, and one that lands behind a stream waits until some other
-    /// connection ends. A connection that opens and closes at once gets a thread that, after its
-    /// empty task, takes the next queued one. Each stream nudges once when it starts, so a chain
-    /// of queued streams drains itself (../shared/NOTES.md, "connection starvation").
-    pub fn nudge_pool(&self) {
-        if let Some(addr) = self.bound.get() {
-            let _ = std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200));
         }
     }
 }
@@ -149,106 +134,27 @@ impl Reply {
     }
 }
 
-/// How long a connection may stay silent (DESIGN §8: idle connections close after 10 s). Also
-/// the longest a write to a client that does not read may block.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Starts listening and the accept thread; returns the bound address (port 0 resolved).
-///
-/// tiny_http 0.12 has no timeouts (../shared/NOTES.md), so the listening socket gets
-/// SO_RCVTIMEO and SO_SNDTIMEO, which every accepted socket inherits: a silent client is cut
-/// after [`IDLE_TIMEOUT`] and frees its pool thread, and a write to a client that stopped
-/// reading fails instead of blocking forever. The same timeout also makes tiny_http's own
-/// `accept()` fail when nobody connects for that long, and its accept loop ends at its first
-/// error; so a keeper thread connects to us well within the timeout, and should the loop end
-/// anyway (a delayed keeper, EMFILE), a new generation of the server takes over the socket.
 pub fn start(listen: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String> {
-    let listener =
-        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    set_timeouts(&listener, IDLE_TIMEOUT)
-        .map_err(|e| format!("cannot set timeouts on {listen}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let reachable = match bound.ip() {
-        ip if ip.is_unspecified() && bound.is_ipv4() => {
-            SocketAddr::from(([127, 0, 0, 1], bound.port()))
-        }
-        ip if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bound.port()))
-        }
-        _ => bound,
-    };
-    let _ = shared.bound.set(reachable);
-    spawn_generation(listener, Arc::clone(&shared))
-        .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
-    std::thread::Builder::new()
-        .name("http-keeper".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(IDLE_TIMEOUT / 4);
-                shared.nudge_pool();
-            }
-        })
-        .map_err(|e| format!("cannot start the HTTP keeper thread: {e}"))?;
-    Ok(bound)
-}
-
-fn set_timeouts(listener: &TcpListener, timeout: Duration) -> std::io::Result<()> {
-    let value = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: `value` is a valid timeval that outlives the call; the fd is the listener's.
-        let result = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&value as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if result != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Runs one tiny_http server on `listener` (a generation). When its accept loop ends, the next
-/// generation takes over a duplicate of the socket, while this one keeps answering the
-/// connections it had already accepted.
-fn spawn_generation(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
-    let spare = listener.try_clone()?;
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let server =
+        tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| format!("cannot listen on {listen}: not an IP address"))?;
     std::thread::Builder::new()
         .name("http-accept".into())
         .spawn(move || {
-            let mut spare = Some(spare);
             loop {
-                let request = match server.recv() {
-                    Ok(request) => request,
-                    Err(e) => {
-                        let Some(listener) = spare.take() else {
-                            continue;
-                        };
-                        log::warn!(target: LOG, "Accept loop ended ({e}); restarting it");
-                        let shared = Arc::clone(&shared);
-                        // A pause keeps a persistent error (EMFILE) from spinning generations.
-                        std::thread::sleep(Duration::from_millis(100));
-                        if let Err(e) = spawn_generation(listener, shared) {
-                            log::error!(target: LOG, "Cannot restart the HTTP server: {e}");
-                        }
-                        continue;
-                    }
-                };
-                dispatch(request, &shared);
+                match server.recv() {
+                    Ok(request) => dispatch(request, &shared),
+                    // The patched accept loop never ends; a receive error is one request's.
+                    Err(e) => log::warn!(target: LOG, "Receiving a request failed: {e}"),
+                }
             }
-        })?;
-    Ok(())
+        })
+        .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+    Ok(bound)
 }
 
 fn dispatch(request: tiny_http::Request, shared: &Arc<Shared>) {

@@ -45,7 +45,6 @@ pub fn serve(request: tiny_http::Request, params: EventsParams, shared: &Shared)
         }
     }
     log::debug!(target: LOG, "SSE client connected (logs: {:?})", params.logs);
-    shared.nudge_pool();
     let mut last_write = Instant::now();
     loop {
         let idle = last_write.elapsed();

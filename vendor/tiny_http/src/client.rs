@@ -6,6 +6,7 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
@@ -36,9 +37,24 @@ pub struct ClientConnection {
     secure: bool,
 }
 
+// tend patch: bounds on a request head. tiny_http 0.12 reads a head of any size, for any time.
+/// The longest request line or header line accepted (414 or 431 past it).
+const MAX_LINE: usize = 8 * 1024;
+/// The most bytes of one request head (request line and headers; 431 past it).
+const MAX_HEAD: usize = 16 * 1024;
+/// The longest time a client may take to send a whole request head (408 past it), so a client
+/// that drips one byte at a time cannot hold its thread for ever.
+pub(crate) const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
+    /// tend patch: the request line is over MAX_LINE.
+    UriTooLong,
+    /// tend patch: a header line, or the head, is over MAX_LINE / MAX_HEAD.
+    HeadTooLarge,
+    /// tend patch: the head did not arrive within HEAD_DEADLINE (or the socket timed out).
+    HeadTimeout,
     WrongRequestLine,
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
@@ -77,11 +93,20 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// tend patch: fails with `InvalidData` past `max` bytes and with `TimedOut` after
+    /// `deadline`.
+    fn read_next_line(&mut self, max: usize, deadline: Instant) -> IoResult<AsciiString> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
         loop {
+            if buf.len() > max {
+                return Err(IoError::new(ErrorKind::InvalidData, "line too long"));
+            }
+            if Instant::now() > deadline {
+                return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
+            }
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
@@ -104,10 +129,21 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // tend patch: the head must arrive within a deadline and a size.
+        let deadline = Instant::now() + HEAD_DEADLINE;
+        let head_error = |e: IoError, too_long: fn() -> ReadError| match e.kind() {
+            ErrorKind::InvalidData => too_long(),
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => ReadError::HeadTimeout,
+            _ => ReadError::ReadIoError(e),
+        };
+        let mut head_bytes = 0;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self
+                    .read_next_line(MAX_LINE, deadline)
+                    .map_err(|e| head_error(e, || ReadError::UriTooLong))?;
+                head_bytes += line.len();
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +154,17 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self
+                        .read_next_line(MAX_LINE, deadline)
+                        .map_err(|e| head_error(e, || ReadError::HeadTooLarge))?;
 
                     if line.is_empty() {
                         break;
                     };
+                    head_bytes += line.len() + 2;
+                    if head_bytes > MAX_HEAD {
+                        return Err(ReadError::HeadTooLarge);
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -185,6 +227,10 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                // tend patch: answer an oversized or too slow head, then close.
+                Err(ReadError::UriTooLong) => return self.refuse(414),
+                Err(ReadError::HeadTooLarge) => return self.refuse(431),
+                Err(ReadError::HeadTimeout) => return self.refuse(408),
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
@@ -258,10 +304,33 @@ impl Iterator for ClientConnection {
                 None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
                 _ => (),
             };
+            // tend patch: one request per connection. tend answers every request with
+            // `Connection: close`; without this, the connection's pool thread would wait for a
+            // second request the client will not send, pinned until the client hangs up, and
+            // new connections could queue behind such threads and never be read.
+            self.no_more_requests = true;
 
             // returning the request
             return Some(rq);
         }
+    }
+}
+
+impl ClientConnection {
+    /// tend patch: writes an empty error response and ends the connection.
+    fn refuse(&mut self, status: u16) -> Option<Request> {
+        use crate::{Response, StatusCode};
+        if let Some(writer) = self.sink.next() {
+            Response::new_empty(StatusCode(status))
+                .with_header(
+                    "Content-Type: text/plain"
+                        .parse::<crate::Header>()
+                        .expect("a valid header"),
+                )
+                .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                .ok();
+        }
+        None
     }
 }
 

@@ -1,3 +1,5 @@
+// tend: upstream 0.12.0 builds with these two warnings; silenced so tend's own build is clean.
+#![allow(unused_imports, dead_code)]
 //! # Simple usage
 //!
 //! ## Creating the server
@@ -294,6 +296,11 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        // tend patch: no connection may block its thread for ever.
+                        if let Err(e) = sock.set_timeouts(client::HEAD_DEADLINE) {
+                            log::debug!("Cannot set socket timeouts: {}", e);
+                            continue;
+                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -338,10 +345,12 @@ impl Server {
                         }));
                     }
 
+                    // tend patch: an accept error (a client that reset before accept, or no file
+                    // descriptor left) is the failure of one connection, not of the server: go
+                    // on accepting, pausing briefly so a lasting EMFILE does not spin.
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        log::warn!("Error accepting new client: {}", e);
+                        thread::sleep(std::time::Duration::from_millis(10));
                     }
                 }
             }
