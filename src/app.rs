@@ -15,6 +15,7 @@ use crate::cli::UpOptions;
 use crate::config::{self, Config};
 use crate::error::{Context, Error};
 use crate::http;
+use crate::logrotate;
 use crate::monitor;
 use crate::pidwatch::PidWatcher;
 use crate::process::{TOKEN_VAR, ensure_private_dir};
@@ -98,6 +99,12 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     let pidwatch = PidWatcher::start(exits_tx).context("cannot start the pid watcher")?;
     let store =
         ProcessStateStore::spawn(config.state_file.clone()).context("cannot start the store")?;
+    logrotate::start(
+        config.log_dir.clone(),
+        config.log_max_bytes,
+        config.log_keep,
+    )
+    .context("cannot watch the log folder")?;
     monitor::start(config.health_interval, monitor_rx, reports_tx)
         .context("cannot start the monitor")?;
 

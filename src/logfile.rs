@@ -6,56 +6,84 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::logrotate::{removed_from_head, rotated_path};
 use crate::process::log_path;
 
 /// The most lines one request may ask for (DESIGN §4).
 pub const MAX_LINES: usize = 10_000;
 const CHUNK: u64 = 64 * 1024;
 
-/// The last `count` lines of server `id`'s log, oldest first. A missing log is empty.
+/// The last `count` lines of server `id`'s log, oldest first, read across its rotated files
+/// (a line split by a rotation is joined again). A missing log is empty.
 pub fn tail(log_dir: &Path, id: &str, count: usize) -> io::Result<Vec<String>> {
     let count = count.min(MAX_LINES);
-    let mut file = match File::open(log_path(log_dir, id)) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    last_lines(&mut file, len, count)
-}
-
-/// Reads backwards in chunks until `count` complete lines are found, so a 1 GiB log costs no
-/// more than its last lines.
-fn last_lines(file: &mut File, len: u64, count: usize) -> io::Result<Vec<String>> {
-    if count == 0 || len == 0 {
-        return Ok(Vec::new());
-    }
-    let mut start = len;
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        let step = CHUNK.min(start);
-        start -= step;
-        file.seek(SeekFrom::Start(start))?;
-        let mut chunk = vec![0; step as usize];
-        file.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
-        // A trailing newline ends the last line; it does not start an empty one.
-        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let newlines = body.iter().filter(|&&b| b == b'\n').count();
-        if newlines >= count || start == 0 {
-            let text = String::from_utf8_lossy(body);
-            let lines: Vec<&str> = text.split('\n').collect();
-            // Without reaching the start, the first piece may be a partial line.
-            let skip_partial = usize::from(start > 0);
-            let complete = &lines[skip_partial..];
-            let from = complete.len().saturating_sub(count);
-            return Ok(complete[from..].iter().map(|l| l.to_string()).collect());
+    let live = log_path(log_dir, id);
+    // Newest first: the live file, then .1, .2, … as long as they exist.
+    let mut files = Vec::new();
+    for n in 0..=MAX_ROTATED {
+        let path = if n == 0 {
+            live.clone()
+        } else {
+            rotated_path(&live, n)
+        };
+        match File::open(&path) {
+            Ok(file) => {
+                let len = file.metadata()?.len();
+                files.push((file, len));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
         }
     }
+    last_lines(&mut files, count)
+}
+
+/// Rotated files beyond this are never read (`log_keep` is at most 100).
+const MAX_ROTATED: u32 = 100;
+
+/// Reads backwards in chunks through `files` (newest first, as if they were one file written
+/// oldest to newest) until `count` complete lines are found, so a 1 GiB log costs no more than
+/// its last lines.
+fn last_lines(files: &mut [(File, u64)], count: usize) -> io::Result<Vec<String>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    let mut at_start = true;
+    'files: for (file, len) in files.iter_mut() {
+        let mut start = *len;
+        while start > 0 {
+            let step = CHUNK.min(start);
+            start -= step;
+            file.seek(SeekFrom::Start(start))?;
+            let mut chunk = vec![0; step as usize];
+            file.read_exact(&mut chunk)?;
+            chunk.extend_from_slice(&buf);
+            buf = chunk;
+            let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            if body.iter().filter(|&&b| b == b'\n').count() >= count {
+                at_start = false;
+                break 'files;
+            }
+        }
+    }
+    // A trailing newline ends the last line; it does not start an empty one.
+    let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = String::from_utf8_lossy(body);
+    let lines: Vec<&str> = text.split('\n').collect();
+    // Unless everything was read, the first piece may be the end of an earlier line.
+    let complete = &lines[usize::from(!at_start)..];
+    let from = complete.len().saturating_sub(count);
+    Ok(complete[from..].iter().map(|l| l.to_string()).collect())
 }
 
 /// Follows a log file from its current end, yielding complete lines as they are written.
+///
+/// Offsets are logical: bytes since the file was created in this tend's life, so a rotation
+/// (which removes bytes from the head of the live file) does not make it read lines twice.
 pub struct Follower {
     path: std::path::PathBuf,
     offset: u64,
@@ -65,7 +93,8 @@ pub struct Follower {
 impl Follower {
     pub fn new(log_dir: &Path, id: &str) -> Follower {
         let path = log_path(log_dir, id);
-        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let offset = removed_from_head(&path) + len;
         Follower {
             path,
             offset,
@@ -73,8 +102,7 @@ impl Follower {
         }
     }
 
-    /// Lines written since the last call. A file that shrank was truncated or replaced (a
-    /// rotation): reading starts again at its beginning.
+    /// Lines written since the last call.
     pub fn poll(&mut self) -> Vec<String> {
         let Ok(mut file) = File::open(&self.path) else {
             return Vec::new();
@@ -82,17 +110,22 @@ impl Follower {
         let Ok(len) = file.metadata().map(|m| m.len()) else {
             return Vec::new();
         };
-        if len < self.offset {
-            self.offset = 0;
+        let removed = removed_from_head(&self.path);
+        let mut physical = self.offset.saturating_sub(removed);
+        if self.offset < removed || physical > len {
+            // Rotated past what we had read (a burst between polls), or truncated by someone
+            // else: go on from the start of what the live file holds now.
+            physical = 0;
+            self.offset = removed;
             self.partial.clear();
         }
-        if len == self.offset {
+        if len == physical {
             return Vec::new();
         }
         // Bound one read so a burst cannot balloon a handler thread's memory.
-        let want = (len - self.offset).min(4 * CHUNK);
+        let want = (len - physical).min(4 * CHUNK);
         let mut data = vec![0; want as usize];
-        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_exact(&mut data).is_err() {
+        if file.seek(SeekFrom::Start(physical)).is_err() || file.read_exact(&mut data).is_err() {
             return Vec::new();
         }
         self.offset += want;
@@ -139,6 +172,19 @@ mod tests {
         assert!(tail(&dir, "missing", 5).unwrap().is_empty());
         std::fs::write(log_path(&dir, "short"), "a\nb").unwrap();
         assert_eq!(tail(&dir, "short", 10).unwrap(), ["a", "b"]);
+        // A rotation split "line 3" between .1 and the live file: it reads back whole.
+        let live = log_path(&dir, "split");
+        std::fs::write(rotated_path(&live, 2), "line 0\n").unwrap();
+        std::fs::write(rotated_path(&live, 1), "line 1\nline 2\nli").unwrap();
+        std::fs::write(&live, "ne 3\nline 4\n").unwrap();
+        assert_eq!(
+            tail(&dir, "split", 3).unwrap(),
+            ["line 2", "line 3", "line 4"]
+        );
+        assert_eq!(
+            tail(&dir, "split", 99).unwrap(),
+            ["line 0", "line 1", "line 2", "line 3", "line 4"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -157,6 +203,9 @@ mod tests {
         assert_eq!(follower.poll(), ["one"]);
         file.write_all(b"o\n").unwrap();
         assert_eq!(follower.poll(), ["two"]);
+        crate::logrotate::rotate(&path, 2).unwrap();
+        file.write_all(b"after rotation\n").unwrap();
+        assert_eq!(follower.poll(), ["after rotation"], "no line read twice");
         std::fs::write(&path, "fresh\n").unwrap();
         assert_eq!(follower.poll(), ["fresh"]);
         std::fs::remove_dir_all(&dir).unwrap();

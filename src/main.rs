@@ -14,6 +14,7 @@ mod fuzz_tests;
 mod http;
 mod logfile;
 mod logger;
+mod logrotate;
 mod model;
 mod monitor;
 mod pidwatch;
