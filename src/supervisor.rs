@@ -34,6 +34,9 @@ const LOG: &str = "ServerOrchestrator";
 const GROUP_POLL: Duration = Duration::from_millis(10);
 /// How long processes may survive SIGKILL before tend gives up on them (uninterruptible sleep).
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// At most one state snapshot per this (DESIGN §6: the file is written a few times a second at
+/// most however fast things change; the store coalesces further).
+const STATE_COALESCE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -310,8 +313,17 @@ pub struct ServerOrchestrator {
     boot_id: String,
     on_exit: OnExit,
     max_sse_clients: usize,
+    /// Servers changed in this turn, each once, in the order they changed: a turn costs its
+    /// changes, not a scan of every server.
     changed: Vec<bool>,
+    changed_order: Vec<usize>,
+    /// Some server waits to be started or stopped (saves `advance` a scan when none does).
+    has_pending: bool,
     state_dirty: bool,
+    /// When the state was last handed to the store, and when the next hand-over is due: many
+    /// changes in a burst cost one snapshot per [`STATE_COALESCE`], not one per change.
+    state_saved_at: Option<Instant>,
+    state_due: Option<Instant>,
     shutting_down: bool,
 }
 
@@ -382,7 +394,11 @@ impl ServerOrchestrator {
             on_exit: config.on_exit,
             max_sse_clients: config.max_sse_clients,
             changed: vec![false; count],
+            changed_order: Vec::new(),
+            has_pending: false,
             state_dirty: false,
+            state_saved_at: None,
+            state_due: None,
             shutting_down: false,
         }
     }
@@ -471,8 +487,15 @@ impl ServerOrchestrator {
     /// The supervisor loop; returns when tend should exit.
     pub fn run(mut self, inbox: Inbox) {
         loop {
-            let timer = match self.timers.peek() {
-                Some(Reverse(t)) => after(t.at.saturating_duration_since(Instant::now())),
+            let next = self
+                .timers
+                .peek()
+                .map(|Reverse(t)| t.at)
+                .into_iter()
+                .chain(self.state_due)
+                .min();
+            let timer = match next {
+                Some(at) => after(at.saturating_duration_since(Instant::now())),
                 None => never(),
             };
             select! {
@@ -719,6 +742,7 @@ impl ServerOrchestrator {
         }
         server.spawn_error = None;
         server.pending_start = true;
+        self.has_pending = true;
         server.pending_stop = false;
         server.epoch += 1;
         self.set_status(index, Status::Starting);
@@ -739,6 +763,7 @@ impl ServerOrchestrator {
             return;
         }
         server.pending_stop = true;
+        self.has_pending = true;
         if !after_dependents {
             self.stop_now(index);
         }
@@ -773,6 +798,10 @@ impl ServerOrchestrator {
     /// Spawns pending servers whose dependencies run, and stops pending servers whose
     /// dependents are down. Repeats until nothing moves (a server without ports runs at once).
     fn advance(&mut self) {
+        if !self.has_pending {
+            self.settle_waiters();
+            return;
+        }
         loop {
             let mut moved = false;
             for index in 0..self.servers.len() {
@@ -811,6 +840,10 @@ impl ServerOrchestrator {
                 break;
             }
         }
+        self.has_pending = self
+            .servers
+            .iter()
+            .any(|s| s.pending_start || s.pending_stop);
         self.settle_waiters();
     }
 
@@ -953,7 +986,7 @@ impl ServerOrchestrator {
         server.exit_code = code;
         server.exit_signal = signal;
         self.state_dirty = true;
-        self.changed[index] = true;
+        self.mark_changed(index);
 
         if let Some(stopping) = &mut self.servers[index].stopping {
             stopping.leader_gone = true;
@@ -1174,7 +1207,9 @@ impl ServerOrchestrator {
         server.ports_ok = observation.ports_ok;
         server.orphaned = observation.orphaned;
         server.orphaned_pid = observation.orphaned_pid;
-        self.changed[index] |= visible_change;
+        if visible_change {
+            self.mark_changed(index);
+        }
         if newly_orphaned {
             let port = self.servers[index]
                 .ports
@@ -1343,6 +1378,7 @@ impl ServerOrchestrator {
                         stopping.then = AfterStop::Stay;
                     } else if server.pid.is_some() {
                         server.pending_stop = true;
+                        self.has_pending = true;
                     } else if server.status != Status::Stopped {
                         server.epoch += 1;
                     }
@@ -1362,6 +1398,7 @@ impl ServerOrchestrator {
     fn finish_shutdown(mut self) {
         self.state_dirty = true;
         self.flush();
+        self.save_state();
         let stats = self.outputs.store.stats();
         if !self.outputs.store.shutdown() {
             log::error!(target: LOG, "State file not confirmed written before exit");
@@ -1391,7 +1428,7 @@ impl ServerOrchestrator {
             from,
             to,
         };
-        self.changed[index] = true;
+        self.mark_changed(index);
         self.timeline(event);
     }
 
@@ -1464,16 +1501,37 @@ impl ServerOrchestrator {
         self.servers.iter().map(|s| s.view(now)).collect()
     }
 
-    /// Ends a turn: one `server` event per changed server, and a snapshot for the store.
+    fn mark_changed(&mut self, index: usize) {
+        if !std::mem::replace(&mut self.changed[index], true) {
+            self.changed_order.push(index);
+        }
+    }
+
+    /// Ends a turn: one `server` event per changed server, and a snapshot for the store when
+    /// one is due.
     fn flush(&mut self) {
         let now = SystemTime::now();
-        for index in 0..self.servers.len() {
-            if std::mem::take(&mut self.changed[index]) {
-                let view = self.servers[index].view(now);
-                self.hub.publish(&Event::Server(view));
-            }
+        for index in std::mem::take(&mut self.changed_order) {
+            self.changed[index] = false;
+            let view = self.servers[index].view(now);
+            self.hub.publish(&Event::Server(view));
         }
+        if self.state_dirty && self.state_due.is_none() {
+            // The first change after a quiet spell is written at once; a burst waits its turn.
+            let due = self
+                .state_saved_at
+                .map_or_else(Instant::now, |at| at + STATE_COALESCE);
+            self.state_due = Some(due);
+        }
+        if self.state_due.is_some_and(|due| due <= Instant::now()) {
+            self.save_state();
+        }
+    }
+
+    fn save_state(&mut self) {
+        self.state_due = None;
         if std::mem::take(&mut self.state_dirty) {
+            self.state_saved_at = Some(Instant::now());
             self.outputs.store.save(self.state_snapshot());
         }
     }
