@@ -133,7 +133,7 @@ pub fn parse(
     // Procfile lines end in "\n" or "\r\n"; `lines` takes both.
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
-        let entry = match parse_line(line) {
+        let (name, command) = match parse_line(line) {
             Line::Skip => continue,
             Line::Bad { column, message } => {
                 problems.push(fail(number, column, message));
@@ -141,7 +141,6 @@ pub fn parse(
             }
             Line::Entry { name, command } => (name, command),
         };
-        let (name, command) = entry;
         if let Some(&earlier) = first_line.get(name) {
             problems.push(fail(
                 number,
