@@ -10,7 +10,10 @@ run: release
 # Every test: unit, integration (real processes and sockets), and browser (real chromium).
 test: lint test-rust test-e2e
 
+# Installs honcho from PyPI into target/honcho-venv when it is missing (tests/it/procfile.rs
+# compares tend's reading of a Procfile and .env with honcho's).
 test-rust:
+	sh tests/install-honcho.sh
 	$(CARGO) test --all-targets
 
 # Installs Debian's chromium and the npm packages when they are missing (see tests/e2e/run.sh).

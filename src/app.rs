@@ -26,20 +26,26 @@ use crate::supervisor::{Inbox, Outputs, ServerOrchestrator};
 
 const LOG: &str = "tend";
 
-/// Loads the config named on the command line (or found in the working directory).
-pub fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
+/// Loads the config named on the command line (or found in the working directory). `port` is
+/// `tend up --port`: the base PORT of a Procfile's entries, refused for a JSON config.
+pub fn load_config(explicit: Option<&Path>, port: Option<u16>) -> Result<Config, Error> {
     let path = config::locate(explicit).map_err(Error::Other)?;
-    Ok(config::load(&path)?)
+    if !config::procfile::is_procfile(&path) {
+        if port.is_some() {
+            return Err(Error::Usage(format!(
+                "--port sets the base PORT of Procfile entries, and {} is not a Procfile \
+                 (a JSON config gives each server its ports itself)",
+                path.display()
+            )));
+        }
+        return Ok(config::load(&path)?);
+    }
+    Ok(config::procfile::load(&path, port)?)
 }
 
-/// Applies `tend up`'s options; their paths resolve against the working directory.
+/// Applies `tend up`'s options (`--port` is taken by [`load_config`]); their paths resolve
+/// against the working directory.
 fn apply_options(config: &mut Config, options: &UpOptions) -> Result<(), Error> {
-    if options.port.is_some() {
-        return Err(Error::Usage(
-            "--port sets the base PORT of Procfile entries, and this config is not a Procfile"
-                .into(),
-        ));
-    }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     if let Some(listen) = options.listen {
         config.listen = listen;
@@ -54,7 +60,7 @@ fn apply_options(config: &mut Config, options: &UpOptions) -> Result<(), Error> 
 }
 
 pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Error> {
-    let mut config = load_config(explicit_config)?;
+    let mut config = load_config(explicit_config, options.port)?;
     apply_options(&mut config, options)?;
     let state_dir = config
         .state_file

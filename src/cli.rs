@@ -16,7 +16,7 @@ use crate::error::Error;
 pub struct Cli {
     /// `--url`: where a running tend listens (client commands).
     pub url: Option<String>,
-    /// `--config`: the config file (otherwise `./tend.json`).
+    /// `--config`: the config file (otherwise `./tend.json`, else `./Procfile`).
     pub config: Option<PathBuf>,
     pub command: Command,
 }
@@ -556,7 +556,8 @@ Usage: tend [--url URL] [--config FILE] COMMAND [OPTIONS]
 Commands:
   up [--listen ADDR] [--state FILE] [--log-dir DIR] [--port N]
                           run the supervisor in the foreground
-  check                   validate the config; exit 1 with file:line:col and reason
+  check                   validate the config (tend.json, or a Procfile and its .env);
+                          exit 1 with file:line:col and reason
   status [--json]         show every server (alias: ps)
   start ID...|--all       start servers
   stop ID...|--all        stop servers
@@ -568,7 +569,8 @@ Commands:
 
 Global options (before or after the command):
   --url URL               the running tend (default: $TEND_URL, else the config's listen)
-  --config FILE           config file (default: ./tend.json)
+  --config FILE           config file (default: ./tend.json, else ./Procfile); a file named
+                          Procfile, Procfile.* or *.procfile is read as a Procfile
   -h, --help              print help
 
 Environment:
@@ -584,18 +586,23 @@ Runs the supervisor in the foreground and prints the dashboard URL. SIGINT or SI
 stops every server (unless the config says \"on_exit\": \"keep\") and exits.
 
 Options:
-  --config FILE     config file (default: ./tend.json)
+  --config FILE     config file (default: ./tend.json, else ./Procfile with ./.env)
   --listen ADDR     address of the API and dashboard, IP:PORT (default: 127.0.0.1:7070)
   --state FILE      state file (default: .tend/process-state.json beside the config)
   --log-dir DIR     folder of the servers' log files (default: .tend/logs)
-  --port N          base PORT handed to Procfile entries
+  --port N          Procfile only: the first entry's PORT; each next one gets 100 more
+                    (default: PORT in .env, else $PORT, else 5000, as foreman does)
+
+A Procfile (foreman's `name: command` lines, as a file named Procfile, Procfile.* or
+*.procfile) runs each entry through /bin/sh -c in the Procfile's folder with the .env
+beside it and its PORT, and tend checks that port.
 ";
 
 const HELP_CHECK: &str = "\
 Usage: tend check [--config FILE]
 
-Validates the config file and exits; every problem is printed as file:line:col: reason,
-and the exit code is 1 if there is any.
+Validates the config file (tend.json, or a Procfile and the .env beside it) and exits;
+every problem is printed as file:line:col: reason, and the exit code is 1 if there is any.
 ";
 
 const HELP_STATUS: &str = "\

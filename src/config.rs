@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use crate::model::parse_signal;
 
+pub mod procfile;
+
 /// How a server's command is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandSpec {
@@ -115,6 +117,53 @@ pub struct ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
+impl Config {
+    /// A config with every DESIGN §2 default and no servers; `base_dir` (absolute) is where
+    /// the state file and log folder go.
+    fn defaults(path: &Path, base_dir: &Path) -> Config {
+        Config {
+            path: path.to_path_buf(),
+            base_dir: base_dir.to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            state_file: base_dir.join(".tend/process-state.json"),
+            log_dir: base_dir.join(".tend/logs"),
+            health_interval: Duration::from_millis(3000),
+            auth: AuthSetting::Default,
+            allowed_hosts: Vec::new(),
+            on_exit: OnExit::Stop,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_keep: 3,
+            max_connections: 256,
+            max_sse_clients: 64,
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// A server with every DESIGN §2 default, running `command` in `cwd`.
+    fn defaults(id: &str, command: CommandSpec, cwd: &Path, line: usize) -> ServerConfig {
+        ServerConfig {
+            id: id.to_string(),
+            command,
+            cwd: cwd.to_path_buf(),
+            env: BTreeMap::new(),
+            env_file: None,
+            ports: Vec::new(),
+            autostart: true,
+            restart: RestartPolicy::OnFailure,
+            max_restarts: 10,
+            backoff: Duration::from_millis(500),
+            stop_signal: libc::SIGTERM,
+            stop_timeout: Duration::from_millis(5000),
+            start_timeout: Duration::from_millis(30000),
+            retry_fatal: Some(Duration::from_millis(300_000)),
+            depends_on: Vec::new(),
+            line,
+        }
+    }
+}
+
 /// The longest a `*_ms` value may be: anything longer is almost surely a unit mistake.
 const DAY_MS: u64 = 86_400_000;
 
@@ -154,25 +203,35 @@ const SERVER_KEYS: &[&str] = &[
     "depends_on",
 ];
 
-/// The files `locate` tries, in order, relative to the working directory.
-const CONFIG_CANDIDATES: &[&str] = &["tend.json"];
+/// The files `locate` tries, in order, relative to the working directory (DESIGN §1).
+const CONFIG_CANDIDATES: &[&str] = &["tend.json", "Procfile"];
 
-/// Reads, parses, validates and resolves a config file. Relative paths in it resolve against
-/// the file's folder, made absolute from the working directory when `path` is relative.
+/// Reads, parses, validates and resolves a config file: a Procfile when its name says so (see
+/// [`procfile::is_procfile`]), else JSON. Relative paths in it resolve against the file's
+/// folder, made absolute from the working directory when `path` is relative.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let single = |message: String| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            message,
-        }])
-    };
+    if procfile::is_procfile(path) {
+        return procfile::load(path, None);
+    }
     let text = std::fs::read_to_string(path)
-        .map_err(|e| single(format!("cannot read the config file: {e}")))?;
-    let base_dir = base_dir_of(path)
-        .map_err(|e| single(format!("cannot resolve the config file's folder: {e}")))?;
+        .map_err(|e| file_error(path, format!("cannot read the config file: {e}")))?;
+    let base_dir = base_dir_of(path).map_err(|e| {
+        file_error(
+            path,
+            format!("cannot resolve the config file's folder: {e}"),
+        )
+    })?;
     parse(&text, path, &base_dir)
+}
+
+/// A problem with a whole file (it cannot be read), reported at line 0, column 0.
+fn file_error(path: &Path, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message,
+    }])
 }
 
 /// Parses config text as if read from `path`; `base_dir` (absolute) is where relative paths
@@ -244,17 +303,50 @@ fn locate_in(dir: &Path, explicit: Option<&Path>) -> Result<PathBuf, String> {
     ))
 }
 
-/// Parses an env file (`KEY=value` lines) into ordered pairs.
+/// Parses an env file (`KEY=value` lines) into ordered pairs; an error is `line N: reason`.
 ///
 /// Blank lines and `#` comments are skipped and `export ` is optional. A value is bare
 /// (trailing space and a ` #` comment dropped), single-quoted (literal) or double-quoted
 /// (`\n`, `\t`, `\r`, `\"`, `\\` and `\$` escapes; any other backslash is kept, as in sh).
-/// Later pairs win when applied in order.
+/// Later pairs win when applied in order. README "For Procfile users" lists where this reads
+/// a line differently from honcho, and why.
 pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut pairs = Vec::new();
-    for (number, line) in text.lines().enumerate() {
+    parse_env_entries(text)
+        .map(|entries| entries.into_iter().map(|e| (e.key, e.value)).collect())
+        .map_err(|e| format!("line {}: {}", e.line, e.message))
+}
+
+/// One `KEY=value` line of an env file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvEntry {
+    pub key: String,
+    pub value: String,
+    /// 1-based line and character column of the value, for messages about it.
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The first problem in an env file: 1-based line and character column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFileError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// [`parse_env_file`] with positions, for `tend check` (file:line:col).
+pub fn parse_env_entries(text: &str) -> Result<Vec<EnvEntry>, EnvFileError> {
+    let mut entries = Vec::new();
+    for (number, full) in text.lines().enumerate() {
         let number = number + 1;
-        let line = line.trim_start();
+        // Character column of a byte offset into `full`.
+        let column = |at: usize| full[..at].chars().count() + 1;
+        let fail = |at: usize, message: String| EnvFileError {
+            line: number,
+            column: column(at),
+            message,
+        };
+        let line = full.trim_start();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -262,31 +354,44 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
             Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
             _ => line,
         };
+        let line_at = full.len() - line.len();
         let Some((key, raw)) = line.split_once('=') else {
-            return Err(format!("line {number}: expected KEY=value, found no '='"));
+            return Err(fail(
+                line_at,
+                "expected KEY=value, found no '='".to_string(),
+            ));
         };
         let key = key.trim_end();
         if key.is_empty() || key.contains(char::is_whitespace) || key.contains('\0') {
-            return Err(format!(
-                "line {number}: {} is not a valid variable name",
-                quoted(key)
+            return Err(fail(
+                line_at,
+                format!("{} is not a valid variable name", quoted(key)),
             ));
         }
-        let value = env_value(raw).map_err(|why| format!("line {number}: {why}"))?;
+        let raw_at = line_at + line.len() - raw.len();
+        let value_at = raw_at + (raw.len() - raw.trim_start().len());
+        let value = env_value(raw).map_err(|(at, why)| fail(raw_at + at, why))?;
         if value.contains('\0') {
-            return Err(format!("line {number}: the value contains a NUL byte"));
+            return Err(fail(value_at, "the value contains a NUL byte".to_string()));
         }
-        pairs.push((key.to_string(), value));
+        entries.push(EnvEntry {
+            key: key.to_string(),
+            value,
+            line: number,
+            column: column(value_at),
+        });
     }
-    Ok(pairs)
+    Ok(entries)
 }
 
-/// The value part of one env-file line (everything after the first `=`).
-fn env_value(raw: &str) -> Result<String, String> {
+/// The value part of one env-file line (everything after the first `=`). An error carries
+/// the byte offset in `raw` it is about.
+fn env_value(raw: &str) -> Result<String, (usize, String)> {
     let rest = raw.trim_start();
+    let rest_at = raw.len() - rest.len();
     let (value, after) = if let Some(body) = rest.strip_prefix('\'') {
         let Some(end) = body.find('\'') else {
-            return Err("unterminated single quote".to_string());
+            return Err((rest_at, "unterminated single quote".to_string()));
         };
         (body[..end].to_string(), &body[end + 1..])
     } else if let Some(body) = rest.strip_prefix('"') {
@@ -314,7 +419,7 @@ fn env_value(raw: &str) -> Result<String, String> {
             }
         }
         let Some(end) = end else {
-            return Err("unterminated double quote".to_string());
+            return Err((rest_at, "unterminated double quote".to_string()));
         };
         (value, &body[end..])
     } else {
@@ -325,11 +430,15 @@ fn env_value(raw: &str) -> Result<String, String> {
             .unwrap_or(raw.len());
         return Ok(raw[..cut].trim().to_string());
     };
-    let after = after.trim_start();
-    if !after.is_empty() && !after.starts_with('#') {
-        return Err(format!(
-            "unexpected text after the closing quote: {}",
-            quoted(after)
+    let trimmed = after.trim_start();
+    if !trimmed.is_empty() && !trimmed.starts_with('#') {
+        let at = raw.len() - trimmed.len();
+        return Err((
+            at,
+            format!(
+                "unexpected text after the closing quote: {}",
+                quoted(trimmed)
+            ),
         ));
     }
     Ok(value)
@@ -725,22 +834,7 @@ impl Checker<'_> {
     }
 
     fn config(&mut self, root: &Value, path: &Path) -> Config {
-        let mut config = Config {
-            path: path.to_path_buf(),
-            base_dir: self.base_dir.to_path_buf(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
-            state_file: self.base_dir.join(".tend/process-state.json"),
-            log_dir: self.base_dir.join(".tend/logs"),
-            health_interval: Duration::from_millis(3000),
-            auth: AuthSetting::Default,
-            allowed_hosts: Vec::new(),
-            on_exit: OnExit::Stop,
-            log_max_bytes: 10 * 1024 * 1024,
-            log_keep: 3,
-            max_connections: 256,
-            max_sse_clients: 64,
-            servers: Vec::new(),
-        };
+        let mut config = Config::defaults(path, self.base_dir);
         let Some(object) = root.as_object() else {
             let at = self.value_at("");
             self.fail(
@@ -1014,24 +1108,12 @@ impl Checker<'_> {
             _ => (field.name.clone(), false),
         };
         let place = format!(" in {name}");
-        let mut config = ServerConfig {
-            id: String::new(),
-            command: CommandSpec::Shell(String::new()),
-            cwd: self.base_dir.to_path_buf(),
-            env: BTreeMap::new(),
-            env_file: None,
-            ports: Vec::new(),
-            autostart: true,
-            restart: RestartPolicy::OnFailure,
-            max_restarts: 10,
-            backoff: Duration::from_millis(500),
-            stop_signal: libc::SIGTERM,
-            stop_timeout: Duration::from_millis(5000),
-            start_timeout: Duration::from_millis(30000),
-            retry_fatal: Some(Duration::from_millis(300_000)),
-            depends_on: Vec::new(),
-            line: at.line,
-        };
+        let mut config = ServerConfig::defaults(
+            "",
+            CommandSpec::Shell(String::new()),
+            self.base_dir,
+            at.line,
+        );
         for (key, value) in object {
             let f = Field::new(&field.path, key, &place);
             match key.as_str() {
@@ -1422,7 +1504,7 @@ mod tests {
 
     use super::{
         AuthSetting, CommandSpec, Config, OnExit, Positions, RestartPolicy, ServerConfig,
-        base_dir_of, closest, load, locate_in, parse, parse_env_file,
+        base_dir_of, closest, load, locate_in, parse, parse_env_entries, parse_env_file,
     };
 
     const FILE: &str = "/project/tend.json";
@@ -2383,30 +2465,62 @@ mod tests {
     }
 
     #[test]
-    fn locate_prefers_explicit_then_tend_json() {
+    fn locate_prefers_explicit_then_tend_json_then_procfile() {
+        // DESIGN §1: --config, else ./tend.json, else ./Procfile, else an error naming both.
         let dir = TempDir::new("locate");
         let given = Path::new("elsewhere/x.json");
         assert_eq!(locate_in(&dir.0, Some(given)), Ok(given.to_path_buf()));
         assert_eq!(
             locate_in(&dir.0, None),
             Err(format!(
-                "no config: looked for {} (give one with --config FILE)",
-                dir.0.join("tend.json").display()
+                "no config: looked for {}, {} (give one with --config FILE)",
+                dir.0.join("tend.json").display(),
+                dir.0.join("Procfile").display()
             ))
         );
+        std::fs::write(dir.0.join("Procfile"), "web: run").expect("write");
+        assert_eq!(locate_in(&dir.0, None), Ok(dir.0.join("Procfile")));
         std::fs::write(dir.0.join("tend.json"), "{}").expect("write");
         assert_eq!(locate_in(&dir.0, None), Ok(dir.0.join("tend.json")));
     }
 
     #[test]
     fn locate_looks_in_the_working_directory() {
-        // Whether the test's working directory holds a tend.json is not ours to decide.
+        // Whether the test's working directory holds a config is not ours to decide.
         let expected = if Path::new("tend.json").exists() {
             Ok(PathBuf::from("./tend.json"))
+        } else if Path::new("Procfile").exists() {
+            Ok(PathBuf::from("./Procfile"))
         } else {
-            Err("no config: looked for ./tend.json (give one with --config FILE)".to_string())
+            Err(
+                "no config: looked for ./tend.json, ./Procfile (give one with --config FILE)"
+                    .to_string(),
+            )
         };
         assert_eq!(super::locate(None), expected);
+    }
+
+    #[test]
+    fn load_reads_a_procfile_by_its_name_with_the_env_file_beside_it() {
+        let dir = TempDir::new("load-procfile");
+        let file = dir.0.join("Procfile.dev");
+        std::fs::write(&file, "web: run\nworker: work\n").expect("write Procfile");
+        std::fs::write(dir.0.join(".env"), "A=1\n").expect("write .env");
+        let config = load(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.base_dir, dir.0);
+        assert_eq!(config.state_file, dir.0.join(".tend/process-state.json"));
+        let ids: Vec<&str> = config.servers.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["web", "worker"]);
+        assert_eq!(config.servers[1].env_file, Some(dir.0.join(".env")));
+        // A broken .env is reported at its own line and column.
+        std::fs::write(dir.0.join(".env"), "A=1\nB=\"x\n").expect("write .env");
+        assert_eq!(
+            load(&file).expect_err("bad .env").to_string(),
+            format!(
+                "{}:2:3: unterminated double quote",
+                dir.0.join(".env").display()
+            )
+        );
     }
 
     #[test]
@@ -2481,5 +2595,33 @@ exported=lower
         for (text, expected) in cases {
             assert_eq!(parse_env_file(text), Err(expected.to_string()), "{text:?}");
         }
+    }
+
+    #[test]
+    fn env_file_errors_and_values_have_columns() {
+        // For `tend check` on a Procfile's .env: file:line:col like the JSON config's errors.
+        let cases = [
+            ("A=1\n  JUSTAWORD\n", (2, 3)),
+            ("export  FOO\n", (1, 9)),
+            ("  =x", (1, 3)),
+            ("A= 'open", (1, 4)),
+            ("é=\"open", (1, 3)),
+            ("A='x'  y", (1, 8)),
+            ("A=é\0", (1, 3)),
+        ];
+        for (text, (line, column)) in cases {
+            let error = parse_env_entries(text).expect_err(text);
+            assert_eq!(
+                (error.line, error.column),
+                (line, column),
+                "{text:?}: {error:?}"
+            );
+        }
+        let entries = parse_env_entries("# c\n  export A = 'v'\nB=\n").expect("parses");
+        let found: Vec<(&str, &str, usize, usize)> = entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(found, [("A", "v", 2, 14), ("B", "", 3, 3)]);
     }
 }

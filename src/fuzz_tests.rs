@@ -159,6 +159,50 @@ fn env_files_never_panic() {
 }
 
 #[test]
+fn procfiles_never_panic_and_always_say_where() {
+    use crate::config::procfile::{PortSources, parse};
+    use std::path::Path;
+
+    let mut rng = Rng(0x7e4d_0004);
+    let seed = b"# c\nweb: run -p $PORT\r\nworker-2:go\n\nclock_x: a:b # c\n";
+    let env_seed = b"export PORT=6000\nA='x y'\nB=\"q\\n\" # c\n";
+    let ports = PortSources::default();
+    let mut rejected = 0;
+    for _ in 0..CASES {
+        let text = String::from_utf8_lossy(&mutate(&mut rng, seed)).into_owned();
+        let env = String::from_utf8_lossy(&mutate(&mut rng, env_seed)).into_owned();
+        let dotenv = Some((Path::new("/app/.env"), env.as_str()));
+        let result = std::panic::catch_unwind(|| {
+            parse(
+                &text,
+                Path::new("/app/Procfile"),
+                Path::new("/app"),
+                dotenv,
+                &ports,
+            )
+        });
+        match result {
+            Err(_) => panic!("procfile::parse panicked on {text:?} with .env {env:?}"),
+            Ok(Ok(config)) => assert!(!config.servers.is_empty(), "{text:?}"),
+            Ok(Err(errors)) => {
+                rejected += 1;
+                // Only "no processes" and a bad inherited PORT are about a whole file.
+                for error in &errors.0 {
+                    assert!(
+                        error.line > 0 || error.message.starts_with("no processes"),
+                        "{error} for {text:?} with .env {env:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        rejected > CASES / 10,
+        "the mutations reach the checks ({rejected} rejected)"
+    );
+}
+
+#[test]
 fn state_files_never_panic() {
     let mut rng = Rng(0x7e4d_0003);
     let seed = br#"{"version":1,"bootId":"b","processes":{"web":{"pid":12,"pgid":12,"command":"x","startTime":1,"procStartTicks":2,"ports":[8000]}}}"#;

@@ -59,7 +59,7 @@ fn run() -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
-            let config = app::load_config(cli.config.as_deref())?;
+            let config = app::load_config(cli.config.as_deref(), None)?;
             println!(
                 "{}: OK ({} servers)",
                 config.path.display(),
