@@ -12,6 +12,7 @@ use crossbeam_channel::unbounded;
 use crate::http::api::{Outcome, route};
 use crate::http::guard::{Policy, check};
 use crate::http::{ApiRequest, Shared, parse_query};
+use crate::metrics::{self, Histogram};
 use crate::supervisor::{Control, ControlError};
 
 const CASES: usize = 100_000;
@@ -239,6 +240,10 @@ fn fake_supervisor() -> Shared {
                     let _ = reply.send(Err(ControlError::TooManyClients));
                 }
                 Control::OrphanKilled { .. } => {}
+                Control::Metrics { reply } => {
+                    let histogram = Histogram::new(metrics::HEALTH_BUCKETS);
+                    let _ = reply.send(metrics::Snapshot::new(Vec::new(), histogram));
+                }
             }
         }
     });
@@ -267,6 +272,7 @@ fn requests_never_panic_and_refusals_are_json_errors() {
         "/healthz",
         "/app.js",
         "/api/openapi.json",
+        "/metrics",
         "/api/servers/../../etc",
         "/api//servers",
         "/api/servers/web/logs/extra",

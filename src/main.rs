@@ -15,6 +15,7 @@ mod http;
 mod logfile;
 mod logger;
 mod logrotate;
+mod metrics;
 mod model;
 mod monitor;
 mod pidwatch;

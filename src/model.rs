@@ -19,6 +19,19 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order of DESIGN §3 (for `/metrics`, which shows one series each).
+    pub const ALL: [Status; 9] = [
+        Status::Stopped,
+        Status::Starting,
+        Status::Running,
+        Status::Unhealthy,
+        Status::Stopping,
+        Status::Exited,
+        Status::Crashed,
+        Status::Backoff,
+        Status::Fatal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Stopped => "stopped",
@@ -212,6 +225,25 @@ pub fn parse_signal(text: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_status_once() {
+        for status in Status::ALL {
+            // A new variant breaks this match: the reminder to add it to ALL too.
+            let position = match status {
+                Status::Stopped => 0,
+                Status::Starting => 1,
+                Status::Running => 2,
+                Status::Unhealthy => 3,
+                Status::Stopping => 4,
+                Status::Exited => 5,
+                Status::Crashed => 6,
+                Status::Backoff => 7,
+                Status::Fatal => 8,
+            };
+            assert_eq!(Status::ALL[position], status);
+        }
+    }
 
     #[test]
     fn signal_names_round_trip() {

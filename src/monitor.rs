@@ -63,8 +63,9 @@ pub enum Report {
         pid: Option<u32>,
         observation: Observation,
     },
-    /// CPU % and RSS of running servers, once per full round.
-    Stats(Vec<(usize, f64, u64)>),
+    /// `(index, CPU %, RSS bytes, CPU time used so far)` of running servers' main processes,
+    /// once per full round.
+    Stats(Vec<(usize, f64, u64, Duration)>),
     /// An adopted process is gone and no pidfd said so.
     Vanished { index: usize, pid: u32 },
     /// A full round finished; `took` is how long it ran.
@@ -328,7 +329,7 @@ impl ProcessMonitor {
     }
 
     fn sample_stats(&mut self) {
-        let ticks_per_second = procfs::clock_ticks_per_second() as f64;
+        let ticks_per_second = procfs::clock_ticks_per_second();
         let now = Instant::now();
         let mut stats = Vec::new();
         let mut seen = HashSet::new();
@@ -342,11 +343,19 @@ impl ProcessMonitor {
             let cpu = match self.cpu.insert(pid, (ticks, now)) {
                 Some((before, at)) if now > at => {
                     let seconds = now.duration_since(at).as_secs_f64();
-                    (ticks.saturating_sub(before) as f64 / ticks_per_second) / seconds * 100.0
+                    (ticks.saturating_sub(before) as f64 / ticks_per_second as f64) / seconds
+                        * 100.0
                 }
                 _ => 0.0,
             };
-            stats.push((index, (cpu * 10.0).round() / 10.0, procfs::rss_bytes(&stat)));
+            let cpu_time =
+                Duration::from_micros(ticks.saturating_mul(1_000_000) / ticks_per_second);
+            stats.push((
+                index,
+                (cpu * 10.0).round() / 10.0,
+                procfs::rss_bytes(&stat),
+                cpu_time,
+            ));
         }
         self.cpu.retain(|pid, _| seen.contains(pid));
         if !stats.is_empty() {

@@ -119,6 +119,18 @@ pub fn boot_id() -> io::Result<String> {
         .to_string())
 }
 
+/// When the system booted, in seconds since the Unix epoch (`btime` in `/proc/stat`).
+pub fn boot_time() -> Option<u64> {
+    parse_boot_time(&fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `btime` line of `/proc/stat` text (proc(5)).
+pub fn parse_boot_time(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// `sysconf(_SC_CLK_TCK)`: the unit of utime, stime and starttime. Cached.
 pub fn clock_ticks_per_second() -> u64 {
     static TICKS: OnceLock<u64> = OnceLock::new();
@@ -250,9 +262,9 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use crate::procfs::{
-        ProcStat, all_pids, boot_id, clock_ticks_per_second, cpu_time_ticks, find_socket_owners,
-        is_alive, page_size, parse_socket_link, parse_stat, read_stat, rss_bytes, session_members,
-        socket_inodes, start_ticks,
+        ProcStat, all_pids, boot_id, boot_time, clock_ticks_per_second, cpu_time_ticks,
+        find_socket_owners, is_alive, page_size, parse_boot_time, parse_socket_link, parse_stat,
+        read_stat, rss_bytes, session_members, socket_inodes, start_ticks,
     };
 
     // A real line from `cat /proc/self/stat` (kernel 6.x), 52 fields.
@@ -260,6 +272,21 @@ mod tests {
         0 8812345 5738496 226 18446744073709551615 94000000000000 94000000016000 \
         140720000000000 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94000000030000 94000000031000 \
         94000001000000 140720000001000 140720000001020 140720000001020 140720000003000 0\n";
+
+    #[test]
+    fn boot_time_is_the_btime_line() {
+        let text = "cpu  1 2 3 4\ncpu0 1 2 3 4\nintr 12 0\nctxt 99\nbtime 1764150000\n\
+                    processes 4242\n";
+        assert_eq!(parse_boot_time(text), Some(1_764_150_000));
+        assert_eq!(parse_boot_time("cpu 1 2\nbtimex 5\n"), None);
+        // This machine's: after 2001, and not in the future.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let boot = boot_time().expect("/proc/stat has btime");
+        assert!(boot > 1_000_000_000 && boot <= now, "{boot}");
+    }
 
     #[test]
     fn parses_a_plain_stat_line() {

@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender, after, never, select};
 
 use crate::config::{Config, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
+use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{Event, PortView, ServerView, StatsEntry, Status, Timeline, signal_name};
 use crate::monitor::{MonitorCmd, Observation, Report, Watch};
 use crate::pidwatch::PidWatcher;
@@ -94,6 +95,10 @@ pub enum Control {
     Subscribe {
         last_event_id: Option<u64>,
         reply: Reply<Subscription>,
+    },
+    /// What `/metrics` shows of the servers and of the supervisor's own counters.
+    Metrics {
+        reply: Sender<metrics::Snapshot>,
     },
 }
 
@@ -215,6 +220,8 @@ struct Server {
     orphaned_pid: Option<u32>,
     cpu_percent: Option<f64>,
     rss_bytes: Option<u64>,
+    /// CPU time of the main process so far, as the monitor last sampled it.
+    cpu_time: Option<Duration>,
     epoch: u64,
     stopping: Option<Stopping>,
     pending_start: bool,
@@ -249,6 +256,24 @@ impl Server {
             cpu_percent: self.cpu_percent.filter(|_| alive),
             rss_bytes: self.rss_bytes.filter(|_| alive),
             last_error: self.last_error.clone(),
+        }
+    }
+
+    fn sample(&self, now: SystemTime) -> ServerSample {
+        let alive = self.pid.is_some();
+        ServerSample {
+            id: self.config.id.clone(),
+            status: self.status,
+            is_up: alive,
+            restarts: self.restarts,
+            uptime: self
+                .started_at
+                .filter(|_| alive)
+                .map(|at| now.duration_since(at).unwrap_or_default()),
+            cpu_time: self.cpu_time.filter(|_| alive),
+            rss_bytes: self.rss_bytes.filter(|_| alive),
+            ports: self.ports.iter().map(|p| (p.port, p.open)).collect(),
+            orphaned: self.orphaned,
         }
     }
 
@@ -325,6 +350,10 @@ pub struct ServerOrchestrator {
     state_saved_at: Option<Instant>,
     state_due: Option<Instant>,
     shutting_down: bool,
+    /// For `/metrics`: processes spawned, spawns that failed, and how long health rounds take.
+    spawn_successes: u64,
+    spawn_failures: u64,
+    health_rounds: Histogram,
 }
 
 impl ServerOrchestrator {
@@ -360,6 +389,7 @@ impl ServerOrchestrator {
                 orphaned_pid: None,
                 cpu_percent: None,
                 rss_bytes: None,
+                cpu_time: None,
                 epoch: 0,
                 stopping: None,
                 pending_start: false,
@@ -400,6 +430,9 @@ impl ServerOrchestrator {
             state_saved_at: None,
             state_due: None,
             shutting_down: false,
+            spawn_successes: 0,
+            spawn_failures: 0,
+            health_rounds: Histogram::new(metrics::HEALTH_BUCKETS),
         }
     }
 
@@ -566,7 +599,23 @@ impl ServerOrchestrator {
                 };
                 let _ = reply.send(result);
             }
+            Control::Metrics { reply } => {
+                let _ = reply.send(self.metrics());
+            }
         }
+    }
+
+    /// One pass over the servers, only when `/metrics` asks: nothing is kept per event beyond
+    /// the spawn counters and the health-round histogram.
+    fn metrics(&self) -> metrics::Snapshot {
+        let now = SystemTime::now();
+        let servers = self.servers.iter().map(|s| s.sample(now)).collect();
+        let mut snapshot = metrics::Snapshot::new(servers, self.health_rounds.clone());
+        snapshot.spawn_successes = self.spawn_successes;
+        snapshot.spawn_failures = self.spawn_failures;
+        snapshot.store = self.outputs.store.stats();
+        snapshot.sse_clients = self.hub.subscriber_count();
+        snapshot
     }
 
     fn find(&self, id: &str) -> Result<usize, ControlError> {
@@ -900,7 +949,9 @@ impl ServerOrchestrator {
                 server.ports = server.closed_ports();
                 server.cpu_percent = None;
                 server.rss_bytes = None;
+                server.cpu_time = None;
                 server.epoch += 1;
+                self.spawn_successes += 1;
                 self.by_pid.insert(spawned.pid, index);
                 self.timeline(Timeline::ServerStarted {
                     id: config.id.clone(),
@@ -919,6 +970,7 @@ impl ServerOrchestrator {
     }
 
     fn spawn_failed(&mut self, index: usize, reason: String) {
+        self.spawn_failures += 1;
         let id = self.servers[index].config.id.clone();
         log::error!(target: LOG, "Process '{}' failed to start: {}", id, reason);
         self.timeline(Timeline::ProcessError {
@@ -978,6 +1030,7 @@ impl ServerOrchestrator {
         server.pid = None;
         server.cpu_percent = None;
         server.rss_bytes = None;
+        server.cpu_time = None;
         let (code, signal) = match exit.status {
             ExitStatus::Code(code) => (Some(code), None),
             ExitStatus::Signal(signal) => (None, Some(signal)),
@@ -1157,7 +1210,7 @@ impl ServerOrchestrator {
             } => self.on_observed(index, pid, observation),
             Report::Stats(stats) => {
                 let mut entries = Vec::with_capacity(stats.len());
-                for (index, cpu, rss) in stats {
+                for (index, cpu, rss, cpu_time) in stats {
                     let Some(server) = self.servers.get_mut(index) else {
                         continue;
                     };
@@ -1166,6 +1219,7 @@ impl ServerOrchestrator {
                     }
                     server.cpu_percent = Some(cpu);
                     server.rss_bytes = Some(rss);
+                    server.cpu_time = Some(cpu_time);
                     entries.push(StatsEntry {
                         id: server.config.id.clone(),
                         cpu_percent: cpu,
@@ -1186,6 +1240,7 @@ impl ServerOrchestrator {
             }
             Report::RoundDone { took } => {
                 log::trace!(target: "ProcessMonitor", "Health round took {} µs", took.as_micros());
+                self.health_rounds.observe(took);
             }
         }
     }

@@ -2,6 +2,8 @@
 //! Routing is a `match` on method and path segments. Runs on HTTP handler threads; it blocks
 //! only its own thread (waiting for a reply, or for an orphan to die).
 
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
@@ -10,8 +12,11 @@ use serde::Deserialize;
 use crate::http::assets;
 use crate::http::{ApiRequest, Reply, Shared};
 use crate::logfile;
+use crate::logrotate;
+use crate::metrics;
 use crate::model::signal_name;
 use crate::process;
+use crate::procfs;
 use crate::supervisor::{Action, Control, ControlError};
 
 /// The API's description, kept true by a test that exercises every route and status it lists.
@@ -44,6 +49,7 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         // Browsers ask for it on every page; the dashboard has none, so say so without an error.
         ("GET", ["favicon.ico"]) => Reply::bytes(204, "image/x-icon", Vec::new()),
         ("GET", ["api", "openapi.json"]) => Reply::bytes(200, "application/json", OPENAPI.to_vec()),
+        ("GET", ["metrics"]) => metrics(shared),
         ("GET", ["api", "servers"]) => list(shared),
         ("GET", ["api", "servers", id]) => get(shared, id),
         ("POST", ["api", "servers"]) => act(request, shared, None),
@@ -51,13 +57,12 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         ("GET", ["api", "servers", id, "logs"]) => logs(request, shared, id),
         ("DELETE", ["api", "kill"]) => kill(request, shared),
         (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])
-        | (_, ["api", "servers", _, "logs"] | ["healthz"] | ["api", "openapi.json"]) => {
-            Reply::error(
-                405,
-                "method_not_allowed",
-                format!("{} is not allowed on {}", request.method, request.path),
-            )
-        }
+        | (_, ["api", "servers", _, "logs"] | ["healthz"] | ["api", "openapi.json"])
+        | (_, ["metrics"]) => Reply::error(
+            405,
+            "method_not_allowed",
+            format!("{} is not allowed on {}", request.method, request.path),
+        ),
         ("GET", path) => match assets::find(path) {
             Some(asset) => Reply::bytes(200, asset.mime, asset.bytes.to_vec()),
             None => not_found(&request.path),
@@ -113,6 +118,36 @@ fn list(shared: &Shared) -> Reply {
         Ok(views) => Reply::json(200, &views),
         Err(reply) => reply,
     }
+}
+
+/// `GET /metrics`: the supervisor's snapshot, plus the figures no thread owns.
+fn metrics(shared: &Shared) -> Reply {
+    let mut snapshot = match ask(shared, QUERY_TIMEOUT, |reply| Control::Metrics { reply }) {
+        Ok(snapshot) => snapshot,
+        Err(reply) => return reply,
+    };
+    snapshot.log_rotations = logrotate::ROTATIONS.load(Ordering::Relaxed);
+    snapshot.log_bytes_lost = logrotate::LOST_BYTES.load(Ordering::Relaxed);
+    snapshot.process = tend_process();
+    let text = metrics::render(&snapshot);
+    Reply::bytes(200, metrics::CONTENT_TYPE, text.into_bytes())
+}
+
+/// tend's own start time and memory, from `/proc/self/stat`. The start time is worked out once:
+/// the boot time it rests on is derived by the kernel from the clock and may jitter by a second
+/// between reads, and a start time must not move.
+fn tend_process() -> Option<metrics::ProcessSample> {
+    static START_TIME: OnceLock<Option<f64>> = OnceLock::new();
+    let stat = procfs::read_stat(std::process::id())?;
+    let start_time = (*START_TIME.get_or_init(|| {
+        let boot = procfs::boot_time()?;
+        let ticks = procfs::clock_ticks_per_second() as f64;
+        Some(boot as f64 + stat.start_ticks as f64 / ticks)
+    }))?;
+    Some(metrics::ProcessSample {
+        start_time: (start_time * 100.0).round() / 100.0,
+        rss_bytes: procfs::rss_bytes(&stat),
+    })
 }
 
 fn get(shared: &Shared, id: &str) -> Reply {
