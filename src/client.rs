@@ -386,6 +386,7 @@ fn execute(
         | Command::Check
         | Command::Version
         | Command::Help { .. }
+        | Command::Export(_)
         | Command::Serve(_) => {
             return Err(Error::other("internal: not a client command"));
         }
