@@ -97,11 +97,13 @@ fn write_units(dir: &Path, units: &[UnitFile], user: bool) -> Result<(), Error> 
         .find(|u| u.name.ends_with(".target"))
         .map_or("", |u| u.name.as_str());
     let flag = if user { " --user" } else { "" };
+    // `systemctl link` wants absolute paths.
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let _ = writeln!(
         text,
         "install: systemctl{flag} link {dir}/*.service {dir}/{target} && \
          systemctl{flag} enable --now {target}",
-        dir = dir.display()
+        dir = shell_quote(&dir.to_string_lossy())
     );
     print_stdout(&text);
     Ok(())
