@@ -39,6 +39,8 @@ pub enum Command {
     },
     /// `tend kill-orphan ID`.
     KillOrphan { id: String },
+    /// `tend export systemd [--user] [--out DIR]`, `tend export procfile`.
+    Export(ExportFormat),
     /// `tend version`, `tend --version`.
     Version,
     /// `tend help [COMMAND]`, `tend COMMAND --help`. `topic` is a canonical command name.
@@ -83,6 +85,17 @@ pub enum Target {
     Ids(Vec<String>),
 }
 
+/// What `tend export` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// systemd units; `user`: for `systemctl --user`; `out`: write files there, else stdout.
+    Systemd {
+        user: bool,
+        out: Option<PathBuf>,
+    },
+    Procfile,
+}
+
 /// Options of the hidden `tend serve-demo` program (see `demo.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
@@ -113,7 +126,7 @@ impl Default for ServeOptions {
 pub const DEFAULT_LOG_LINES: usize = 200;
 
 /// The commands `tend help` lists (and accepts as topics), with their aliases.
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     "up",
     "check",
     "status",
@@ -122,6 +135,7 @@ const COMMANDS: [&str; 10] = [
     "restart",
     "logs",
     "kill-orphan",
+    "export",
     "version",
     "help",
 ];
@@ -161,6 +175,7 @@ pub fn help_text(topic: Option<&str>) -> Result<String, Error> {
         Some("start" | "stop" | "restart") => HELP_ACT,
         Some("logs") => HELP_LOGS,
         Some("kill-orphan") => HELP_KILL_ORPHAN,
+        Some("export") => HELP_EXPORT,
         Some("version") => HELP_VERSION,
         Some("help") => HELP_HELP,
         Some("serve-demo") => HELP_SERVE_DEMO,
@@ -249,6 +264,7 @@ impl Parser {
             "restart" => self.parse_act(Action::Restart)?,
             "logs" => self.parse_logs()?,
             "kill-orphan" => self.parse_kill_orphan()?,
+            "export" => self.parse_export()?,
             "version" => {
                 self.no_more_args(name)?;
                 Command::Version
@@ -460,6 +476,42 @@ impl Parser {
         }
     }
 
+    fn parse_export(&mut self) -> Result<Command, Error> {
+        let mut format = None;
+        let mut user = false;
+        let mut out = None;
+        while let Some(arg) = self.next_arg()? {
+            match arg {
+                Arg::Positional(word) if format.is_none() => match word.as_str() {
+                    "systemd" | "procfile" => format = Some(word),
+                    _ => {
+                        return Err(usage(format!(
+                            "unknown export format '{word}': expected systemd or procfile; \
+                             see `tend help export`"
+                        )));
+                    }
+                },
+                Arg::Flag { name, inline } => match name.as_str() {
+                    "--user" if inline.is_none() => user = true,
+                    "--out" => out = Some(PathBuf::from(self.value(&name, inline)?)),
+                    _ => return Err(unexpected("export", Arg::Flag { name, inline })),
+                },
+                other => return Err(unexpected("export", other)),
+            }
+        }
+        match format.as_deref() {
+            Some("systemd") => Ok(Command::Export(ExportFormat::Systemd { user, out })),
+            Some(_) if user || out.is_some() => Err(usage(
+                "--user and --out are options of `tend export systemd`; see `tend help export`"
+                    .into(),
+            )),
+            Some(_) => Ok(Command::Export(ExportFormat::Procfile)),
+            None => Err(usage(
+                "`tend export` needs a format: systemd or procfile; see `tend help export`".into(),
+            )),
+        }
+    }
+
     fn parse_help(&mut self) -> Result<Command, Error> {
         let mut topic = None;
         while let Some(arg) = self.next_arg()? {
@@ -564,6 +616,8 @@ Commands:
   restart ID...|--all     restart servers (a stopped one is started)
   logs ID [-n N] [-f]     print a server's last N log lines (default 200); -f follows
   kill-orphan ID          kill the orphan process that holds ID's port
+  export systemd [--user] [--out DIR] | export procfile
+                          write the config as systemd units or as a Procfile
   version                 print tend's version
   help [COMMAND]          print this help, or a command's
 
@@ -576,6 +630,7 @@ Global options (before or after the command):
 Environment:
   TEND_URL                where the running tend listens, e.g. http://127.0.0.1:7070
   TEND_TOKEN              the API token (default: the `token` file beside the state file)
+  NO_COLOR                no colours in `tend status` (CLICOLOR_FORCE=1 forces them)
   RUST_LOG                log level of `tend up` (default: info)
 ";
 
@@ -609,7 +664,8 @@ const HELP_STATUS: &str = "\
 Usage: tend status [--json]      (alias: tend ps)
 
 Shows every server of the running tend: status, PID, uptime, restarts, ports (✓ open,
-✗ closed, !PID held by an orphan), CPU, memory and notes.
+✗ closed, !PID held by an orphan), CPU, memory and notes. Statuses are coloured when stdout
+is a terminal, unless NO_COLOR is set; CLICOLOR_FORCE=1 colours them anyway.
 
 Options:
   --json            print the API's JSON array instead of a table
@@ -649,6 +705,26 @@ process tree: SIGTERM, then SIGKILL after 1 s. Managed servers are stopped with 
 
 Options:
   --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_EXPORT: &str = "\
+Usage: tend export systemd [--user] [--out DIR]
+       tend export procfile
+
+Writes the config for another supervisor; nothing is started.
+
+systemd: one tend-<folder>-<id>.service per server and a tend-<folder>.target that wants
+the autostart ones (<folder> is the config's folder name). Program names are resolved
+through PATH now, since a unit needs an absolute path. Without --out the units go to stdout,
+each after a `# ---- NAME ----` line. Install with `systemctl link` (see README).
+
+procfile: `id: command` lines for foreman, honcho or tend; what a Procfile cannot carry
+(restart policy, ports, depends_on, cwd, env) is kept as comments.
+
+Options:
+  --user            units for `systemctl --user` (no User=, wanted by default.target)
+  --out DIR         write one file per unit into DIR (created if missing)
+  --config FILE     config file (default: ./tend.json)
 ";
 
 const HELP_VERSION: &str = "\
@@ -786,6 +862,21 @@ mod tests {
                 },
             ),
             ("kill-orphan web", Command::KillOrphan { id: "web".into() }),
+            (
+                "export systemd",
+                Command::Export(ExportFormat::Systemd {
+                    user: false,
+                    out: None,
+                }),
+            ),
+            (
+                "export --user systemd --out=units",
+                Command::Export(ExportFormat::Systemd {
+                    user: true,
+                    out: Some("units".into()),
+                }),
+            ),
+            ("export procfile", Command::Export(ExportFormat::Procfile)),
             ("version", Command::Version),
             ("--version", Command::Version),
             ("-V", Command::Version),
@@ -888,7 +979,7 @@ mod tests {
 
     #[test]
     fn mistakes_are_usage_errors_naming_the_bad_word() {
-        let table: [(&str, &[&str]); 20] = [
+        let table: [(&str, &[&str]); 24] = [
             ("frobnicate", &["'frobnicate'", "tend help"]),
             ("--bogus status", &["'--bogus'", "tend help"]),
             ("status --bogus", &["'--bogus'", "tend help status"]),
@@ -909,6 +1000,10 @@ mod tests {
             ("help nope", &["'nope'", "tend help"]),
             ("serve-demo --exit-code 300", &["'300'"]),
             ("check now", &["'now'"]),
+            ("export", &["needs a format"]),
+            ("export yaml", &["'yaml'", "systemd or procfile"]),
+            ("export procfile --user", &["--user"]),
+            ("export systemd --out", &["'--out' needs a value"]),
         ];
         for (line, needles) in table {
             let message = usage_error(line);
@@ -947,6 +1042,10 @@ mod tests {
             "restart",
             "logs",
             "kill-orphan",
+            "export",
+            "systemd",
+            "procfile",
+            "NO_COLOR",
             "version",
             "help",
             "--url",

@@ -147,7 +147,12 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
         inner: io::stdout().lock(),
         broken_pipe: false,
     };
-    let result = execute(&cli.command, &api, &mut out, RECONNECT_DELAY);
+    let color = use_color(
+        // SAFETY: isatty only inspects descriptor 1; it touches no memory of ours.
+        unsafe { libc::isatty(1) } == 1,
+        |name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
+    );
+    let result = execute(&cli.command, &api, &mut out, RECONNECT_DELAY, color);
     // `tend logs web | head` closes the pipe early: that is the reader's choice, not a failure
     // (ripgrep's main.rs does the same).
     if out.broken_pipe {
@@ -346,12 +351,13 @@ fn emit(out: &mut dyn Write, text: &str) -> Result<(), Error> {
 }
 
 /// Runs one client command, printing to `out`. `retry` is the first reconnect delay of
-/// `logs -f` (short in tests).
+/// `logs -f` (short in tests); `color`: colour the statuses of `tend status`.
 fn execute(
     command: &Command,
     api: &Api,
     out: &mut dyn Write,
     retry: Duration,
+    color: bool,
 ) -> Result<ExitCode, Error> {
     match command {
         Command::Status { json: true } => {
@@ -364,7 +370,7 @@ fn execute(
         }
         Command::Status { json: false } => {
             let rows: Vec<ServerRow> = api.call_json("GET", "/api/servers", None)?;
-            emit(out, &format_table(&rows))?;
+            emit(out, &format_table(&rows, color))?;
         }
         Command::Act { action, target } => act(api, *action, target, out)?,
         Command::Logs { id, lines, follow } => {
@@ -386,6 +392,7 @@ fn execute(
         | Command::Check
         | Command::Version
         | Command::Help { .. }
+        | Command::Export(_)
         | Command::Serve(_) => {
             return Err(Error::other("internal: not a client command"));
         }
@@ -467,7 +474,10 @@ fn print_tail(api: &Api, id: &str, lines: usize, out: &mut dyn Write) -> Result<
 }
 
 /// `tend logs -f`: the tail, then every new line until interrupted. A lost stream (tend
-/// restarting) is reopened with a growing delay; an API error (unknown id, bad token) ends it.
+/// restarting) is reopened with a growing delay; a refusal (unknown id, bad token) ends it.
+/// The stream follows the server's log file, not its process, so a restarted server keeps
+/// streaming on the same connection. Lines written while no stream is open (tend down) are
+/// not replayed: `log` events carry no id (DESIGN §5).
 fn follow_logs(
     api: &Api,
     id: &str,
@@ -488,7 +498,9 @@ fn follow_logs(
             std::thread::sleep(delay);
             match api.open_log_stream(id, parser.last_id()) {
                 Ok(stream) => break stream,
-                Err(e @ Error::Api { .. }) => return Err(e),
+                // A 5xx (503 while the old tend shuts down, 504) passes; a 4xx (unknown id,
+                // bad token) will not.
+                Err(e @ Error::Api { status: ..500, .. }) => return Err(e),
                 Err(_) => delay = (delay * 2).min(MAX_RECONNECT_DELAY),
             }
         };
@@ -1042,8 +1054,36 @@ const COLUMNS: [(&str, Align); 9] = [
     ("NOTE", Align::Left),
 ];
 
-/// The `tend status` table, columns aligned, ending with a newline.
-fn format_table(rows: &[ServerRow]) -> String {
+/// Whether `tend status` colours its statuses: `NO_COLOR` (non-empty) never, else
+/// `CLICOLOR_FORCE` (non-empty, not `0`) always, else only when stdout is a terminal.
+/// NO_COLOR wins over CLICOLOR_FORCE: it is the reader's standing wish (no-color.org).
+fn use_color(stdout_is_terminal: bool, var: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
+    if set("NO_COLOR") {
+        return false;
+    }
+    if set("CLICOLOR_FORCE") && var("CLICOLOR_FORCE").as_deref() != Some("0") {
+        return true;
+    }
+    stdout_is_terminal
+}
+
+/// The SGR colour of a status word: green up, yellow in between, red down, dim at rest.
+fn status_color(status: &str) -> Option<&'static str> {
+    match status {
+        "running" => Some("\x1b[32m"),
+        "starting" | "stopping" | "unhealthy" | "backoff" => Some("\x1b[33m"),
+        "crashed" | "fatal" => Some("\x1b[31m"),
+        "stopped" | "exited" => Some("\x1b[2m"),
+        _ => None,
+    }
+}
+
+const STATUS_COLUMN: usize = 1;
+
+/// The `tend status` table, columns aligned, ending with a newline. With `color`, the status
+/// words are wrapped in escape codes after padding, so alignment counts only visible text.
+fn format_table(rows: &[ServerRow], color: bool) -> String {
     let cells: Vec<[String; 9]> = rows.iter().map(table_row).collect();
     let header = COLUMNS.map(|(name, _)| name.to_string());
     let mut widths = [0usize; 9];
@@ -1053,21 +1093,28 @@ fn format_table(rows: &[ServerRow]) -> String {
         }
     }
     let mut text = String::new();
-    for row in std::iter::once(&header).chain(&cells) {
+    for (number, row) in std::iter::once(&header).chain(&cells).enumerate() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
             let pad = " ".repeat(widths[i] - cell.chars().count());
+            let sgr = (color && number > 0 && i == STATUS_COLUMN)
+                .then(|| status_color(cell))
+                .flatten();
+            let shown = match sgr {
+                Some(sgr) => format!("{sgr}{cell}\x1b[0m"),
+                None => cell.clone(),
+            };
             match COLUMNS[i].1 {
                 Align::Left => {
-                    line.push_str(cell);
+                    line.push_str(&shown);
                     line.push_str(&pad);
                 }
                 Align::Right => {
                     line.push_str(&pad);
-                    line.push_str(cell);
+                    line.push_str(&shown);
                 }
             }
         }
@@ -1488,7 +1535,7 @@ mod tests {
 
     #[test]
     fn the_status_table_is_aligned_and_says_what_matters() {
-        let table = format_table(&rows(SERVERS));
+        let table = format_table(&rows(SERVERS), false);
         let expected = "\
 ID        STATUS    PID  UPTIME  RESTARTS  PORTS        CPU%     MEM  NOTE
 web       running  1234   3m12s         0  8000✓ 8001✗   1.2  4.2MiB  adopted
@@ -1496,9 +1543,105 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
 ";
         assert_eq!(table, expected);
         assert_eq!(
-            format_table(&[]),
+            format_table(&[], false),
             "ID  STATUS  PID  UPTIME  RESTARTS  PORTS  CPU%  MEM  NOTE\n"
         );
+        assert_eq!(format_table(&[], true), format_table(&[], false));
+    }
+
+    /// The table with its escape codes taken out.
+    fn strip_sgr(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('\x1b') {
+            out.push_str(&rest[..start]);
+            let end = rest[start..]
+                .find('m')
+                .expect("an SGR sequence ends with m");
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn coloured_statuses_keep_the_columns_aligned() {
+        let json = r#"[{"id": "a", "status": "running", "pid": 1},
+            {"id": "bb", "status": "backoff", "restarts": 2},
+            {"id": "c", "status": "fatal"}, {"id": "d", "status": "stopped"},
+            {"id": "e", "status": "exited"}, {"id": "f", "status": "unhealthy", "pid": 7},
+            {"id": "g", "status": "starting"}, {"id": "h", "status": "stopping"},
+            {"id": "i", "status": "crashed"}, {"id": "j", "status": "someday"}]"#;
+        let plain = format_table(&rows(json), false);
+        let coloured = format_table(&rows(json), true);
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert_eq!(
+            strip_sgr(&coloured),
+            plain,
+            "colour changes nothing but the codes"
+        );
+        let lines: Vec<&str> = coloured.lines().collect();
+        assert!(
+            lines[0].starts_with("ID  STATUS     PID"),
+            "the header is plain: {:?}",
+            lines[0]
+        );
+        for (line, code, word) in [
+            (1, "32", "running"),
+            (2, "33", "backoff"),
+            (3, "31", "fatal"),
+            (4, "2", "stopped"),
+            (5, "2", "exited"),
+            (6, "33", "unhealthy"),
+            (7, "33", "starting"),
+            (8, "33", "stopping"),
+            (9, "31", "crashed"),
+        ] {
+            let wanted = format!("\x1b[{code}m{word}\x1b[0m");
+            assert!(
+                lines[line].contains(&wanted),
+                "{:?} lacks {wanted:?}",
+                lines[line]
+            );
+        }
+        assert!(
+            !lines[10].contains('\x1b'),
+            "an unknown status stays plain: {:?}",
+            lines[10]
+        );
+        // Visible widths agree line by line: every PID column ends at the same place.
+        let plain_lines: Vec<&str> = plain.lines().collect();
+        let stripped = strip_sgr(&coloured);
+        for (a, b) in plain_lines.iter().zip(stripped.lines()) {
+            assert_eq!(a.chars().count(), b.chars().count());
+        }
+    }
+
+    #[test]
+    fn colour_is_for_terminals_unless_no_color_or_clicolor_force_say_otherwise() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        type Vars = &'static [(&'static str, &'static str)];
+        let table: [(bool, Vars, bool); 9] = [
+            (true, &[], true),
+            (false, &[], false),
+            (true, &[("NO_COLOR", "1")], false),
+            (true, &[("NO_COLOR", "")], true),
+            (false, &[("CLICOLOR_FORCE", "1")], true),
+            (false, &[("CLICOLOR_FORCE", "0")], false),
+            (false, &[("CLICOLOR_FORCE", "")], false),
+            (false, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")], false),
+            (true, &[("CLICOLOR_FORCE", "0")], true),
+        ];
+        for (tty, vars, expected) in table {
+            assert_eq!(use_color(tty, env(vars)), expected, "tty {tty}, {vars:?}");
+        }
     }
 
     #[test]
@@ -1597,7 +1740,7 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
 
     fn run_command(api: &Api, command: Command) -> (Result<ExitCode, Error>, String) {
         let mut out = Vec::new();
-        let result = execute(&command, api, &mut out, Duration::from_millis(10));
+        let result = execute(&command, api, &mut out, Duration::from_millis(10), false);
         (result, String::from_utf8(out).unwrap())
     }
 
@@ -1672,7 +1815,7 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
         let (url, _seen) = fake_tend(vec![json_answer(200, SERVERS)]);
         let (result, out) = run_command(&api(url, Some("t")), Command::Status { json: false });
         assert!(result.is_ok());
-        assert_eq!(out, format_table(&rows(SERVERS)));
+        assert_eq!(out, format_table(&rows(SERVERS), false));
     }
 
     #[test]
@@ -1797,6 +1940,32 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
         }
         answer.push_str("0\r\n\r\n");
         answer
+    }
+
+    #[test]
+    fn logs_follow_retries_through_a_503_from_a_tend_that_is_shutting_down() {
+        let (url, seen) = fake_tend(vec![
+            sse_answer(&["id: 7\nevent: servers\ndata: []\n\n"]),
+            json_answer(200, r#"{"id":"web","lines":[]}"#),
+            json_answer(
+                503,
+                r#"{"error":"tend is shutting down","code":"shutting_down"}"#,
+            ),
+            sse_answer(&["event: log\ndata: {\"id\":\"web\",\"line\":\"back again\"}\n\n"]),
+            json_answer(404, r#"{"error":"no server 'web'","code":"not_found"}"#),
+        ]);
+        let command = Command::Logs {
+            id: "web".into(),
+            lines: 1,
+            follow: true,
+        };
+        let (result, out) = run_command(&api(url, None), command);
+        assert!(
+            matches!(result, Err(Error::Api { status: 404, .. })),
+            "{result:?}"
+        );
+        assert_eq!(out, "back again\n");
+        assert_eq!(seen.try_iter().count(), 5, "every answer was asked for");
     }
 
     #[test]

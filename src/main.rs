@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod error;
 mod events;
+mod export;
 #[cfg(test)]
 mod fuzz_tests;
 mod http;
@@ -75,6 +76,10 @@ fn run() -> Result<ExitCode, Error> {
         Command::Version => {
             print_stdout(&format!("tend {}\n", env!("CARGO_PKG_VERSION")));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(format) => {
+            let config = app::load_config(cli.config.as_deref())?;
+            export::run(&config, format)
         }
         Command::Serve(options) => {
             demo::run(options)?;

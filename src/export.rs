@@ -1,0 +1,995 @@
+//! `tend export systemd|procfile`: the loaded config written out for another supervisor.
+//!
+//! Runs on the main thread of a short-lived `tend` process. It reads the config (and, to warn
+//! about differences, the servers' env files) and writes text; it never starts, signals or
+//! talks to anything. The quoting rules are systemd's own (systemd.service(5) "Command lines",
+//! systemd.exec(5) `Environment=`, systemd.unit(5) specifiers), checked against
+//! `systemd-analyze verify` in tests/it/export.rs.
+//!
+//! Names: the units of a config in folder `shop` are `tend-shop-<id>.service` and one
+//! `tend-shop.target` that wants the autostart ones. The folder name keeps two projects that
+//! both have a `web` server from overwriting each other's units.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::ExportFormat;
+use crate::config::{CommandSpec, Config, RestartPolicy, ServerConfig, parse_env_file};
+use crate::error::{Context, Error};
+use crate::model::signal_name;
+
+/// tend's "a run that stays up 10 s resets the failure count" (DESIGN §2, policy.rs).
+const RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// One generated file: its name (`tend-shop-web.service`) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// What the export needs to know about the machine it runs on, gathered once so the
+/// generators are plain functions of their input (and testable).
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// `PATH` at export time: program names are resolved with it, and it is carried into the
+    /// units, since tend's children inherit it and systemd's services get a minimal one.
+    pub path: Option<String>,
+    /// The tend binary, for `TEND_BIN` (which tend gives every child).
+    pub tend_bin: PathBuf,
+    /// The user that system units run as (`User=`): the one who exports.
+    pub user: String,
+}
+
+impl Host {
+    pub fn current() -> Host {
+        Host {
+            path: std::env::var("PATH").ok(),
+            tend_bin: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tend")),
+            user: current_user(),
+        }
+    }
+}
+
+/// Runs `tend export …`: units to `--out DIR` or to stdout, a Procfile to stdout.
+pub fn run(config: &Config, format: &ExportFormat) -> Result<ExitCode, Error> {
+    let host = Host::current();
+    match format {
+        ExportFormat::Procfile => print_stdout(&procfile(config)),
+        ExportFormat::Systemd { user, out } => {
+            let export = systemd(config, *user, &host)?;
+            for warning in &export.warnings {
+                eprintln!("tend: warning: {warning}");
+            }
+            match out {
+                None => {
+                    let mut text = String::new();
+                    for (n, unit) in export.units.iter().enumerate() {
+                        if n > 0 {
+                            text.push('\n');
+                        }
+                        let _ = writeln!(text, "# ---- {} ----", unit.name);
+                        text.push_str(&unit.text);
+                    }
+                    print_stdout(&text);
+                }
+                Some(dir) => write_units(dir, &export.units, *user)?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_units(dir: &Path, units: &[UnitFile], user: bool) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut text = String::new();
+    for unit in units {
+        let path = dir.join(&unit.name);
+        std::fs::write(&path, &unit.text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let _ = writeln!(text, "wrote {}", path.display());
+    }
+    let target = units
+        .iter()
+        .find(|u| u.name.ends_with(".target"))
+        .map_or("", |u| u.name.as_str());
+    let flag = if user { " --user" } else { "" };
+    // `systemctl link` wants absolute paths.
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let _ = writeln!(
+        text,
+        "install: systemctl{flag} link {dir}/*.service {dir}/{target} && \
+         systemctl{flag} enable --now {target}",
+        dir = shell_quote(&dir.to_string_lossy())
+    );
+    print_stdout(&text);
+    Ok(())
+}
+
+/// Prints to stdout; a closed pipe (`tend export systemd | head`) is not an error.
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd
+
+/// The units of one config, and what the person exporting should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdExport {
+    /// One service per server, in config order, then the target.
+    pub units: Vec<UnitFile>,
+    /// Differences systemd will make that the units cannot avoid (also written in them).
+    pub warnings: Vec<String>,
+}
+
+/// The unit-name stem of a config: `tend-<folder name>`, reduced to what a unit name may hold.
+pub fn unit_prefix(config: &Config) -> String {
+    let dir = std::fs::canonicalize(&config.base_dir).unwrap_or_else(|_| config.base_dir.clone());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut clean = String::new();
+    for c in name.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            c
+        } else {
+            '-'
+        };
+        if !(c == '-' && clean.ends_with('-')) {
+            clean.push(c);
+        }
+    }
+    let clean: String = clean
+        .trim_matches(|c| c == '-' || c == '.')
+        .chars()
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "tend-app".to_string()
+    } else {
+        format!("tend-{clean}")
+    }
+}
+
+/// Generates one `.service` per server and a `.target` that wants the autostart ones.
+/// `user`: units for `systemctl --user` (no `User=`, the target wanted by default.target).
+pub fn systemd(config: &Config, user: bool, host: &Host) -> Result<SystemdExport, Error> {
+    let prefix = unit_prefix(config);
+    let target = format!("{prefix}.target");
+    let service_name = |id: &str| format!("{prefix}-{id}.service");
+    let mut units = Vec::new();
+    let mut warnings = Vec::new();
+    let mut problems = Vec::new();
+    for server in &config.servers {
+        match service_unit(config, server, user, host, &target, &service_name) {
+            Ok((text, notes)) => {
+                warnings.extend(notes.iter().map(|n| format!("server '{}': {n}", server.id)));
+                units.push(UnitFile {
+                    name: service_name(&server.id),
+                    text,
+                });
+            }
+            Err(problem) => problems.push(format!("server '{}': {problem}", server.id)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::other(format!(
+            "cannot export {} as systemd units: {}",
+            config.path.display(),
+            problems.join("; ")
+        )));
+    }
+    let mut text = header(config, user);
+    text.push_str("[Unit]\n");
+    let _ = writeln!(
+        text,
+        "Description={}",
+        line_value(&format!(
+            "tend servers of {}",
+            config_file(config).display()
+        ))
+        .map_err(Error::Other)?
+    );
+    for server in config.servers.iter().filter(|s| s.autostart) {
+        let _ = writeln!(text, "Wants={}", service_name(&server.id));
+    }
+    text.push_str("\n[Install]\n");
+    let _ = writeln!(
+        text,
+        "WantedBy={}",
+        if user {
+            "default.target"
+        } else {
+            "multi-user.target"
+        }
+    );
+    units.push(UnitFile { name: target, text });
+    Ok(SystemdExport { units, warnings })
+}
+
+/// The comment at the top of every unit: where it came from, and what systemd does not do.
+fn header(config: &Config, user: bool) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Generated by tend {} ({} unit); edit the config and export again. Config:\n# {}",
+        env!("CARGO_PKG_VERSION"),
+        if user { "user" } else { "system" },
+        comment_text(&config_file(config).display().to_string()),
+    );
+    text.push_str(
+        "# Not replicated by systemd: orphan detection (a process outside the unit holding a\n\
+         # server's port), port health (a unit is active once its program started, ports open or\n\
+         # not; start_timeout_ms has no equivalent), exponential backoff (RestartSec stays\n\
+         # backoff_ms), retry_fatal_ms (a unit that hit its start limit stays failed until\n\
+         # `systemctl reset-failed`), tend's log files (output goes to the journal), and the\n\
+         # dashboard and API.\n",
+    );
+    text
+}
+
+/// One server's `.service` text, and notes for the person exporting.
+fn service_unit(
+    config: &Config,
+    server: &ServerConfig,
+    user: bool,
+    host: &Host,
+    target: &str,
+    service_name: &dyn Fn(&str) -> String,
+) -> Result<(String, Vec<String>), String> {
+    let mut notes = Vec::new();
+    let mut text = header(config, user);
+    if !server.ports.is_empty() {
+        let ports: Vec<String> = server.ports.iter().map(u16::to_string).collect();
+        let _ = writeln!(text, "# Ports tend would check: {}.", ports.join(", "));
+    }
+
+    text.push_str("[Unit]\n");
+    let _ = writeln!(
+        text,
+        "Description={}",
+        line_value(&format!(
+            "tend server {} ({})",
+            server.id,
+            config_file(config).display()
+        ))?
+    );
+    // PartOf: stopping or restarting the target stops or restarts every server, as stopping
+    // tend does.
+    let _ = writeln!(text, "PartOf={target}");
+    for dep in &server.depends_on {
+        let _ = writeln!(text, "After={}", service_name(dep));
+        let _ = writeln!(text, "Requires={}", service_name(dep));
+    }
+    if server.restart != RestartPolicy::No {
+        // tend gives up after max_restarts failed restarts in a row (max_restarts + 1 runs), and
+        // a run that stays up 10 s resets the count. systemd counts starts in a window instead:
+        // the window holds max_restarts + 1 runs of under 10 s each, with RestartSec between.
+        let runs = u64::from(server.max_restarts) + 1;
+        let window = (RESET_AFTER + server.backoff).as_millis() as u64 * runs;
+        let _ = writeln!(text, "StartLimitIntervalSec={}", window.div_ceil(1000));
+        let _ = writeln!(text, "StartLimitBurst={runs}");
+    }
+
+    text.push_str("\n[Service]\n");
+    // exec: the unit counts as started once the program was exec'd, so a missing binary fails
+    // the start (and dependents wait for it), as a spawn error does in tend.
+    text.push_str("Type=exec\n");
+    let _ = writeln!(text, "ExecStart={}", exec_start(server, host)?);
+    let _ = writeln!(text, "WorkingDirectory={}", path_value(&server.cwd)?);
+    if !user {
+        let _ = writeln!(text, "User={}", line_value(&host.user)?);
+    }
+    let _ = writeln!(text, "SyslogIdentifier={}", server.id);
+    // tend's children inherit tend's whole environment; a unit carries only PATH (as it was at
+    // export time) and the two variables tend adds, then env_file and env.
+    let path_from_config = server.env.contains_key("PATH");
+    if let (Some(path), false) = (&host.path, path_from_config) {
+        let _ = writeln!(text, "Environment={}", env_assignment("PATH", path)?);
+    }
+    let _ = writeln!(
+        text,
+        "Environment={}",
+        env_assignment("TEND_SERVER_ID", &server.id)?
+    );
+    let _ = writeln!(
+        text,
+        "Environment={}",
+        env_assignment("TEND_BIN", &path_text(&host.tend_bin)?)?
+    );
+    if let Some(env_file) = &server.env_file {
+        let _ = writeln!(text, "EnvironmentFile={}", path_value(env_file)?);
+        notes.extend(env_file_notes(env_file, server));
+    }
+    for (key, value) in &server.env {
+        let _ = writeln!(text, "Environment={}", env_assignment(key, value)?);
+    }
+    for note in &notes {
+        let _ = writeln!(text, "# Note: {}", comment_text(note));
+    }
+    let _ = writeln!(
+        text,
+        "Restart={}",
+        match server.restart {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    );
+    let _ = writeln!(text, "RestartSec={}ms", server.backoff.as_millis());
+    text.push_str("KillMode=control-group\n");
+    let _ = writeln!(text, "KillSignal={}", kill_signal(server.stop_signal));
+    let _ = writeln!(text, "TimeoutStopSec={}ms", server.stop_timeout.as_millis());
+
+    text.push_str("\n[Install]\n");
+    if server.autostart {
+        let _ = writeln!(text, "WantedBy={target}");
+    } else {
+        text.push_str("# autostart is false: not wanted by the target; start it by hand.\n");
+    }
+    Ok((text, notes))
+}
+
+/// `KillSignal=`: the name systemd knows, or the number for one without a name (realtime).
+fn kill_signal(signal: i32) -> String {
+    let name = signal_name(signal);
+    if name == format!("SIG{signal}") {
+        signal.to_string()
+    } else {
+        name
+    }
+}
+
+/// Where systemd will read an env file differently from tend, as far as can be told now.
+fn env_file_notes(env_file: &Path, server: &ServerConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    let Ok(text) = std::fs::read_to_string(env_file) else {
+        notes.push(format!(
+            "env_file {} is not readable now; systemd fails the start while it is missing, as \
+             tend does",
+            env_file.display()
+        ));
+        return notes;
+    };
+    if text
+        .lines()
+        .any(|line| line.trim_start().starts_with("export "))
+    {
+        notes.push(format!(
+            "env_file {} has `export` lines, which systemd's EnvironmentFile= does not read",
+            env_file.display()
+        ));
+    }
+    if let Ok(pairs) = parse_env_file(&text) {
+        let mut both: Vec<&str> = pairs
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .filter(|key| server.env.contains_key(*key))
+            .collect();
+        both.sort_unstable();
+        both.dedup();
+        if !both.is_empty() {
+            notes.push(format!(
+                "{} set in both env and env_file: tend lets env win, systemd lets \
+                 EnvironmentFile= win",
+                both.join(", ")
+            ));
+        }
+    }
+    notes
+}
+
+/// `ExecStart=`: a string through `/bin/sh -c`, an array with its program resolved to an
+/// absolute path (systemd.service(5): "the first argument must be an absolute path" on older
+/// systemd, a fixed search path on newer ones — never the user's PATH).
+fn exec_start(server: &ServerConfig, host: &Host) -> Result<String, String> {
+    let (program, args): (PathBuf, Vec<&str>) = match &server.command {
+        CommandSpec::Shell(line) => (PathBuf::from("/bin/sh"), vec!["-c", line.as_str()]),
+        CommandSpec::Exec(argv) => (
+            resolve_program(&argv[0], server, host)?,
+            argv[1..].iter().map(String::as_str).collect(),
+        ),
+    };
+    let mut line = exec_path(&path_text(&program)?)?;
+    for arg in args {
+        line.push(' ');
+        line.push_str(&exec_arg(arg)?);
+    }
+    Ok(line)
+}
+
+/// Finds an array command's program as tend's spawn would: a name with a `/` relative to the
+/// server's cwd, a bare name through the server's `PATH` (from `env`, else tend's).
+fn resolve_program(program: &str, server: &ServerConfig, host: &Host) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let path = Path::new(program);
+        let full = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            server.cwd.join(path)
+        };
+        return Ok(full
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect());
+    }
+    let search = server
+        .env
+        .get("PATH")
+        .map(String::as_str)
+        .or(host.path.as_deref())
+        .unwrap_or("");
+    for dir in search.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = server.cwd.join(dir).join(program);
+        if is_executable_file(&candidate) {
+            return Ok(candidate
+                .components()
+                .filter(|c| *c != Component::CurDir)
+                .collect());
+        }
+    }
+    Err(format!(
+        "program '{program}' is not in PATH here, and a unit needs its absolute path; write \
+         the path in the config"
+    ))
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn path_text(path: &Path) -> Result<String, String> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("path {} is not UTF-8", path.display()))
+}
+
+/// The executable of `ExecStart=`. systemd unquotes and unescapes it, resolves `%`
+/// specifiers, does no `$` expansion on it, and then refuses quotes, backslashes and control
+/// characters in it ("Executable name contains special characters").
+pub fn exec_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') {
+        return Err(format!("program path '{path}' is not absolute"));
+    }
+    if let Some(bad) = path
+        .chars()
+        .find(|&c| c.is_control() || matches!(c, '"' | '\'' | '\\'))
+    {
+        return Err(format!(
+            "program path {path:?} holds {bad:?}, which systemd refuses in an executable path"
+        ));
+    }
+    let escaped = path.replace('%', "%%");
+    Ok(if escaped.chars().any(char::is_whitespace) {
+        format!("\"{escaped}\"")
+    } else {
+        escaped
+    })
+}
+
+/// One argument after the executable in `ExecStart=` (systemd.service(5) "Command lines"):
+/// bare when it is plain, else double-quoted with C escapes; `%` doubled (specifiers) and `$`
+/// doubled (systemd expands `$VAR` and `${VAR}` in arguments).
+pub fn exec_arg(arg: &str) -> Result<String, String> {
+    if arg.contains('\0') {
+        return Err("an argument holds a NUL byte, which no program can receive".to_string());
+    }
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%$".contains(c));
+    let escaped = arg.replace('%', "%%").replace('$', "$$");
+    if plain {
+        return Ok(escaped);
+    }
+    Ok(format!("\"{}\"", c_escape(&escaped)))
+}
+
+/// `Environment=` (systemd.exec(5)): one `"KEY=value"` word, C escapes inside, `%` doubled;
+/// `$` has no meaning there. systemd accepts only shell-like names and values without control
+/// characters other than tab and newline.
+pub fn env_assignment(key: &str, value: &str) -> Result<String, String> {
+    let valid_name = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name {
+        return Err(format!(
+            "env name '{key}' is not one systemd accepts (letters, digits and _, not first a \
+             digit)"
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|&c| c.is_control() && c != '\t' && c != '\n')
+    {
+        return Err(format!(
+            "the value of {key} holds {bad:?}, which systemd refuses in an environment value"
+        ));
+    }
+    Ok(format!("\"{key}={}\"", c_escape(&value.replace('%', "%%"))))
+}
+
+/// C escapes for a double-quoted systemd word: `\\`, `\"`, and control characters.
+fn c_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A value systemd takes as the rest of the line, unquoted (`Description=`,
+/// `WorkingDirectory=`, `EnvironmentFile=`, `User=`): `%` doubled; what a line cannot hold
+/// (control characters, a trailing backslash that would join the next line, whitespace at
+/// either end that the parser strips) is an error.
+pub fn line_value(text: &str) -> Result<String, String> {
+    if let Some(bad) = text.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{text:?} holds {bad:?}, which a unit file line cannot hold"
+        ));
+    }
+    if text.ends_with('\\') || text.trim() != text {
+        return Err(format!(
+            "{text:?} ends in a backslash or has whitespace at an end, which a unit file \
+             line cannot hold"
+        ));
+    }
+    Ok(text.replace('%', "%%"))
+}
+
+fn path_value(path: &Path) -> Result<String, String> {
+    line_value(&path_text(path)?)
+}
+
+/// The config file's absolute path (`config.path` is as given on the command line).
+fn config_file(config: &Config) -> PathBuf {
+    match config.path.file_name() {
+        Some(name) => config.base_dir.join(name),
+        None => config.path.clone(),
+    }
+}
+
+/// Text safe inside a `#` comment: one line.
+fn comment_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The name of the effective user, or its number when it has no passwd entry (systemd's
+/// `User=` takes either).
+fn current_user() -> String {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let uid = unsafe { libc::geteuid() };
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value of this plain C struct (null pointers, zero
+    // ids); getpwuid_r fills it in.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to live memory of ours with the length given; on success
+    // `result` points at `pwd`, whose strings point into `buf`, which outlives their use here.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: pw_name is a NUL-terminated string inside `buf` (see above).
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        if let Ok(name) = name.to_str() {
+            if !name.is_empty() {
+                return name.to_string();
+            }
+        }
+    }
+    uid.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Procfile
+
+/// A Procfile (`id: command` per server, as foreman and honcho read it): a string command as
+/// written, an array command shell-quoted. What a Procfile cannot say is kept as comments.
+pub fn procfile(config: &Config) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Procfile generated by tend {} from {}.",
+        env!("CARGO_PKG_VERSION"),
+        comment_text(&config_file(config).display().to_string())
+    );
+    text.push_str(
+        "# Each line runs through `sh -c` in this file's folder. Not carried over: restart\n\
+         # policies, depends_on order, port checks and orphan detection, stop signals and\n\
+         # timeouts, autostart, and per-server cwd, env and env_file (noted per line below).\n",
+    );
+    for server in &config.servers {
+        let lost = procfile_losses(config, server);
+        if !lost.is_empty() {
+            let _ = writeln!(text, "# {}: {}", server.id, comment_text(&lost.join("; ")));
+        }
+        if !server
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            let _ = writeln!(
+                text,
+                "# {}: foreman reads only letters, digits, _ and - in a process name",
+                server.id
+            );
+        }
+        let command = match &server.command {
+            CommandSpec::Shell(line) => line.clone(),
+            CommandSpec::Exec(argv) => argv
+                .iter()
+                .map(|arg| shell_quote(arg))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        if command.contains('\n') || command.contains('\r') {
+            let _ = writeln!(
+                text,
+                "# {}: left out: its command spans lines, and a Procfile entry is one line",
+                server.id
+            );
+            continue;
+        }
+        let _ = writeln!(text, "{}: {}", server.id, command);
+    }
+    text
+}
+
+/// The settings of a server a Procfile line cannot carry, in words.
+fn procfile_losses(config: &Config, server: &ServerConfig) -> Vec<String> {
+    let mut lost = Vec::new();
+    if server.cwd != config.base_dir {
+        lost.push(format!("cwd {}", server.cwd.display()));
+    }
+    if !server.env.is_empty() {
+        let keys: Vec<&str> = server.env.keys().map(String::as_str).collect();
+        lost.push(format!("env {}", keys.join(", ")));
+    }
+    if let Some(env_file) = &server.env_file {
+        lost.push(format!("env_file {}", env_file.display()));
+    }
+    if !server.ports.is_empty() {
+        let ports: Vec<String> = server.ports.iter().map(u16::to_string).collect();
+        lost.push(format!("ports {}", ports.join(", ")));
+    }
+    if !server.depends_on.is_empty() {
+        lost.push(format!("depends_on {}", server.depends_on.join(", ")));
+    }
+    if !server.autostart {
+        lost.push("autostart false".to_string());
+    }
+    lost
+}
+
+/// POSIX shell quoting: plain words bare, others in single quotes (`'` as `'\''`).
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_arguments_follow_systemds_command_line_rules() {
+        // (argument, as written after ExecStart=), per systemd.service(5) "Command lines".
+        let table = [
+            ("plain", "plain"),
+            ("--port=8000", "--port=8000"),
+            ("", "\"\""),
+            ("two words", "\"two words\""),
+            ("it's", "\"it's\""),
+            ("say \"hi\"", "\"say \\\"hi\\\"\""),
+            ("back\\slash", "\"back\\\\slash\""),
+            ("100%", "100%%"),
+            ("%n", "%%n"),
+            ("$HOME", "$$HOME"),
+            ("${HOME}/x", "\"$${HOME}/x\""),
+            (";", "\";\""),
+            ("a;b", "\"a;b\""),
+            ("line\nbreak", "\"line\\nbreak\""),
+            ("tab\there", "\"tab\\there\""),
+            ("bell\x07", "\"bell\\x07\""),
+            ("ünï", "\"ünï\""),
+            ("#not a comment", "\"#not a comment\""),
+            ("trailing\\", "\"trailing\\\\\""),
+        ];
+        for (arg, expected) in table {
+            assert_eq!(exec_arg(arg).unwrap(), expected, "argument {arg:?}");
+        }
+        assert!(exec_arg("nul\0").is_err());
+    }
+
+    #[test]
+    fn exec_paths_escape_specifiers_but_not_dollars() {
+        let table = [
+            ("/bin/sh", "/bin/sh"),
+            ("/opt/my app/run", "\"/opt/my app/run\""),
+            ("/opt/100%/run", "/opt/100%%/run"),
+            ("/opt/$x/run", "/opt/$x/run"),
+        ];
+        for (path, expected) in table {
+            assert_eq!(exec_path(path).unwrap(), expected, "path {path:?}");
+        }
+        for bad in ["bin/sh", "/opt/it's", "/opt/a\"b", "/opt/a\\b", "/opt/a\nb"] {
+            assert!(exec_path(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn environment_assignments_are_quoted_words() {
+        let table = [
+            ("A", "1", "\"A=1\""),
+            ("GREETING", "hello world", "\"GREETING=hello world\""),
+            ("Q", "it's \"quoted\"", "\"Q=it's \\\"quoted\\\"\""),
+            ("P", "100% $HOME", "\"P=100%% $HOME\""),
+            ("B", "a\\b", "\"B=a\\\\b\""),
+            ("N", "two\nlines", "\"N=two\\nlines\""),
+            ("_x9", "", "\"_x9=\""),
+        ];
+        for (key, value, expected) in table {
+            assert_eq!(
+                env_assignment(key, value).unwrap(),
+                expected,
+                "{key}={value:?}"
+            );
+        }
+        for key in ["9A", "A.B", "A-B", "", "A B"] {
+            assert!(env_assignment(key, "x").is_err(), "name {key:?}");
+        }
+        assert!(env_assignment("A", "bell\x07").is_err());
+    }
+
+    #[test]
+    fn line_values_double_percent_and_refuse_what_a_line_cannot_hold() {
+        assert_eq!(line_value("/srv/my app").unwrap(), "/srv/my app");
+        assert_eq!(line_value("50% off").unwrap(), "50%% off");
+        assert_eq!(line_value("it's \"x\" $y").unwrap(), "it's \"x\" $y");
+        for bad in ["/a\\", "/a\nb", " lead", "trail "] {
+            assert!(line_value(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shell_quoting_for_procfiles() {
+        let table = [
+            ("plain", "plain"),
+            ("--x=1", "--x=1"),
+            ("", "''"),
+            ("two words", "'two words'"),
+            ("it's", "'it'\\''s'"),
+            ("$HOME", "'$HOME'"),
+            ("a\"b", "'a\"b'"),
+            ("back\\slash", "'back\\slash'"),
+        ];
+        for (word, expected) in table {
+            assert_eq!(shell_quote(word), expected, "{word:?}");
+        }
+    }
+
+    fn config(json: &str) -> Config {
+        crate::config::parse(
+            json,
+            Path::new("/srv/shop/tend.json"),
+            Path::new("/srv/shop"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn host() -> Host {
+        Host {
+            path: Some("/usr/bin:/bin".to_string()),
+            tend_bin: PathBuf::from("/usr/local/bin/tend"),
+            user: "alice".to_string(),
+        }
+    }
+
+    #[test]
+    fn a_service_carries_every_mapped_setting() {
+        let config = config(
+            r#"{"servers": [
+                {"id": "db", "command": ["/usr/bin/env", "x"], "restart": "always",
+                 "autostart": false, "stop_signal": "SIGINT", "stop_timeout_ms": 2500},
+                {"id": "web", "command": "echo \"$HOME\" 100%", "depends_on": ["db"],
+                 "env": {"MSG": "hi there"}, "backoff_ms": 250, "max_restarts": 3,
+                 "ports": [8000], "cwd": "site"}
+            ]}"#,
+        );
+        let export = systemd(&config, false, &host()).unwrap();
+        let names: Vec<&str> = export.units.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tend-shop-db.service",
+                "tend-shop-web.service",
+                "tend-shop.target"
+            ]
+        );
+        let web = &export.units[1].text;
+        for line in [
+            "PartOf=tend-shop.target\n",
+            "After=tend-shop-db.service\n",
+            "Requires=tend-shop-db.service\n",
+            "StartLimitIntervalSec=41\n",
+            "StartLimitBurst=4\n",
+            "Type=exec\n",
+            "ExecStart=/bin/sh -c \"echo \\\"$$HOME\\\" 100%%\"\n",
+            "WorkingDirectory=/srv/shop/site\n",
+            "User=alice\n",
+            "Environment=\"PATH=/usr/bin:/bin\"\n",
+            "Environment=\"TEND_SERVER_ID=web\"\n",
+            "Environment=\"TEND_BIN=/usr/local/bin/tend\"\n",
+            "Environment=\"MSG=hi there\"\n",
+            "Restart=on-failure\n",
+            "RestartSec=250ms\n",
+            "KillMode=control-group\n",
+            "KillSignal=SIGTERM\n",
+            "TimeoutStopSec=5000ms\n",
+            "WantedBy=tend-shop.target\n",
+            "# Ports tend would check: 8000.\n",
+        ] {
+            assert!(web.contains(line), "web lacks {line:?}:\n{web}");
+        }
+        let db = &export.units[0].text;
+        for line in [
+            "ExecStart=/usr/bin/env x\n",
+            "Restart=always\n",
+            "KillSignal=SIGINT\n",
+            "TimeoutStopSec=2500ms\n",
+        ] {
+            assert!(db.contains(line), "db lacks {line:?}:\n{db}");
+        }
+        assert!(!db.contains("WantedBy="), "db is not autostart:\n{db}");
+        let target = &export.units[2].text;
+        assert!(target.contains("Wants=tend-shop-web.service\n"), "{target}");
+        assert!(!target.contains("tend-shop-db.service"), "{target}");
+        assert!(target.contains("WantedBy=multi-user.target\n"), "{target}");
+        for unit in &export.units {
+            assert!(
+                unit.text.starts_with("# Generated by tend"),
+                "{}",
+                unit.text
+            );
+            assert!(unit.text.contains("orphan detection"), "{}", unit.text);
+        }
+    }
+
+    #[test]
+    fn user_units_have_no_user_and_hang_off_default_target() {
+        let config = config(r#"{"servers": [{"id": "a", "command": "true"}]}"#);
+        let export = systemd(&config, true, &host()).unwrap();
+        assert!(!export.units[0].text.contains("User="));
+        assert!(export.units[1].text.contains("WantedBy=default.target\n"));
+    }
+
+    #[test]
+    fn restart_no_sets_no_start_limit_and_realtime_signals_are_numbers() {
+        let config = config(
+            r#"{"servers": [{"id": "a", "command": "true", "restart": "no",
+                             "stop_signal": 40}]}"#,
+        );
+        let text = &systemd(&config, false, &host()).unwrap().units[0].text;
+        assert!(text.contains("Restart=no\n"), "{text}");
+        assert!(!text.contains("StartLimit"), "{text}");
+        assert!(text.contains("KillSignal=40\n"), "{text}");
+    }
+
+    #[test]
+    fn programs_resolve_through_path_and_cwd() {
+        let config = config(
+            r#"{"servers": [
+                {"id": "a", "command": ["sh", "-c", "true"]},
+                {"id": "b", "command": ["./bin/run"], "cwd": "/opt/b"},
+                {"id": "c", "command": ["no-such-program-anywhere"]}
+            ]}"#,
+        );
+        let host = host();
+        let a = resolve_program("sh", &config.servers[0], &host).unwrap();
+        assert!(a.is_absolute() && a.ends_with("sh"), "{}", a.display());
+        assert_eq!(
+            resolve_program("./bin/run", &config.servers[1], &host).unwrap(),
+            PathBuf::from("/opt/b/bin/run")
+        );
+        let error = systemd(&config, false, &host).unwrap_err().to_string();
+        assert!(
+            error.contains("server 'c'") && error.contains("no-such-program-anywhere"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unsupported_env_names_are_an_error_naming_the_server() {
+        let config =
+            config(r#"{"servers": [{"id": "a", "command": "true", "env": {"a.b": "1"}}]}"#);
+        let error = systemd(&config, false, &host()).unwrap_err().to_string();
+        assert!(
+            error.contains("server 'a'") && error.contains("'a.b'"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unit_prefixes_come_from_the_folder_name() {
+        let mut config = config(r#"{"servers": [{"id": "a", "command": "true"}]}"#);
+        for (dir, prefix) in [
+            ("/srv/shop", "tend-shop"),
+            ("/srv/My Shop!", "tend-My-Shop"),
+            ("/srv/a.b_c", "tend-a.b_c"),
+            ("/", "tend-app"),
+            ("/srv/***", "tend-app"),
+        ] {
+            config.base_dir = PathBuf::from(dir);
+            assert_eq!(unit_prefix(&config), prefix, "{dir}");
+        }
+    }
+
+    #[test]
+    fn a_procfile_has_one_line_per_server_and_notes_what_it_loses() {
+        let config = config(
+            r#"{"servers": [
+                {"id": "web", "command": "python3 -m http.server $PORT", "ports": [8000]},
+                {"id": "worker", "command": ["/usr/bin/env", "it's a job", "$HOME"],
+                 "env": {"A": "1"}, "depends_on": ["web"], "cwd": "jobs"},
+                {"id": "multi", "command": "echo one\necho two"},
+                {"id": "v1.2", "command": "true", "autostart": false}
+            ]}"#,
+        );
+        let text = procfile(&config);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                "web: python3 -m http.server $PORT",
+                "worker: /usr/bin/env 'it'\\''s a job' '$HOME'",
+                "v1.2: true",
+            ]
+        );
+        for needle in [
+            "# Procfile generated by tend",
+            "# web: ports 8000\n",
+            "# worker: cwd /srv/shop/jobs; env A; depends_on web\n",
+            "# multi: left out: its command spans lines",
+            "# v1.2: autostart false\n",
+            "# v1.2: foreman reads only",
+        ] {
+            assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
+        }
+    }
+}
