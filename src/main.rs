@@ -78,7 +78,7 @@ fn run() -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(format) => {
-            let config = app::load_config(cli.config.as_deref())?;
+            let config = app::load_config(cli.config.as_deref(), None)?;
             export::run(&config, format)
         }
         Command::Serve(options) => {
