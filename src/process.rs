@@ -108,13 +108,14 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
         command.env(key, value);
     }
     command.envs(&server.env);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it is the only
-    // call between fork and exec.
+    // SAFETY: setsid, close_range and fcntl are async-signal-safe system calls that touch no
+    // memory of the parent; nothing between fork and exec allocates or locks.
     unsafe {
         command.pre_exec(|| {
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
             }
+            close_inherited_on_exec();
             Ok(())
         });
     }
@@ -133,6 +134,43 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
     let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
     log::info!(target: LOG, "Process '{}' started (PID: {})", server.id, pid);
     Ok(Spawned { pid, start_ticks })
+}
+
+/// Marks every descriptor above stderr close-on-exec in a freshly forked child. tend opens all
+/// its own descriptors close-on-exec, but it may have inherited others from whoever started it
+/// (a shell's stray fd, a CI runner's pipe), and a child must get only stdin and its log
+/// (DESIGN §8). Marking instead of closing keeps std's own exec-error pipe working until exec.
+///
+/// # Safety
+/// Call only between fork and exec: it changes the flags of every descriptor of the process.
+unsafe fn close_inherited_on_exec() {
+    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11) only sets flags.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked == 0 {
+        return;
+    }
+    // Older kernels: one fcntl per possible descriptor, bounded by the soft limit.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into our local struct.
+    let highest = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(65_536) as i32
+    } else {
+        1024
+    };
+    for fd in 3..highest {
+        // SAFETY: F_SETFD on a descriptor that may not exist just fails with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
 }
 
 fn describe_spawn_error(server: &ServerConfig, error: &io::Error) -> String {

@@ -761,6 +761,13 @@ impl ServerOrchestrator {
                 (None, None) => ControlError::BadRequest("give an id or a pid".into()),
             });
         };
+        if !process::is_signallable(orphan_pid) {
+            return Err(ControlError::Refused(format!(
+                "PID {orphan_pid} holds a port of '{}' but is PID 1, tend or in tend's own \
+                 process group: tend never signals those",
+                self.servers[index].config.id
+            )));
+        }
         // Never an orphan that is in fact one of our own servers' processes.
         if self.servers.iter().any(|s| s.pid == Some(orphan_pid)) {
             return Err(ControlError::Refused(format!(

@@ -231,41 +231,15 @@ impl Iterator for ClientConnection {
                 Err(ReadError::UriTooLong) => return self.refuse(414),
                 Err(ReadError::HeadTooLarge) => return self.refuse(431),
                 Err(ReadError::HeadTimeout) => return self.refuse(408),
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                // tend patch: every error tiny_http answers itself carries tend's security
+                // headers (see `refuse`); the connection then closes, as upstream did.
+                Err(ReadError::WrongRequestLine) | Err(ReadError::WrongHeader(_)) => {
+                    return self.refuse(400)
                 }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                    return self.refuse(408)
                 }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
+                Err(ReadError::ExpectationFailed(_)) => return self.refuse(417),
                 Err(ReadError::ReadIoError(_)) => return None,
 
                 Ok(rq) => rq,
@@ -273,15 +247,7 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+                return self.refuse(505);
             }
 
             // updating the status of the connection
@@ -317,18 +283,27 @@ impl Iterator for ClientConnection {
 }
 
 impl ClientConnection {
-    /// tend patch: writes an empty error response and ends the connection.
+    /// tend patch: writes an empty error response with tend's security headers (DESIGN §8:
+    /// headers on every response) and ends the connection.
     fn refuse(&mut self, status: u16) -> Option<Request> {
         use crate::{Response, StatusCode};
+        const HEADERS: &[&str] = &[
+            "Content-Type: text/plain",
+            "Connection: close",
+            "Cache-Control: no-store",
+            "X-Content-Type-Options: nosniff",
+            "X-Frame-Options: DENY",
+            "Referrer-Policy: no-referrer",
+            "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'",
+        ];
         if let Some(writer) = self.sink.next() {
-            Response::new_empty(StatusCode(status))
-                .with_header(
-                    "Content-Type: text/plain"
-                        .parse::<crate::Header>()
-                        .expect("a valid header"),
-                )
-                .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                .ok();
+            let mut response = Response::new_empty(StatusCode(status));
+            for header in HEADERS {
+                if let Ok(header) = header.parse::<crate::Header>() {
+                    response.add_header(header);
+                }
+            }
+            response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
         }
         None
     }
