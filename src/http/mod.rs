@@ -136,8 +136,10 @@ impl Reply {
 
 /// Starts listening and the accept thread; returns the bound address (port 0 resolved).
 pub fn start(listen: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String> {
-    let server =
-        tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    // Connections still sending their request are capped inside tiny_http (patched), requests
+    // being handled (event streams included) by `dispatch`: each side by max_connections.
+    let server = tiny_http::Server::http_with_limit(listen, shared.max_connections)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = server
         .server_addr()
         .to_ip()
