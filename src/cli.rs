@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
+pub use crate::model::Action;
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,24 +58,6 @@ pub struct UpOptions {
     pub log_dir: Option<PathBuf>,
     /// The base `PORT` handed to Procfile entries.
     pub port: Option<u16>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Start,
-    Stop,
-    Restart,
-}
-
-impl Action {
-    /// The API's spelling (`?action=start`), which is also the command's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Restart => "restart",
-        }
-    }
 }
 
 /// Which servers an action applies to.

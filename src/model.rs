@@ -53,6 +53,31 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// What a person can ask of a server: the API's `?action=` and the CLI's command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    /// The API's spelling (`?action=start`), which is also the command's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Action> {
+        [Action::Start, Action::Stop, Action::Restart]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
+}
+
 /// One configured port as the last health round saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

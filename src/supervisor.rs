@@ -19,7 +19,9 @@ use crossbeam_channel::{Receiver, Sender, after, never, select};
 use crate::config::{Config, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
 use crate::metrics::{self, Histogram, ServerSample};
-use crate::model::{Event, PortView, ServerView, StatsEntry, Status, Timeline, signal_name};
+use crate::model::{
+    Action, Event, PortView, ServerView, StatsEntry, Status, Timeline, signal_name,
+};
 use crate::monitor::{MonitorCmd, Observation, Report, Watch};
 use crate::pidwatch::PidWatcher;
 use crate::policy::{self, AfterExit, ExitKind};
@@ -38,24 +40,6 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// At most one state snapshot per this (DESIGN §6: the file is written a few times a second at
 /// most however fast things change; the store coalesces further).
 const STATE_COALESCE: Duration = Duration::from_millis(50);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Start,
-    Stop,
-    Restart,
-}
-
-impl Action {
-    pub fn parse(text: &str) -> Option<Action> {
-        match text {
-            "start" => Some(Action::Start),
-            "stop" => Some(Action::Stop),
-            "restart" => Some(Action::Restart),
-            _ => None,
-        }
-    }
-}
 
 /// An orphan an HTTP handler may kill: checked by the supervisor, killed by the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]

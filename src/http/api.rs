@@ -14,10 +14,10 @@ use crate::http::{ApiRequest, Reply, Shared};
 use crate::logfile;
 use crate::logrotate;
 use crate::metrics;
-use crate::model::signal_name;
+use crate::model::{Action, signal_name};
 use crate::process;
 use crate::procfs;
-use crate::supervisor::{Action, Control, ControlError};
+use crate::supervisor::{Control, ControlError};
 
 /// The API's description, kept true by a test that exercises every route and status it lists.
 const OPENAPI: &[u8] = include_bytes!("openapi.json");
