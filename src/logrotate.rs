@@ -333,6 +333,7 @@ mod tests {
         let text = String::from_utf8(all).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(rotations > 10, "only {rotations} rotations");
+        eprintln!("fast writer: {LINES} lines through {rotations} rotations");
         assert_eq!(lines.len(), LINES, "{rotations} rotations");
         for (n, line) in lines.iter().enumerate() {
             assert_eq!(*line, format!("line {n:07} of the fast writer"));

@@ -12,6 +12,7 @@ mod cli;
 mod export;
 mod http;
 mod lifecycle;
+mod logs;
 mod metrics;
 mod openapi;
 mod orphans;
