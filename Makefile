@@ -1,5 +1,5 @@
 # tend: the two commands a fresh machine needs are `make run` and `make test`.
-.PHONY: run test test-rust test-e2e build release static static-check lint fmt clean
+.PHONY: run test test-rust test-e2e build release static static-check bench bench-quick soak lint fmt clean
 
 CARGO ?= cargo
 
@@ -45,6 +45,20 @@ static-check:
 	@size=$$(stat -c %s target/static/tend); \
 		echo "static: target/static/tend is $$size bytes (limit 2 MiB = 2097152)"; \
 		[ $$size -lt 2097152 ] || echo "static: WARNING: over 2 MiB (DESIGN §11)"
+
+# tend beside supervisord (installed by pip into target/bench-venv): prints one table and
+# writes bench/results/<date>.md. `make bench ARGS=--quick` (or `make bench-quick`): < 4 min.
+bench: static
+	sh bench/run.sh $(ARGS)
+
+bench-quick: static
+	sh bench/run.sh --quick $(ARGS)
+
+# Minutes of random start/stop/restart/kill -9 over 100 servers; a verdict at the end. Not in CI.
+# `make soak SOAK_SECONDS=600`.
+SOAK_SECONDS ?= 300
+soak: static
+	sh bench/run.sh soak --seconds $(SOAK_SECONDS)
 
 fmt:
 	$(CARGO) fmt --all
