@@ -126,10 +126,6 @@ impl TendRun {
         std::fs::read_to_string(self.dir.join("tend.log")).unwrap_or_default()
     }
 
-    pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// SIGTERM and wait; the exit status, if it came within `limit`.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         // SAFETY: signals only the tend this bench started.

@@ -195,66 +195,90 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     let mut actions = [0u64; 4];
     let mut statuses: std::collections::BTreeMap<u16, u64> = Default::default();
     let mut peak = before;
-    let started = Instant::now();
     let mut tend_died = false;
-    let mut last_report = Instant::now();
-    while started.elapsed() < Duration::from_secs(seconds) {
-        let id = format!("s{}", rng.below(SERVERS));
-        let action = rng.below(4);
-        actions[action] += 1;
-        let status = match action {
-            0..=2 => {
-                let verb = ["start", "stop", "restart"][action];
-                http::request(tend.port, "POST", &format!("/api/servers/{id}?action={verb}"), None).map_or(0, |r| r.status)
-            }
-            _ => {
-                let server = tend.get(&format!("/api/servers/{id}"));
-                if let Some(pid) = server["pid"].as_u64() {
-                    procs::kill9(pid as u32);
+    let tend_pid = tend.pid;
+    let port = tend.port;
+    let mut churn = |seconds: u64, label: &str| {
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        while started.elapsed() < Duration::from_secs(seconds) {
+            let id = format!("s{}", rng.below(SERVERS));
+            let action = rng.below(4);
+            actions[action] += 1;
+            let status = match action {
+                0..=2 => {
+                    let verb = ["start", "stop", "restart"][action];
+                    http::request(port, "POST", &format!("/api/servers/{id}?action={verb}"), None).map_or(0, |r| r.status)
                 }
-                200
+                _ => {
+                    let server = http::request(port, "GET", &format!("/api/servers/{id}"), None)
+                        .ok()
+                        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+                        .unwrap_or_default();
+                    if let Some(pid) = server["pid"].as_u64() {
+                        procs::kill9(pid as u32);
+                    }
+                    200
+                }
+            };
+            *statuses.entry(status).or_default() += 1;
+            let now = usage(tend_pid);
+            peak = Usage { fds: peak.fds.max(now.fds), threads: peak.threads.max(now.threads), rss: peak.rss.max(now.rss) };
+            if procs::stat(tend_pid).is_none_or(|s| s.state == 'Z') {
+                tend_died = true;
+                break;
             }
-        };
-        *statuses.entry(status).or_default() += 1;
-        let now = usage(tend.pid);
-        peak = Usage { fds: peak.fds.max(now.fds), threads: peak.threads.max(now.threads), rss: peak.rss.max(now.rss) };
-        if !tend.is_alive() {
-            tend_died = true;
-            break;
+            if last_report.elapsed() > Duration::from_secs(30) {
+                last_report = Instant::now();
+                println!(
+                    "soak: {label} {:.0} s, {} actions, {} events, {} state generations read",
+                    started.elapsed().as_secs_f64(),
+                    actions.iter().sum::<u64>(),
+                    events.load(Ordering::Relaxed),
+                    generations.load(Ordering::Relaxed)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5 + rng.below(20) as u64));
         }
-        if last_report.elapsed() > Duration::from_secs(30) {
-            last_report = Instant::now();
-            println!(
-                "soak: {:.0} s, {} actions, {} events, {} state generations read",
-                started.elapsed().as_secs_f64(),
-                actions.iter().sum::<u64>(),
-                events.load(Ordering::Relaxed),
-                generations.load(Ordering::Relaxed)
-            );
+    };
+    // Every server running again, request threads gone: the figures to compare.
+    let settle = |tend: &TendRun, reference: Usage| -> (bool, Usage) {
+        let _ = http::request(tend.port, "POST", "/api/servers?action=start", None);
+        let restored = wait_all_running(tend, Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = usage(tend.pid);
+            if (now.threads <= reference.threads && now.fds <= reference.fds) || Instant::now() > deadline {
+                return (restored, now);
+            }
         }
-        std::thread::sleep(Duration::from_millis(5 + rng.below(20) as u64));
-    }
+    };
 
-    // Everything running again, then compare with the start.
+    // Warm-up: tend's SSE replay buffer (4096 events, events.rs) and its allocator arenas fill
+    // up to their working size; the baseline is taken after it.
+    let warmup = (seconds / 4).clamp(10, 30);
+    churn(warmup, "warm-up");
+    let (_, warm) = settle(&tend, before);
+    println!(
+        "soak: after {warmup} s of warm-up churn: {} fds, {} threads, RSS {:.2} MiB (the baseline)",
+        warm.fds,
+        warm.threads,
+        warm.rss as f64 / 1048576.0
+    );
+    let cold = before;
+    let before = warm;
+    churn(seconds, "churn");
+    drop(churn);
+
     let mut restored = false;
     let mut after = before;
     let mut zombies = Vec::new();
     let mut strays = Vec::new();
     let mut exit = None;
     if !tend_died {
-        let reply = http::request(tend.port, "POST", "/api/servers?action=start", None);
-        *statuses.entry(reply.map_or(0, |r| r.status)).or_default() += 0;
-        restored = wait_all_running(&tend, Duration::from_secs(60));
-        // Threads of finished requests end on their own; give them a moment.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            after = usage(tend.pid);
-            if (after.threads <= before.threads && after.fds <= before.fds) || Instant::now() > deadline {
-                break;
-            }
-        }
-        let reply = http::request(tend.port, "POST", "/api/servers?action=stop", None).map_or(0, |r| r.status);
+        (restored, after) = settle(&tend, before);
+    let reply = http::request(tend.port, "POST", "/api/servers?action=stop", None).map_or(0, |r| r.status);
         println!("soak: stop all answered {reply}");
         zombies = procs::all_pids()
             .into_iter()
@@ -299,8 +323,14 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         sessions.lock().unwrap().len()
     );
     let mut checks: Vec<(String, bool)> = Vec::new();
-    checks.push((format!("tend alive through the churn"), !tend_died));
+    checks.push(("tend alive through the churn".to_string(), !tend_died));
     checks.push(("every server running again after the churn".into(), restored));
+    println!(
+        "cold start (before any churn): {} fds, {} threads, RSS {:.2} MiB",
+        cold.fds,
+        cold.threads,
+        mib(cold.rss)
+    );
     checks.push((
         format!("open fds back near the start: {} → {} (peak {}), allowed +2", before.fds, after.fds, peak.fds),
         after.fds <= before.fds + 2,
