@@ -1,299 +1,134 @@
-//! `make bench`: drives the real tend binary from outside and prints what it measured.
+//! `make bench` and `make soak`: drive the real tend binary (and supervisord) from outside.
 //!
-//! Figures so far: crash → restarted latency (kill -9 a child, until tend reports the new PID,
-//! which is alive by then), state change → SSE event latency with many clients connected, and
-//! tend's RSS with the built-in demo running. Every process started here is stopped by PID or
-//! process group; all traffic goes to 127.0.0.1.
+//! ```text
+//! tend-bench [--quick] [--n 100,1000]     the comparison table (bench.rs)
+//! tend-bench soak [--seconds 300]         churn over 100 servers, then a verdict (soak.rs)
+//! tend-bench child listen|stuck PORT      a workload program (child.rs)
+//! ```
+//! Environment: `TEND_BIN` (default ../target/static/tend, else ../target/release/tend),
+//! `SUPERVISORD` (default ../target/bench-venv/bin/supervisord). Every process started here is
+//! stopped by PID or process group; all traffic goes to 127.0.0.1.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
+mod bench;
+mod child;
+mod http;
+mod managers;
+mod procs;
+mod soak;
+mod stats;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let tend = tend_binary();
-    println!(
-        "tend binary: {} ({} bytes)",
-        tend.display(),
-        file_size(&tend)
-    );
-    let quick = args.iter().any(|a| a == "--quick");
-    let trials = if quick { 10 } else { 20 };
+    match args.first().map(String::as_str) {
+        Some("child") => child::run(&args[1..]),
+        Some("soak") => {
+            let seconds = value(&args, "--seconds").map_or(300, |v| v.parse().expect("--seconds N"));
+            let ok = soak::run(&tend_binary(), seconds);
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Some("-h" | "--help") => {
+            println!("usage: tend-bench [--quick] [--n 100,1000] | soak [--seconds N]");
+        }
+        _ => run_bench(&args),
+    }
+}
 
-    let restart = crash_to_restart(&tend, trials);
-    report("crash -> restarted (first failure)", &restart, "ms");
+fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
 
-    let clients = 100;
-    let sse = sse_latency(&tend, clients, if quick { 20 } else { 100 });
-    report(
-        &format!("state change -> SSE event, {clients} clients"),
-        &sse,
-        "ms",
-    );
-
-    let rss = demo_rss(&tend);
-    println!(
-        "tend RSS with the demo running: {:.2} MiB",
-        rss as f64 / 1048576.0
-    );
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn tend_binary() -> PathBuf {
     if let Ok(path) = std::env::var("TEND_BIN") {
         return PathBuf::from(path);
     }
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.join("../target/release/tend")
-}
-
-fn file_size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn report(what: &str, samples: &[f64], unit: &str) {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    if sorted.is_empty() {
-        println!("{what}: no samples");
-        return;
+    let static_bin = repo().join("target/static/tend");
+    if static_bin.exists() {
+        return static_bin;
     }
-    let median = sorted[sorted.len() / 2];
-    println!(
-        "{what}: median {median:.3} {unit} (min {:.3}, max {:.3}, n = {})",
-        sorted[0],
-        sorted[sorted.len() - 1],
-        sorted.len()
-    );
+    repo().join("target/release/tend")
 }
 
-/// A running `tend up` in its own process group, stopped on drop.
-struct Tend {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Tend {
-    fn start(tend: &Path, name: &str, config: &serde_json::Value) -> Tend {
-        let dir = std::env::temp_dir().join(format!("tend-bench-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut config = config.clone();
-        config["listen"] = "127.0.0.1:0".into();
-        config["auth_token"] = "none".into();
-        config["max_sse_clients"] = 1000.into();
-        config["max_connections"] = 2000.into();
-        std::fs::write(dir.join("tend.json"), config.to_string()).expect("config");
-        let mut child = Command::new(tend)
-            .args(["up", "--config"])
-            .arg(dir.join("tend.json"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("tend.log")).expect("log"))
-            .process_group(0)
-            .spawn()
-            .expect("start tend");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("url");
-        let port = line
-            .trim()
-            .trim_end_matches('/')
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no URL in {line:?}"));
-        Tend { child, port, dir }
-    }
-
-    fn get(&self, path: &str) -> serde_json::Value {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).expect("read");
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn wait_all_running(&self, count: usize) -> Vec<u32> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let list = self.get("/api/servers");
-            let pids: Vec<u32> = list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|s| s["status"] == "running")
-                .filter_map(|s| s["pid"].as_u64().map(|p| p as u32))
-                .collect();
-            if pids.len() == count {
-                return pids;
-            }
-            assert!(Instant::now() < deadline, "servers did not all start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tend {
-    fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: signals only the tend we started.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                let _ = std::fs::remove_dir_all(&self.dir);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // SAFETY: the group is the one we created for this tend.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-fn sleepers(count: usize) -> serde_json::Value {
-    let servers: Vec<serde_json::Value> = (0..count)
-        .map(|i| {
-            serde_json::json!({
-                "id": format!("s{i}"),
-                "command": ["sleep", "100000"],
-                "backoff_ms": 5000,
-            })
-        })
+fn run_bench(args: &[String]) {
+    let quick = args.iter().any(|a| a == "--quick");
+    let ns: Vec<usize> = value(args, "--n")
+        .unwrap_or("100,1000")
+        .split(',')
+        .map(|n| n.trim().parse().expect("--n 100,1000"))
         .collect();
-    serde_json::json!({ "health_interval_ms": 3000, "servers": servers })
+    let supervisord = std::env::var("SUPERVISORD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/bench-venv/bin/supervisord"));
+    let opts = bench::Opts {
+        quick,
+        ns,
+        tend: std::fs::canonicalize(tend_binary()).expect("tend binary (run make static)"),
+        supervisord: std::fs::canonicalize(&supervisord).expect("supervisord (make bench installs it)"),
+        me: std::env::current_exe().expect("own path"),
+        results: repo().join("bench/results"),
+    };
+    let header = environment(&opts);
+    eprintln!("{header}");
+    let report = bench::run(&opts);
+    println!("\n{report}");
+    let _ = std::fs::create_dir_all(&opts.results);
+    let name = format!("{}{}.md", today(), if quick { "-quick" } else { "" });
+    let path = opts.results.join(name);
+    let text = format!("# `make bench`{}\n\n{header}\n{report}", if quick { " --quick" } else { "" });
+    match std::fs::write(&path, text) {
+        Ok(()) => println!("written to {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
 }
 
-/// A raw SSE client on its own thread; sends (event name, data, arrival time) per event.
-fn sse_client(port: u16) -> mpsc::Receiver<(String, String, Instant)> {
-    let (tx, rx) = mpsc::channel();
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect sse");
-    write!(
-        stream,
-        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn environment(opts: &bench::Opts) -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = command_output("uname", &["-r"]);
+    let supd = command_output(&opts.supervisord.display().to_string(), &["--version"]);
+    let python = command_output(
+        &opts.supervisord.with_file_name("python3").display().to_string(),
+        &["--version"],
+    );
+    let tend_version = command_output(&opts.tend.display().to_string(), &["version"]);
+    format!(
+        "Host: {cpus} CPUs, Linux {kernel}. tend: {} ({tend_version}). supervisord {supd} ({python}).\n\
+Mode: {}. Same workloads for both; children detected the same way for both (a new PID whose \n\
+parent is the manager and whose command line is the workload's, polled every 0.1–0.5 ms).\n",
+        opts.tend.display(),
+        if opts.quick { "--quick (3 repeats, 30 s CPU window)" } else { "full (5 repeats, 60 s CPU window)" },
     )
-    .expect("send");
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut event = String::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let line = line.trim_end();
-            if let Some(name) = line.strip_prefix("event: ") {
-                event = name.to_string();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                if tx
-                    .send((event.clone(), data.to_string(), Instant::now()))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }
-    });
-    rx
 }
 
-fn wait_event(rx: &mpsc::Receiver<(String, String, Instant)>, name: &str, id: &str) -> Instant {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (event, data, at) = rx.recv_timeout(left).expect("event in time");
-        if event == name && data.contains(&format!("\"id\":\"{id}\"")) {
-            return at;
-        }
-    }
-}
-
-fn kill9(pid: u32) -> Instant {
-    let at = Instant::now();
-    // SAFETY: `pid` is a child of the tend this bench started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    at
-}
-
-/// kill -9 a child whose restart streak is zero, until tend reports the replacement's PID.
-fn crash_to_restart(tend: &Path, trials: usize) -> Vec<f64> {
-    let tend = Tend::start(tend, "restart", &sleepers(trials));
-    let pids = tend.wait_all_running(trials);
-    let events = sse_client(tend.port);
-    let list = tend.get("/api/servers");
-    let mut samples = Vec::new();
-    for (i, server) in list.as_array().expect("list").iter().enumerate() {
-        let id = server["id"].as_str().expect("id");
-        let pid = server["pid"].as_u64().expect("pid") as u32;
-        debug_assert!(pids.contains(&pid));
-        let killed = kill9(pid);
-        let restarted = wait_event(&events, "serverStarted", id);
-        samples.push(restarted.duration_since(killed).as_secs_f64() * 1000.0);
-        let _ = i;
-    }
-    samples
-}
-
-/// One kill -9 per server; each death's `processDied` timed at every client.
-fn sse_latency(tend: &Path, clients: usize, events_wanted: usize) -> Vec<f64> {
-    let tend = Tend::start(tend, "sse", &sleepers(events_wanted));
-    tend.wait_all_running(events_wanted);
-    let readers: Vec<_> = (0..clients).map(|_| sse_client(tend.port)).collect();
-    for reader in &readers {
-        // Each has its snapshot before the first change.
-        let (event, _, _) = reader
-            .recv_timeout(Duration::from_secs(10))
-            .expect("snapshot");
-        assert_eq!(event, "servers");
-    }
-    let list = tend.get("/api/servers");
-    let mut samples = Vec::new();
-    for server in list.as_array().expect("list") {
-        let id = server["id"].as_str().expect("id");
-        let pid = server["pid"].as_u64().expect("pid") as u32;
-        let killed = kill9(pid);
-        for reader in &readers {
-            let at = wait_event(reader, "processDied", id);
-            samples.push(at.duration_since(killed).as_secs_f64() * 1000.0);
-        }
-    }
-    samples
-}
-
-/// tend's resident memory with the demo config's kind of servers running.
-fn demo_rss(tend: &Path) -> u64 {
-    let demo = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo.json"),
-    )
-    .expect("demo config");
-    let mut config: serde_json::Value = serde_json::from_str(&demo).expect("demo json");
-    // Move the demo's ports so a running `make run` does not collide.
-    let text = config.to_string().replace("708", "718");
-    config = serde_json::from_str(&text).expect("json");
-    config.as_object_mut().expect("object").remove("state_file");
-    config.as_object_mut().expect("object").remove("log_dir");
-    let running = Tend::start(tend, "demo", &config);
-    running.wait_all_running(4);
-    std::thread::sleep(Duration::from_secs(2));
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", running.child.id())).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+/// Today's date (UTC) as YYYY-MM-DD.
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86400) + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }

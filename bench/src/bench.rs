@@ -1,0 +1,627 @@
+//! `make bench`: tend beside supervisord on the same generated workloads, N = 100 and 1000.
+//!
+//! Phases, per N:
+//! - lifecycle (one manager at a time, N × `sleep 100000`): start all → every child alive,
+//!   stop all → every child reaped (repeated), then kill -9 → restarted (20 trials, a different
+//!   server each, so each is a first failure), and for tend at N = 100 the SSE latency with 100
+//!   clients connected.
+//! - steady state (both managers at once, N × a listener on its own port each): CPU time over
+//!   60 s (30 s with --quick), RSS and PSS sampled through the window, tend's health round
+//!   durations, then `GET /api/servers` (and supervisord's `getAllProcessInfo`) requests/s.
+//! - unreachable ports (tend only): half the listeners have a full accept queue; round times.
+//!
+//! Detection is the same for both managers (see procs.rs): a new child is a new PID whose parent
+//! is the manager and whose command line is the workload's.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::http;
+use crate::managers::{Program, SupdRun, TendRun, free_port_range};
+use crate::procs::{self, Spotter};
+use crate::stats::{Cell, Row, Samples};
+
+pub struct Opts {
+    pub quick: bool,
+    pub ns: Vec<usize>,
+    pub tend: PathBuf,
+    pub supervisord: PathBuf,
+    pub me: PathBuf,
+    pub results: PathBuf,
+}
+
+const SLEEP: &[u8] = b"sleep\x00100000\x00";
+const MIB: f64 = 1048576.0;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn sleepers(n: usize) -> Vec<Program> {
+    (0..n)
+        .map(|i| Program {
+            name: format!("s{i}"),
+            argv: vec!["sleep".into(), "100000".into()],
+            port: None,
+        })
+        .collect()
+}
+
+fn listeners(me: &std::path::Path, n: usize, base: u16, stuck_every: Option<usize>) -> Vec<Program> {
+    (0..n)
+        .map(|i| {
+            let port = base + i as u16;
+            let mode = match stuck_every {
+                Some(k) if i % k == 1 => "stuck",
+                _ => "listen",
+            };
+            Program {
+                name: format!("p{i}"),
+                argv: vec![me.display().to_string(), "child".into(), mode.into(), port.to_string()],
+                port: Some(port),
+            }
+        })
+        .collect()
+}
+
+/// What the lifecycle phase measured for one manager.
+#[derive(Default)]
+struct Lifecycle {
+    start: Samples,
+    stop: Samples,
+    crash: Samples,
+    sse: Option<Samples>,
+}
+
+/// The operations the lifecycle phase needs, for either manager.
+trait Manager {
+    fn pid(&self) -> u32;
+    /// Sends "start everything" (without waiting for the answer's side effects).
+    fn start_all(&self) -> std::thread::JoinHandle<u16>;
+    fn stop_all(&self) -> std::thread::JoinHandle<u16>;
+    /// How many programs the manager itself reports as running.
+    fn running(&self) -> usize;
+}
+
+impl Manager for TendRun {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn start_all(&self) -> std::thread::JoinHandle<u16> {
+        let port = self.port;
+        std::thread::spawn(move || {
+            http::request(port, "POST", "/api/servers?action=start", None).map_or(0, |r| r.status)
+        })
+    }
+    fn stop_all(&self) -> std::thread::JoinHandle<u16> {
+        let port = self.port;
+        std::thread::spawn(move || {
+            http::request(port, "POST", "/api/servers?action=stop", None).map_or(0, |r| r.status)
+        })
+    }
+    fn running(&self) -> usize {
+        self.get("/api/servers")
+            .as_array()
+            .map_or(0, |l| l.iter().filter(|s| s["status"] == "running").count())
+    }
+}
+
+impl Manager for SupdRun {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn start_all(&self) -> std::thread::JoinHandle<u16> {
+        let port = self.port;
+        std::thread::spawn(move || {
+            http::xmlrpc(port, "supervisor.startAllProcesses", http::FALSE_PARAM).map_or(0, |r| r.status)
+        })
+    }
+    fn stop_all(&self) -> std::thread::JoinHandle<u16> {
+        let port = self.port;
+        std::thread::spawn(move || {
+            http::xmlrpc(port, "supervisor.stopAllProcesses", http::FALSE_PARAM).map_or(0, |r| r.status)
+        })
+    }
+    fn running(&self) -> usize {
+        self.rpc("supervisor.getAllProcessInfo", "").body.matches(">RUNNING<").count()
+    }
+}
+
+fn wait_running<M: Manager>(m: &M, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while m.running() < n {
+        assert!(Instant::now() < deadline, "not all {n} programs reached running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The workload children a manager has now (a full /proc scan: set-up only, never timed).
+fn workload_children(manager: u32) -> Vec<u32> {
+    procs::children_of(manager)
+        .into_iter()
+        .filter(|&p| procs::cmdline(p).is_some_and(|c| c.starts_with(SLEEP)))
+        .collect()
+}
+
+/// start₁ stop₁ … start_r [crash trials, then `between`] stop_r: `repeats` of each, timed.
+fn lifecycle<M: Manager>(
+    m: &M,
+    n: usize,
+    repeats: usize,
+    trials: usize,
+    between: &dyn Fn(&M),
+) -> Lifecycle {
+    let poll = if n >= 1000 { Duration::from_micros(500) } else { Duration::from_micros(200) };
+    let mut out = Lifecycle::default();
+    for round in 0..repeats {
+        let mut spot = Spotter::new(m.pid(), SLEEP, HashSet::new());
+        let t0 = Instant::now();
+        let reply = m.start_all();
+        let mut pids = spot
+            .wait_for(n, poll, Duration::from_secs(120))
+            .expect("every child started");
+        out.start.0.push(ms(t0.elapsed()));
+        assert_eq!(reply.join().unwrap_or(0), 200, "start all answered");
+        wait_running(m, n);
+        if round + 1 == repeats {
+            crash_trials(m, &mut pids, trials, &mut out.crash);
+            between(m);
+            pids = workload_children(m.pid());
+            assert_eq!(pids.len(), n, "one child per program before the last stop");
+        }
+        let t1 = Instant::now();
+        let reply = m.stop_all();
+        assert!(procs::wait_gone(&pids, poll, Duration::from_secs(120)), "every child stopped");
+        out.stop.0.push(ms(t1.elapsed()));
+        assert_eq!(reply.join().unwrap_or(0), 200, "stop all answered");
+    }
+    out
+}
+
+/// kill -9 → a new workload child of the manager: a different program each trial, so each
+/// is a first failure. 50 ms between trials lets the manager finish its bookkeeping.
+fn crash_trials<M: Manager>(m: &M, pids: &mut [u32], trials: usize, out: &mut Samples) {
+    for trial in 0..trials {
+        let slot = trial * pids.len() / trials;
+        let victim = pids[slot];
+        let known: HashSet<u32> = pids.iter().copied().collect();
+        let mut spot = Spotter::new(m.pid(), SLEEP, known);
+        let t0 = Instant::now();
+        procs::kill9(victim);
+        let fresh = spot.wait_for(1, Duration::from_micros(100), Duration::from_secs(30));
+        let took = t0.elapsed();
+        let Some(fresh) = fresh else {
+            eprintln!("  crash trial {trial}: no restart within 30 s");
+            continue;
+        };
+        out.0.push(ms(took));
+        pids[slot] = fresh[0]; // in place: no later trial picks a program that already failed
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A raw SSE client on its own thread; sends (event name, data, arrival time) per event.
+fn sse_client(port: u16) -> mpsc::Receiver<(String, String, Instant)> {
+    let (tx, rx) = mpsc::channel();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect sse");
+    write!(stream, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("send");
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut event = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let line = line.trim_end();
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = name.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                if tx.send((event.clone(), data.to_string(), Instant::now())).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn wait_event(rx: &mpsc::Receiver<(String, String, Instant)>, name: &str, id: &str) -> Option<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let needle = format!("\"id\":\"{id}\"");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (event, data, at) = rx.recv_timeout(left).ok()?;
+        if event == name && data.contains(&needle) {
+            return Some(at);
+        }
+    }
+}
+
+/// kill -9 one server per event; the time until each of `clients` clients has its `processDied`.
+fn sse_latency(tend: &TendRun, clients: usize, events: usize) -> Samples {
+    let readers: Vec<_> = (0..clients).map(|_| sse_client(tend.port)).collect();
+    for reader in &readers {
+        let (event, _, _) = reader.recv_timeout(Duration::from_secs(10)).expect("snapshot");
+        assert_eq!(event, "servers");
+    }
+    let list = tend.get("/api/servers");
+    let list = list.as_array().expect("list");
+    let mut samples = Samples::default();
+    for k in 0..events {
+        // Odd indices: the crash trials used multiples of n/20, which are even here.
+        let server = &list[(2 * k + 1) % list.len()];
+        let id = server["id"].as_str().expect("id");
+        let Some(pid) = server["pid"].as_u64() else { continue };
+        let t0 = Instant::now();
+        procs::kill9(pid as u32);
+        for reader in &readers {
+            match wait_event(reader, "processDied", id) {
+                Some(at) => samples.0.push(ms(at.duration_since(t0))),
+                None => eprintln!("  SSE: a client missed processDied of {id}"),
+            }
+        }
+        wait_running(tend, list.len());
+    }
+    samples
+}
+
+/// `Health round took N µs` lines of tend's log, in ms, from line `skip` on.
+fn round_times(log: &str, skip: usize) -> Vec<f64> {
+    log.lines()
+        .filter_map(|l| l.split("Health round took ").nth(1))
+        .skip(skip)
+        .filter_map(|rest| rest.split(' ').next()?.parse::<f64>().ok())
+        .map(|us| us / 1000.0)
+        .collect()
+}
+
+/// Requests/s of `request` over fresh connections from `conns` threads for `duration`.
+fn load(port: u16, request: Arc<Vec<u8>>, conns: usize, duration: Duration) -> (f64, u64, u64) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let (ok, bad, stop, request) = (ok.clone(), bad.clone(), stop.clone(), request.clone());
+            std::thread::spawn(move || {
+                let mut buf = Vec::with_capacity(1 << 20);
+                while !stop.load(Ordering::Relaxed) {
+                    buf.clear();
+                    let good = TcpStream::connect(("127.0.0.1", port))
+                        .and_then(|mut s| {
+                            s.write_all(&request)?;
+                            s.read_to_end(&mut buf)
+                        })
+                        .is_ok_and(|_| buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200"));
+                    if good { &ok } else { &bad }.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let done = ok.load(Ordering::Relaxed);
+    (done as f64 / secs, bad.load(Ordering::Relaxed), done)
+}
+
+/// Latency of single requests, one after another, each on a fresh connection.
+fn latency(port: u16, request: &[u8], count: usize, limit: Duration) -> Samples {
+    let mut samples = Samples::default();
+    let mut buf = Vec::new();
+    let t_end = Instant::now() + limit;
+    for i in 0..count {
+        if i >= 5 && Instant::now() > t_end {
+            break;
+        }
+        buf.clear();
+        let t0 = Instant::now();
+        let done = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.write_all(request)?;
+            s.read_to_end(&mut buf)
+        });
+        if done.is_ok() && buf.starts_with(b"HTTP/1.1 200") {
+            samples.0.push(ms(t0.elapsed()));
+        }
+    }
+    samples
+}
+
+fn tend_list_request() -> Vec<u8> {
+    b"GET /api/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".to_vec()
+}
+
+fn supd_list_request() -> Vec<u8> {
+    let body = http::xmlrpc_body("supervisor.getAllProcessInfo", "");
+    format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// What the steady-state phase measured for one N.
+#[derive(Default)]
+struct Steady {
+    cpu: [Samples; 2],
+    cpu_sched: [Samples; 2],
+    rss: [Samples; 2],
+    pss: [Samples; 2],
+    rounds: Samples,
+    rps: [Samples; 2],
+    errors: [u64; 2],
+    lat: [Samples; 2],
+    /// Manager CPU per list request, one client (µs; utime+stime, 10 ms ticks over the run).
+    server_us: [Samples; 2],
+    /// The load generator's own CPU per request (µs).
+    client_us: [Samples; 2],
+}
+
+fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
+    let tbase = free_port_range(20000, n as u16);
+    let sbase = free_port_range(tbase + n as u16, n as u16);
+    let tprogs = listeners(&opts.me, n, tbase, None);
+    let sprogs = listeners(&opts.me, n, sbase, None);
+    let tend = TendRun::start(&opts.tend, &format!("steady{n}"), &TendRun::config(&tprogs, true), "info,ProcessMonitor=trace");
+    let supd = SupdRun::start(&opts.supervisord, &format!("steady{n}"), &sprogs, true);
+    wait_running(&tend, n);
+    wait_running(&supd, n);
+    // Let start-up work (state writes, quick rounds, a first full round) finish.
+    std::thread::sleep(Duration::from_secs(2));
+    let pids = [tend.pid, supd.pid];
+    let mut out = Steady::default();
+    let skip = round_times(&tend.log_text(), 0).len();
+    let cpu0: Vec<f64> = pids.iter().map(|&p| procs::cpu_ms(p).unwrap_or(0.0)).collect();
+    let sched0: Vec<u64> = pids.iter().map(|&p| procs::sched_ns(p)).collect();
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        for (i, &pid) in pids.iter().enumerate() {
+            if let Some((rss, pss)) = procs::rss_pss(pid) {
+                out.rss[i].0.push(rss as f64 / MIB);
+                out.pss[i].0.push(pss as f64 / MIB);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(5).min(window.saturating_sub(t0.elapsed())));
+    }
+    for (i, &pid) in pids.iter().enumerate() {
+        out.cpu[i] = Samples::one(procs::cpu_ms(pid).unwrap_or(0.0) - cpu0[i]);
+        out.cpu_sched[i] = Samples::one((procs::sched_ns(pid) - sched0[i]) as f64 / 1e6);
+    }
+    out.rounds = Samples(round_times(&tend.log_text(), skip));
+
+    let repeats = 3;
+    let secs = Duration::from_secs(if opts.quick { 1 } else { 3 });
+    let requests = [Arc::new(tend_list_request()), Arc::new(supd_list_request())];
+    let ports = [tend.port, supd.port];
+    for i in 0..2 {
+        for _ in 0..repeats {
+            let client0 = procs::cpu_ms(std::process::id()).unwrap_or(0.0);
+            let (rps, bad, done) = load(ports[i], requests[i].clone(), 8, secs);
+            let client = procs::cpu_ms(std::process::id()).unwrap_or(0.0) - client0;
+            out.rps[i].0.push(rps);
+            out.errors[i] += bad;
+            if done > 0 {
+                out.client_us[i].0.push(client * 1000.0 / done as f64);
+            }
+        }
+        let cpu_before = procs::cpu_ms(pids[i]).unwrap_or(0.0);
+        out.lat[i] = latency(ports[i], &requests[i], 200, Duration::from_secs(2));
+        let cpu_after = procs::cpu_ms(pids[i]).unwrap_or(0.0);
+        if !out.lat[i].0.is_empty() {
+            out.server_us[i] = Samples::one((cpu_after - cpu_before) * 1000.0 / out.lat[i].0.len() as f64);
+        }
+    }
+    out
+}
+
+/// Round times with half of the N ports behind a full accept queue (tend only).
+fn unreachable_rounds(opts: &Opts, n: usize, rounds: usize) -> Samples {
+    let base = free_port_range(20000, n as u16);
+    let progs = listeners(&opts.me, n, base, Some(2));
+    let mut config = TendRun::config(&progs, true);
+    for s in config["servers"].as_array_mut().expect("servers") {
+        // The stuck half never opens: let it turn unhealthy soon, which ends its quick rounds.
+        s["start_timeout_ms"] = 1000.into();
+    }
+    let tend = TendRun::start(&opts.tend, &format!("stuck{n}"), &config, "info,ProcessMonitor=trace");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = tend.get("/api/servers");
+        let settled = list.as_array().is_some_and(|l| {
+            l.len() == n && l.iter().all(|s| s["status"] == "running" || s["status"] == "unhealthy")
+        });
+        if settled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "servers did not settle");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let skip = round_times(&tend.log_text(), 0).len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let times = round_times(&tend.log_text(), skip);
+        if times.len() >= rounds || Instant::now() > deadline {
+            return Samples(times);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn section(title: &str) {
+    eprintln!("== {title}");
+}
+
+pub fn run(opts: &Opts) -> String {
+    let started = Instant::now();
+    let repeats = if opts.quick { 3 } else { 5 };
+    let trials = 20;
+    let window = Duration::from_secs(if opts.quick { 30 } else { 60 });
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut results: Vec<(usize, Lifecycle, Lifecycle, Steady, Samples)> = Vec::new();
+
+    for &n in &opts.ns {
+        section(&format!("N = {n}: tend lifecycle"));
+        let tl = {
+            let tend = TendRun::start(&opts.tend, &format!("life{n}"), &TendRun::config(&sleepers(n), false), "info");
+            let sse = std::cell::RefCell::new(None);
+            let events = if opts.quick { 20 } else { 50 };
+            let mut l = lifecycle(&tend, n, repeats, trials, &|t: &TendRun| {
+                if n == 100 {
+                    section("N = 100: tend SSE latency, 100 clients");
+                    *sse.borrow_mut() = Some(sse_latency(t, 100, events));
+                }
+            });
+            l.sse = sse.into_inner();
+            l
+        };
+        section(&format!("N = {n}: supervisord lifecycle"));
+        let sl = {
+            let supd = SupdRun::start(&opts.supervisord, &format!("life{n}"), &sleepers(n), false);
+            lifecycle(&supd, n, repeats, trials, &|_| {})
+        };
+        section(&format!("N = {n}: steady state, both ({} s)", window.as_secs()));
+        let st = steady(opts, n, window);
+        section(&format!("N = {n}: tend health rounds, half the ports unreachable"));
+        let un = unreachable_rounds(opts, n, if opts.quick { 3 } else { 5 });
+        results.push((n, tl, sl, st, un));
+        eprintln!("   ({:.0} s so far)", started.elapsed().as_secs_f64());
+    }
+
+    let window_note = if opts.quick { " (30 s window ×2)" } else { "" };
+    for (n, tl, sl, st, un) in &results {
+        let n_s = n.to_string();
+        let row = |figure: &str, unit: &'static str, tend: Cell, supd: Cell, lower: bool| Row {
+            figure: figure.into(),
+            n: n_s.clone(),
+            unit,
+            tend,
+            supd,
+            lower_is_better: lower,
+        };
+        let m = |s: &Samples| Cell::Measured(s.clone());
+        rows.push(row("crash → restarted (kill -9 → new child exec'd)", "ms", m(&tl.crash), m(&sl.crash), true));
+        rows.push(row("start all → every child exec'd", "ms", m(&tl.start), m(&sl.start), true));
+        rows.push(row("stop all → every child reaped", "ms", m(&tl.stop), m(&sl.stop), true));
+        rows.push(row("manager RSS, N running", "MiB", m(&st.rss[0]), m(&st.rss[1]), true));
+        rows.push(row("manager PSS, N running", "MiB", m(&st.pss[0]), m(&st.pss[1]), true));
+        let scale = if opts.quick { 2.0 } else { 1.0 };
+        let per60 = |s: &Samples| Samples(s.0.iter().map(|v| v * scale).collect());
+        rows.push(row(
+            &format!("CPU over 60 s steady, N × 1 port, utime+stime{window_note}"),
+            "ms",
+            m(&per60(&st.cpu[0])),
+            m(&per60(&st.cpu[1])),
+            true,
+        ));
+        rows.push(row(
+            &format!("CPU over 60 s steady, schedstat (ns-exact){window_note}"),
+            "ms",
+            m(&per60(&st.cpu_sched[0])),
+            m(&per60(&st.cpu_sched[1])),
+            true,
+        ));
+        rows.push(row("health round, N ports all open", "ms", m(&st.rounds), Cell::NotApplicable, true));
+        rows.push(row("health round, N ports, half unreachable", "ms", m(un), Cell::NotApplicable, true));
+        if let Some(sse) = &tl.sse {
+            rows.push(row("state change → SSE event, 100 clients", "ms", m(sse), Cell::NotApplicable, true));
+            if let (Some(p99), Some(max)) = (sse.percentile(0.99), sse.max()) {
+                notes.push(format!(
+                    "SSE at N = {n}: {} samples (events × clients), p99 {} ms, max {} ms.",
+                    sse.0.len(),
+                    crate::stats::fmt_num(p99),
+                    crate::stats::fmt_num(max)
+                ));
+            }
+        }
+        rows.push(row("list all (`GET /api/servers` / `getAllProcessInfo`), 8 conns", "req/s", m(&st.rps[0]), m(&st.rps[1]), false));
+        rows.push(row("list all, one client, one request at a time", "ms", m(&st.lat[0]), m(&st.lat[1]), true));
+        rows.push(row("manager CPU per list request (one client)", "µs", m(&st.server_us[0]), m(&st.server_us[1]), true));
+        rows.push(row("load generator CPU per request (8 conns)", "µs", m(&st.client_us[0]), m(&st.client_us[1]), true));
+        if st.errors.iter().any(|&e| e > 0) {
+            notes.push(format!(
+                "Load at N = {n}: failed requests: tend {}, supervisord {}.",
+                st.errors[0], st.errors[1]
+            ));
+        }
+    }
+    let size = std::fs::metadata(&opts.tend).map_or(0, |m| m.len());
+    rows.push(Row {
+        figure: "binary size (static, stripped)".into(),
+        n: "–".into(),
+        unit: "MiB",
+        tend: Cell::Measured(Samples::one(size as f64 / MIB)),
+        supd: Cell::NotApplicable,
+        lower_is_better: true,
+    });
+
+    let mut report = String::new();
+    report.push_str(&crate::stats::table(&rows));
+    report.push('\n');
+    report.push_str(&targets(&rows, size));
+    if !notes.is_empty() {
+        report.push('\n');
+        for note in notes {
+            report.push_str(&format!("- {note}\n"));
+        }
+    }
+    eprintln!("   (total {:.0} s)", started.elapsed().as_secs_f64());
+    report
+}
+
+fn find<'a>(rows: &'a [Row], figure: &str, n: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.figure.starts_with(figure) && r.n == n)
+}
+
+/// DESIGN §11's targets beside what was measured.
+fn targets(rows: &[Row], size: u64) -> String {
+    let mut out = String::from("| DESIGN §11 target | measured (tend, median) | met |\n|---|---|---|\n");
+    let mut line = |what: &str, value: Option<f64>, unit: &str, ok: &dyn Fn(f64) -> bool| {
+        let (shown, met) = match value {
+            Some(v) => (format!("{} {unit}", crate::stats::fmt_num(v)), if ok(v) { "yes" } else { "**no**" }),
+            None => ("not measured".into(), "–"),
+        };
+        out.push_str(&format!("| {what} | {shown} | {met} |\n"));
+    };
+    let med = |figure: &str, n: &str| find(rows, figure, n).and_then(|r| r.tend.median());
+    let max = |figure: &str, n: &str| {
+        find(rows, figure, n).and_then(|r| match &r.tend {
+            Cell::Measured(s) => s.max(),
+            _ => None,
+        })
+    };
+    line("crash → restarted, first failure: median < 2 ms (N = 100)", med("crash", "100"), "ms", &|v| v < 2.0);
+    line("start 100 servers: < 150 ms", med("start all", "100"), "ms", &|v| v < 150.0);
+    line("stop 100 servers: < 100 ms", med("stop all", "100"), "ms", &|v| v < 100.0);
+    line("RSS with 100 running: < 4 MiB", med("manager RSS", "100"), "MiB", &|v| v < 4.0);
+    line("RSS with 1000 running: < 16 MiB", med("manager RSS", "1000"), "MiB", &|v| v < 16.0);
+    line("CPU over 60 s, 100 × 1 port, 3 s rounds: < 30 ms", med("CPU over 60 s steady, N × 1 port", "100"), "ms", &|v| v < 30.0);
+    line("CPU over 60 s, 1000 × 1 port, 3 s rounds: < 300 ms", med("CPU over 60 s steady, N × 1 port", "1000"), "ms", &|v| v < 300.0);
+    line("one health round of 1000 ports: < 50 ms", med("health round, N ports all open", "1000"), "ms", &|v| v < 50.0);
+    // One timeout (1 s) plus the rest of a round's work (the slowest all-open round), not N.
+    line(
+        "round of 1000 ports, half unreachable: one 1 s timeout, not N (slowest round < 2 timeouts)",
+        max("health round, N ports, half unreachable", "1000"),
+        "ms",
+        &|v| v < 2000.0,
+    );
+    line("state change → SSE event, 100 clients: < 20 ms (median)", med("state change", "100"), "ms", &|v| v < 20.0);
+    line("state change → SSE event, 100 clients: < 20 ms (max)", max("state change", "100"), "ms", &|v| v < 20.0);
+    line("`GET /api/servers`, 100 servers: median < 0.5 ms", med("list all, one client", "100"), "ms", &|v| v < 0.5);
+    line("`GET /api/servers`, 100 servers: > 10 000 req/s", med("list all (", "100"), "req/s", &|v| v > 10000.0);
+    line("static stripped binary: < 2 MiB", Some(size as f64 / MIB), "MiB", &|v| v < 2.0);
+    out
+}
