@@ -186,12 +186,25 @@ impl ProcessMonitor {
         }
         self.find_holders(&indices, &by_port, only.is_none(), &listeners);
 
-        // All probes of the round go out together and share one timeout.
+        // A port is open when a connect to it would succeed. On loopback the kernel completes
+        // the handshake of a listening socket by itself unless its accept queue is over its
+        // backlog, and sock_diag shows both numbers: so the listener table answers for every
+        // port at once, with no connect (no TIME_WAIT, nothing the user's server sees, and no
+        // timeout for a hung listener). Only where sock_diag is refused and /proc/net/tcp does
+        // not show the backlog are real connects made: all in flight together, one timeout.
+        let mut open_by_table: HashMap<(usize, usize), bool> = HashMap::new();
         let mut targets = Vec::new();
         let mut target_of: HashMap<(usize, usize), usize> = HashMap::new();
         for &index in &indices {
             for (slot, port) in self.watches[index].ports.iter().enumerate() {
-                if let Some(first) = by_port.get(port).and_then(|l| l.first()) {
+                let Some(listeners) = by_port.get(port) else {
+                    continue;
+                };
+                let answers: Vec<Option<bool>> =
+                    listeners.iter().map(|l| l.accepts_connections()).collect();
+                if answers.iter().all(Option::is_some) {
+                    open_by_table.insert((index, slot), answers.contains(&Some(true)));
+                } else if let Some(first) = listeners.first() {
                     target_of.insert((index, slot), targets.len());
                     targets.push(SocketAddr::new(probe_address(first.addr), *port));
                 }
@@ -225,7 +238,10 @@ impl ProcessMonitor {
                     .collect();
                 let is_ours = |h: &Holder| watch.pid.is_some() && h.session == watch.pid;
                 let outsider = holders.iter().find(|h| !is_ours(h));
-                let is_open = target_of.get(&(index, slot)).is_some_and(|&t| open[t]);
+                let is_open = match open_by_table.get(&(index, slot)) {
+                    Some(&open) => open,
+                    None => target_of.get(&(index, slot)).is_some_and(|&t| open[t]),
+                };
                 if let Some(outsider) = outsider {
                     if !observation.orphaned {
                         observation.orphaned = true;

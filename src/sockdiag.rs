@@ -28,6 +28,18 @@ pub struct Listener {
     /// The socket's inode, as seen in `/proc/PID/fd` links (`socket:[inode]`).
     pub inode: u64,
     pub uid: u32,
+    /// Connections waiting to be accepted and the most that may wait (the listen backlog), from
+    /// sock_diag; `None` from `/proc/net/tcp`, which does not show the backlog.
+    pub accept_queue: Option<(u32, u32)>,
+}
+
+impl Listener {
+    /// Whether a new connection would get through: the kernel completes the handshake of a
+    /// listening socket itself unless its accept queue is over the backlog, in which case new
+    /// connections hang. Known only through sock_diag.
+    pub fn accepts_connections(&self) -> Option<bool> {
+        self.accept_queue.map(|(queued, max)| queued <= max)
+    }
 }
 
 /// Every listening TCP socket (IPv4 and IPv6) in tend's network namespace.
@@ -81,6 +93,7 @@ fn parse_tcp_row(line: &str, v6: bool) -> Option<Listener> {
         port: u16::from_str_radix(port, 16).ok()?,
         uid: cols.get(7)?.parse().ok()?,
         inode: cols.get(9)?.parse().ok()?,
+        accept_queue: None,
     })
 }
 
@@ -381,6 +394,8 @@ fn to_listener(msg: InetDiagMsg) -> Option<Listener> {
         port: u16::from_be_bytes(msg.id.idiag_sport),
         inode: u64::from(msg.idiag_inode),
         uid: msg.idiag_uid,
+        // For a listener, rqueue is the accept queue and wqueue the backlog (inet_diag(7)).
+        accept_queue: Some((msg.idiag_rqueue, msg.idiag_wqueue)),
     })
 }
 
@@ -425,12 +440,14 @@ mod tests {
                     port: 8000,
                     inode: 123456,
                     uid: 1000,
+                    accept_queue: None,
                 },
                 Listener {
                     addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     port: 22,
                     inode: 777,
                     uid: 0,
+                    accept_queue: None,
                 },
             ]
         );
@@ -455,6 +472,7 @@ mod tests {
             port,
             inode,
             uid,
+            accept_queue: None,
         });
         assert_eq!(got, want);
     }
@@ -508,13 +526,9 @@ mod tests {
             let port = listener.local_addr().expect("local_addr").port();
             let inode = inode_of(listener);
             assert!(mine.contains(&inode), "socket_inodes lacks {inode}");
-            let want = Listener {
-                addr,
-                port,
-                inode,
-                uid,
-            };
-            assert!(all.contains(&want), "{want:?} not in {all:?}");
+            let found = all.iter().find(|l| l.inode == inode);
+            let found = found.unwrap_or_else(|| panic!("inode {inode} not in {all:?}"));
+            assert_eq!((found.addr, found.port, found.uid), (addr, port, uid));
         }
     }
 
@@ -537,8 +551,61 @@ mod tests {
         assert_eq!(p, held);
         // Same full records (address, uid) too.
         for l in netlink.iter().filter(|l| held.contains(&(l.port, l.inode))) {
-            assert!(proc.contains(l), "{l:?} from netlink missing in /proc");
+            let without_queue = Listener {
+                accept_queue: None,
+                ..*l
+            };
+            assert!(
+                proc.contains(&without_queue),
+                "{l:?} from netlink missing in /proc"
+            );
         }
+    }
+
+    #[test]
+    fn a_listener_with_a_full_accept_queue_refuses_connections() {
+        // A listener with backlog 0 and one connection it never accepts: the next connect
+        // would hang (the bench's "unreachable in a loopback-only way").
+        // SAFETY: plain socket calls on descriptors this test owns; `addr` outlives them.
+        let (fd, port) = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(
+                libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len),
+                0
+            );
+            assert_eq!(libc::listen(fd, 0), 0);
+            let mut bound: libc::sockaddr_in = std::mem::zeroed();
+            let mut bound_len = len;
+            libc::getsockname(
+                fd,
+                (&mut bound as *mut libc::sockaddr_in).cast(),
+                &mut bound_len,
+            );
+            (fd, u16::from_be(bound.sin_port))
+        };
+        let find = || {
+            listening_sockets()
+                .expect("dump")
+                .into_iter()
+                .find(|l| l.port == port)
+        };
+        assert_eq!(find().and_then(|l| l.accepts_connections()), Some(true));
+        let _pending = std::net::TcpStream::connect(("127.0.0.1", port)).expect("first connect");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while find().and_then(|l| l.accepts_connections()) != Some(false) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queue never seen full"
+            );
+            std::thread::yield_now();
+        }
+        // SAFETY: closes the listener this test opened.
+        unsafe { libc::close(fd) };
     }
 
     #[test]
