@@ -72,6 +72,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     ensure_private_dir(&config.log_dir)
         .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
     let _lock = lock_state(&config.state_file)?;
+    crate::process::raise_descriptor_limit();
     let auth = auth::resolve(
         &config.auth,
         std::env::var(TOKEN_VAR).ok(),

@@ -100,6 +100,7 @@ struct ProcessMonitor {
     last: Vec<Option<Observation>>,
     holders: HashMap<u64, Holder>,
     cpu: HashMap<u32, (u64, Instant)>,
+    stats: procfs::StatReader,
 }
 
 impl ProcessMonitor {
@@ -111,6 +112,7 @@ impl ProcessMonitor {
             last: Vec::new(),
             holders: HashMap::new(),
             cpu: HashMap::new(),
+            stats: procfs::StatReader::default(),
         }
     }
 
@@ -351,7 +353,7 @@ impl ProcessMonitor {
         let mut seen = HashSet::new();
         for (index, watch) in self.watches.iter().enumerate() {
             let Some(pid) = watch.pid else { continue };
-            let Some(stat) = procfs::read_stat(pid) else {
+            let Some(stat) = self.stats.read(pid) else {
                 continue;
             };
             seen.insert(pid);
@@ -374,6 +376,7 @@ impl ProcessMonitor {
             ));
         }
         self.cpu.retain(|pid, _| seen.contains(pid));
+        self.stats.retain(|pid| seen.contains(&pid));
         if !stats.is_empty() {
             let _ = self.reports.send(Report::Stats(stats));
         }

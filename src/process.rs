@@ -23,6 +23,32 @@ const LOG: &str = "ProcessManager";
 /// (../shared/NOTES.md: 190 of 200 failing spawns panicked without this lock).
 pub static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
+/// The soft RLIMIT_NOFILE tend was started with, given back to every child (0: unchanged).
+static CHILD_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Raises tend's own soft descriptor limit to the hard one: at 1000 servers tend holds a few
+/// thousand descriptors (a /proc stat file and a pidfd per process, sockets, log files), past
+/// the common 1024. Children get the original limit back (see `spawn`), so a program that sizes
+/// its select() sets by the limit sees what it would have seen without tend.
+pub fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write our local struct only.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let original = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max.min(1 << 20);
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            CHILD_NOFILE.store(original, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// The environment variable children must never inherit: it carries tend's API token.
 pub const TOKEN_VAR: &str = "TEND_TOKEN";
 
@@ -108,12 +134,23 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
         command.env(key, value);
     }
     command.envs(&server.env);
-    // SAFETY: setsid, close_range and fcntl are async-signal-safe system calls that touch no
-    // memory of the parent; nothing between fork and exec allocates or locks.
+    let child_nofile = CHILD_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: setsid, setrlimit, close_range and fcntl are async-signal-safe system calls that
+    // touch no memory of the parent; nothing between fork and exec allocates or locks.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
+            }
+            if child_nofile != 0 {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                    limit.rlim_cur = child_nofile;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                }
             }
             close_inherited_on_exec();
             Ok(())

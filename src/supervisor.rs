@@ -1200,7 +1200,9 @@ impl ServerOrchestrator {
                 observation,
             } => self.on_observed(index, pid, observation),
             Report::Stats(stats) => {
-                let mut entries = Vec::with_capacity(stats.len());
+                // Nobody watching: keep the numbers for the API, skip building the event.
+                let watched = self.hub.subscriber_count() > 0;
+                let mut entries = Vec::with_capacity(if watched { stats.len() } else { 0 });
                 for (index, cpu, rss, cpu_time) in stats {
                     let Some(server) = self.servers.get_mut(index) else {
                         continue;
@@ -1211,6 +1213,9 @@ impl ServerOrchestrator {
                     server.cpu_percent = Some(cpu);
                     server.rss_bytes = Some(rss);
                     server.cpu_time = Some(cpu_time);
+                    if !watched {
+                        continue;
+                    }
                     entries.push(StatsEntry {
                         id: server.config.id.clone(),
                         cpu_percent: cpu,

@@ -144,19 +144,36 @@ pub fn start(listen: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, Stri
         .server_addr()
         .to_ip()
         .ok_or_else(|| format!("cannot listen on {listen}: not an IP address"))?;
-    std::thread::Builder::new()
-        .name("http-accept".into())
-        .spawn(move || {
-            loop {
-                match server.recv() {
-                    Ok(request) => dispatch(request, &shared),
-                    // The patched accept loop never ends; a receive error is one request's.
-                    Err(e) => log::warn!(target: LOG, "Receiving a request failed: {e}"),
+    let server = Arc::new(server);
+    for _ in 0..RECEIVERS {
+        let server = Arc::clone(&server);
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                loop {
+                    match server.recv() {
+                        Ok(request) => dispatch(request, &shared),
+                        // The patched accept loop never ends; a receive error is one request's.
+                        Err(e) => log::warn!(target: LOG, "Receiving a request failed: {e}"),
+                    }
                 }
-            }
-        })
-        .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+            })
+            .map_err(|e| format!("cannot start the HTTP threads: {e}"))?;
+    }
     Ok(bound)
+}
+
+/// Threads that take requests from tiny_http and answer the quick ones themselves. Each quick
+/// request then costs no thread of its own and no hand-over between threads; two per core.
+const RECEIVERS: usize = 4;
+
+/// Requests that may hold their thread for long: event streams live for hours, actions wait
+/// for stops and dependency chains, an orphan kill waits up to seconds.
+fn is_long(request: &tiny_http::Request) -> bool {
+    let path = request.url().split('?').next().unwrap_or_default();
+    !matches!(request.method(), tiny_http::Method::Get)
+        || path.trim_end_matches('/') == "/api/events"
 }
 
 fn dispatch(request: tiny_http::Request, shared: &Arc<Shared>) {
@@ -168,9 +185,13 @@ fn dispatch(request: tiny_http::Request, shared: &Arc<Shared>) {
         return;
     }
     let guard = InFlight::enter(shared);
+    if !is_long(&request) {
+        handle(request, shared);
+        return;
+    }
     let shared = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
-        .name("http".into())
+        .name("http-long".into())
         .spawn(move || {
             let _guard = guard;
             handle(request, &shared);
