@@ -353,3 +353,45 @@ test('a screenshot of servers in mixed states, for the README', { timeout: 90000
     assert.notEqual(dark, light);
   }, env);
 });
+
+test('with a token, the printed link signs the browser in and the dashboard works under it', { timeout: 60000 }, async () => {
+  // Issue 4: the cookie set by /?token=… must carry fetches and the event stream, and the
+  // browser's same-origin POSTs must pass the Origin check.
+  const dir = h.tempDir('auth');
+  const port = await freePort();
+  const file = h.writeConfig(dir, [{ id: 'web', command: demo(port), ports: [port], autostart: false }]);
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  config.auth_token = 'e2e-0123456789abcdef';
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  const tend = await h.startTend(dir, file);
+  let ok = false;
+  let page;
+  try {
+    assert.match(tend.url, /\/\?token=e2e-0123456789abcdef$/, 'tend up prints the sign-in link');
+    await browser.context.clearCookies();
+    const anonymous = await h.openPage(browser, `${tend.base}/`);
+    assert.equal(await anonymous.locator('form input[name="token"]').count(), 1, 'a login page without the cookie');
+    assert.equal(await anonymous.locator('script').count(), 0, 'the login page has no script');
+    await anonymous.close();
+
+    page = await h.openPage(browser, tend.url);
+    await page.locator('tbody.srv').first().waitFor();
+    assert.equal(new URL(page.url()).search, '', 'the token left the address bar');
+    const cookies = await browser.context.cookies(tend.base);
+    const cookie = cookies.find((c) => c.name === 'tend_token');
+    assert.ok(cookie && cookie.httpOnly && cookie.sameSite === 'Strict', JSON.stringify(cookies));
+    await until('live', () => text(page.locator('#conn')).catch(() => ''), (t) => /live/i.test(t));
+    await button(page, 'web', 'Start').click();
+    await statusIs(page, 'web', 'running');
+    await button(page, 'web', 'Stop').click();
+    await statusIs(page, 'web', 'stopped');
+    assert.deepEqual(page.problems, [], 'no script errors and no CSP violations');
+    ok = true;
+  } finally {
+    if (page) await page.close().catch(() => {});
+    await browser.context.clearCookies();
+    await h.stopTend(tend);
+    if (ok) fs.rmSync(dir, { recursive: true, force: true });
+    else process.stderr.write(`# evidence kept in ${dir}\n`);
+  }
+});
