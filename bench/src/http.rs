@@ -11,11 +11,17 @@ pub struct Reply {
 }
 
 /// Sends one request and reads the answer to the end of the connection.
-pub fn request(port: u16, method: &str, path: &str, body: Option<(&str, &str)>) -> std::io::Result<Reply> {
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+) -> std::io::Result<Reply> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     if let Some((content_type, text)) = body {
         head.push_str(&format!(
             "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
@@ -52,7 +58,12 @@ pub fn xmlrpc_body(method: &str, params: &str) -> String {
 }
 
 pub fn xmlrpc(port: u16, method: &str, params: &str) -> std::io::Result<Reply> {
-    request(port, "POST", "/RPC2", Some(("text/xml", &xmlrpc_body(method, params))))
+    request(
+        port,
+        "POST",
+        "/RPC2",
+        Some(("text/xml", &xmlrpc_body(method, params))),
+    )
 }
 
 pub const FALSE_PARAM: &str = "<param><value><boolean>0</boolean></value></param>";

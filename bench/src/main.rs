@@ -24,7 +24,8 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("child") => child::run(&args[1..]),
         Some("soak") => {
-            let seconds = value(&args, "--seconds").map_or(300, |v| v.parse().expect("--seconds N"));
+            let seconds =
+                value(&args, "--seconds").map_or(300, |v| v.parse().expect("--seconds N"));
             let ok = soak::run(&tend_binary(), seconds);
             std::process::exit(if ok { 0 } else { 1 });
         }
@@ -71,7 +72,8 @@ fn run_bench(args: &[String]) {
         quick,
         ns,
         tend: std::fs::canonicalize(tend_binary()).expect("tend binary (run make static)"),
-        supervisord: std::fs::canonicalize(&supervisord).expect("supervisord (make bench installs it)"),
+        supervisord: std::fs::canonicalize(&supervisord)
+            .expect("supervisord (make bench installs it)"),
         me: std::env::current_exe().expect("own path"),
         results: repo().join("bench/results"),
     };
@@ -82,10 +84,48 @@ fn run_bench(args: &[String]) {
     let _ = std::fs::create_dir_all(&opts.results);
     let name = format!("{}{}.md", today(), if quick { "-quick" } else { "" });
     let path = opts.results.join(name);
-    let text = format!("# `make bench`{}\n\n{header}\n{report}", if quick { " --quick" } else { "" });
+    let text = format!(
+        "# `make bench`{}\n\n{header}\n{report}",
+        if quick { " --quick" } else { "" }
+    );
     match std::fs::write(&path, text) {
         Ok(()) => println!("written to {}", path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+    update_readme(&path, &header, &report);
+}
+
+/// Puts the latest table in README, between its `bench table` markers.
+fn update_readme(results: &std::path::Path, header: &str, report: &str) {
+    const START: &str = "<!-- bench table: start -->";
+    const END: &str = "<!-- bench table: end -->";
+    let readme = repo().join("README.md");
+    let Ok(text) = std::fs::read_to_string(&readme) else {
+        return;
+    };
+    let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
+        return;
+    };
+    let host = header
+        .lines()
+        .find(|l| l.starts_with("Host:"))
+        .unwrap_or_default();
+    let table = report
+        .find("| figure")
+        .map_or(report, |i| &report[i..])
+        .trim_end();
+    let name = results
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let block = format!(
+        "{START}\nLatest run (`bench/results/{name}`; {}):\n\n{table}\n",
+        host.replacen("Host: ", "host: ", 1)
+    );
+    let updated = format!("{}{block}{}", &text[..a], &text[b..]);
+    match std::fs::write(&readme, updated) {
+        Ok(()) => println!("table put in {}", readme.display()),
+        Err(e) => eprintln!("cannot update {}: {e}", readme.display()),
     }
 }
 
@@ -102,7 +142,11 @@ fn environment(opts: &bench::Opts) -> String {
     let kernel = command_output("uname", &["-r"]);
     let supd = command_output(&opts.supervisord.display().to_string(), &["--version"]);
     let python = command_output(
-        &opts.supervisord.with_file_name("python3").display().to_string(),
+        &opts
+            .supervisord
+            .with_file_name("python3")
+            .display()
+            .to_string(),
         &["--version"],
     );
     let tend_version = command_output(&opts.tend.display().to_string(), &["version"]);
@@ -111,7 +155,11 @@ fn environment(opts: &bench::Opts) -> String {
 Mode: {}. Same workloads for both; children detected the same way for both (a new PID whose \n\
 parent is the manager and whose command line is the workload's, polled every 0.1–0.5 ms).\n",
         opts.tend.display(),
-        if opts.quick { "--quick (3 repeats, 30 s CPU window)" } else { "full (5 repeats, 60 s CPU window)" },
+        if opts.quick {
+            "--quick (3 repeats, 30 s CPU window)"
+        } else {
+            "full (5 repeats, 60 s CPU window)"
+        },
     )
 }
 

@@ -95,7 +95,12 @@ impl TendRun {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no URL in {line:?}"));
         let pid = child.id();
-        TendRun { child, port, dir, pid }
+        TendRun {
+            child,
+            port,
+            dir,
+            pid,
+        }
     }
 
     pub fn config(programs: &[Program], autostart: bool) -> serde_json::Value {
@@ -192,7 +197,12 @@ childlogdir={d}/logs\nminfds=8192\nloglevel=info\n\n\
             .spawn()
             .expect("start supervisord");
         let pid = child.id();
-        let mut run = SupdRun { child, port, dir, pid };
+        let mut run = SupdRun {
+            child,
+            port,
+            dir,
+            pid,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(reply) = http::xmlrpc(port, "supervisor.getState", "") {
@@ -200,7 +210,11 @@ childlogdir={d}/logs\nminfds=8192\nloglevel=info\n\n\
                     break;
                 }
             }
-            assert!(run.is_alive(), "supervisord exited: see {}", run.dir.display());
+            assert!(
+                run.is_alive(),
+                "supervisord exited: see {}",
+                run.dir.display()
+            );
             assert!(Instant::now() < deadline, "supervisord did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -175,8 +175,7 @@ impl Spotter {
         }
         let missing = std::mem::take(&mut self.missing);
         for (pid, since) in missing {
-            if !self.look(pid) && now.duration_since(since) < Duration::from_millis(50)
-            {
+            if !self.look(pid) && now.duration_since(since) < Duration::from_millis(50) {
                 self.missing.push((pid, since));
             }
         }

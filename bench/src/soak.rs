@@ -74,9 +74,18 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
             let argv = if i % 2 == 0 {
                 vec!["sleep".to_string(), "100000".to_string()]
             } else {
-                vec![me.display().to_string(), "child".into(), "listen".into(), port.to_string()]
+                vec![
+                    me.display().to_string(),
+                    "child".into(),
+                    "listen".into(),
+                    port.to_string(),
+                ]
             };
-            Program { name: format!("s{i}"), argv, port: (i % 2 == 1).then_some(port) }
+            Program {
+                name: format!("s{i}"),
+                argv,
+                port: (i % 2 == 1).then_some(port),
+            }
         })
         .collect();
     let mut config = TendRun::config(&programs, true);
@@ -86,8 +95,14 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     }
     let mut tend = TendRun::start(tend_bin, "soak", &config, "warn");
     let state_file = tend.dir.join(".tend/process-state.json");
-    println!("soak: tend PID {} on port {}, {SERVERS} servers, {seconds} s of churn", tend.pid, tend.port);
-    assert!(wait_all_running(&tend, Duration::from_secs(60)), "servers did not start");
+    println!(
+        "soak: tend PID {} on port {}, {SERVERS} servers, {seconds} s of churn",
+        tend.pid, tend.port
+    );
+    assert!(
+        wait_all_running(&tend, Duration::from_secs(60)),
+        "servers did not start"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let sessions: Arc<Mutex<HashSet<u32>>> = Arc::new(Mutex::new(HashSet::new()));
@@ -103,8 +118,13 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (stop, events, reconnects, streams, sessions) =
-            (stop.clone(), events.clone(), reconnects.clone(), streams.clone(), sessions.clone());
+        let (stop, events, reconnects, streams, sessions) = (
+            stop.clone(),
+            events.clone(),
+            reconnects.clone(),
+            streams.clone(),
+            sessions.clone(),
+        );
         let port = tend.port;
         clients.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -115,7 +135,10 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
                 if let Ok(clone) = stream.try_clone() {
                     streams.lock().unwrap().push(clone);
                 }
-                let _ = write!(stream, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+                let _ = write!(
+                    stream,
+                    "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                );
                 let mut reader = BufReader::new(stream);
                 let mut line = String::new();
                 let mut event = String::new();
@@ -150,8 +173,13 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     let generations = Arc::new(AtomicU64::new(0));
     let bad_reads: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let reader = {
-        let (stop, reads, generations, bad_reads, sessions) =
-            (stop.clone(), reads.clone(), generations.clone(), bad_reads.clone(), sessions.clone());
+        let (stop, reads, generations, bad_reads, sessions) = (
+            stop.clone(),
+            reads.clone(),
+            generations.clone(),
+            bad_reads.clone(),
+            sessions.clone(),
+        );
         let path = state_file.clone();
         std::thread::spawn(move || {
             let mut last = String::new();
@@ -168,7 +196,10 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
                                     }
                                 }
                             }
-                            _ => bad_reads.lock().unwrap().push(text.chars().take(200).collect()),
+                            _ => bad_reads
+                                .lock()
+                                .unwrap()
+                                .push(text.chars().take(200).collect()),
                         }
                         last = text;
                     }
@@ -185,7 +216,12 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     }
     std::thread::sleep(Duration::from_secs(2));
     let before = usage(tend.pid);
-    println!("soak: at start: {} fds, {} threads, RSS {:.2} MiB", before.fds, before.threads, before.rss as f64 / 1048576.0);
+    println!(
+        "soak: at start: {} fds, {} threads, RSS {:.2} MiB",
+        before.fds,
+        before.threads,
+        before.rss as f64 / 1048576.0
+    );
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -208,7 +244,13 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
             let status = match action {
                 0..=2 => {
                     let verb = ["start", "stop", "restart"][action];
-                    http::request(port, "POST", &format!("/api/servers/{id}?action={verb}"), None).map_or(0, |r| r.status)
+                    http::request(
+                        port,
+                        "POST",
+                        &format!("/api/servers/{id}?action={verb}"),
+                        None,
+                    )
+                    .map_or(0, |r| r.status)
                 }
                 _ => {
                     let server = http::request(port, "GET", &format!("/api/servers/{id}"), None)
@@ -223,7 +265,11 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
             };
             *statuses.entry(status).or_default() += 1;
             let now = usage(tend_pid);
-            peak = Usage { fds: peak.fds.max(now.fds), threads: peak.threads.max(now.threads), rss: peak.rss.max(now.rss) };
+            peak = Usage {
+                fds: peak.fds.max(now.fds),
+                threads: peak.threads.max(now.threads),
+                rss: peak.rss.max(now.rss),
+            };
             if procs::stat(tend_pid).is_none_or(|s| s.state == 'Z') {
                 tend_died = true;
                 break;
@@ -249,7 +295,9 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         loop {
             std::thread::sleep(Duration::from_millis(200));
             let now = usage(tend.pid);
-            if (now.threads <= reference.threads && now.fds <= reference.fds) || Instant::now() > deadline {
+            if (now.threads <= reference.threads && now.fds <= reference.fds)
+                || Instant::now() > deadline
+            {
                 return (restored, now);
             }
         }
@@ -278,7 +326,8 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     let mut exit = None;
     if !tend_died {
         (restored, after) = settle(&tend, before);
-    let reply = http::request(tend.port, "POST", "/api/servers?action=stop", None).map_or(0, |r| r.status);
+        let reply = http::request(tend.port, "POST", "/api/servers?action=stop", None)
+            .map_or(0, |r| r.status);
         println!("soak: stop all answered {reply}");
         zombies = procs::all_pids()
             .into_iter()
@@ -311,7 +360,11 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         actions[1],
         actions[2],
         actions[3],
-        statuses.iter().map(|(k, v)| format!("{k}×{v}")).collect::<Vec<_>>().join(", ")
+        statuses
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "SSE: {} events over {CLIENTS} clients, {} reconnects; state file: {} reads, {} generations, {} unparsable; sessions seen: {}",
@@ -324,7 +377,10 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     );
     let mut checks: Vec<(String, bool)> = Vec::new();
     checks.push(("tend alive through the churn".to_string(), !tend_died));
-    checks.push(("every server running again after the churn".into(), restored));
+    checks.push((
+        "every server running again after the churn".into(),
+        restored,
+    ));
     println!(
         "cold start (before any churn): {} fds, {} threads, RSS {:.2} MiB",
         cold.fds,
@@ -332,11 +388,17 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         mib(cold.rss)
     );
     checks.push((
-        format!("open fds back near the start: {} → {} (peak {}), allowed +2", before.fds, after.fds, peak.fds),
+        format!(
+            "open fds back near the start: {} → {} (peak {}), allowed +2",
+            before.fds, after.fds, peak.fds
+        ),
         after.fds <= before.fds + 2,
     ));
     checks.push((
-        format!("threads back near the start: {} → {} (peak {}), allowed +2", before.threads, after.threads, peak.threads),
+        format!(
+            "threads back near the start: {} → {} (peak {}), allowed +2",
+            before.threads, after.threads, peak.threads
+        ),
         after.threads <= before.threads + 2,
     ));
     let rss_allowed = before.rss + (before.rss / 4).max(1 << 20);
@@ -350,14 +412,36 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         ),
         after.rss <= rss_allowed,
     ));
-    checks.push((format!("no zombie children of tend: {zombies:?}"), zombies.is_empty() && !tend_died));
-    checks.push((format!("no process left in any server's session after stop all: {strays:?}"), strays.is_empty() && !tend_died));
-    checks.push((format!("every state file generation parsed ({} unparsable)", bad.len()), bad.is_empty()));
     checks.push((
-        format!("no 5xx answer: {}", statuses.iter().filter(|(k, _)| **k >= 500 || **k == 0).map(|(_, v)| v).sum::<u64>()),
+        format!("no zombie children of tend: {zombies:?}"),
+        zombies.is_empty() && !tend_died,
+    ));
+    checks.push((
+        format!("no process left in any server's session after stop all: {strays:?}"),
+        strays.is_empty() && !tend_died,
+    ));
+    checks.push((
+        format!(
+            "every state file generation parsed ({} unparsable)",
+            bad.len()
+        ),
+        bad.is_empty(),
+    ));
+    checks.push((
+        format!(
+            "no 5xx answer: {}",
+            statuses
+                .iter()
+                .filter(|(k, _)| **k >= 500 || **k == 0)
+                .map(|(_, v)| v)
+                .sum::<u64>()
+        ),
         !statuses.keys().any(|&k| k >= 500 || k == 0),
     ));
-    checks.push((format!("tend exits 0 on SIGTERM: {exit:?}"), exit.is_some_and(|s| s.success())));
+    checks.push((
+        format!("tend exits 0 on SIGTERM: {exit:?}"),
+        exit.is_some_and(|s| s.success()),
+    ));
     for (what, ok) in &checks {
         println!("{} {what}", if *ok { "PASS" } else { "FAIL" });
     }

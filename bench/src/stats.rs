@@ -22,7 +22,11 @@ impl Samples {
             return None;
         }
         let mid = v.len() / 2;
-        Some(if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 })
+        Some(if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        })
     }
 
     pub fn min(&self) -> Option<f64> {
@@ -100,7 +104,11 @@ fn fmt_ratio(row: &Row) -> String {
     match (row.tend.median(), row.supd.median()) {
         (Some(t), Some(s)) if s > 0.0 && t > 0.0 => {
             let ratio = t / s;
-            let better = if row.lower_is_better { ratio < 1.0 } else { ratio > 1.0 };
+            let better = if row.lower_is_better {
+                ratio < 1.0
+            } else {
+                ratio > 1.0
+            };
             let factor = if ratio >= 1.0 { ratio } else { 1.0 / ratio };
             format!(
                 "{} (tend {} ×{})",
