@@ -253,13 +253,12 @@ fn sse_client(port: u16) -> mpsc::Receiver<(String, String, Instant)> {
             let line = line.trim_end();
             if let Some(name) = line.strip_prefix("event: ") {
                 event = name.to_string();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                if tx
+            } else if let Some(data) = line.strip_prefix("data: ")
+                && tx
                     .send((event.clone(), data.to_string(), Instant::now()))
                     .is_err()
-                {
-                    return;
-                }
+            {
+                return;
             }
         }
     });

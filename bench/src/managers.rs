@@ -205,10 +205,10 @@ childlogdir={d}/logs\nminfds=8192\nloglevel=info\n\n\
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(reply) = http::xmlrpc(port, "supervisor.getState", "") {
-                if reply.body.contains("RUNNING") {
-                    break;
-                }
+            if let Ok(reply) = http::xmlrpc(port, "supervisor.getState", "")
+                && reply.body.contains("RUNNING")
+            {
+                break;
             }
             assert!(
                 run.is_alive(),
@@ -247,13 +247,12 @@ pub fn free_port() -> u16 {
 /// `count` consecutive free loopback ports below the ephemeral range, from `from` up.
 pub fn free_port_range(from: u16, count: u16) -> u16 {
     let mut base = from;
-    'search: loop {
-        for port in base..base + count {
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-                base = port + 1;
-                continue 'search;
-            }
+    loop {
+        let taken = (base..base + count)
+            .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+        match taken {
+            Some(port) => base = port + 1,
+            None => return base,
         }
-        return base;
     }
 }

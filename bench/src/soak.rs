@@ -152,12 +152,12 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
                         event = name.to_string();
                     } else if let Some(data) = line.trim_end().strip_prefix("data: ") {
                         events.fetch_add(1, Ordering::Relaxed);
-                        if c == 0 && event == "serverStarted" {
-                            if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
-                                if let Some(pid) = v["pid"].as_u64() {
-                                    sessions.lock().unwrap().insert(pid as u32);
-                                }
-                            }
+                        if c == 0
+                            && event == "serverStarted"
+                            && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+                            && let Some(pid) = v["pid"].as_u64()
+                        {
+                            sessions.lock().unwrap().insert(pid as u32);
                         }
                     }
                 }
@@ -317,7 +317,6 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     let cold = before;
     let before = warm;
     churn(seconds, "churn");
-    drop(churn);
 
     let mut restored = false;
     let mut after = before;
