@@ -23,6 +23,8 @@ test-e2e: build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --manifest-path bench/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path bench/Cargo.toml -- -D warnings
 
 build:
 	$(CARGO) build
