@@ -1,6 +1,7 @@
 //! ProcessMonitor (DESIGN §7): the "monitor" thread. Every health interval it looks at each
-//! server's configured ports (who listens, through sock_diag; does a connect succeed, all probes
-//! in flight at once), decides whether each listener belongs to the server's own process tree
+//! server's configured ports (who listens and whether a connect would get through, from one
+//! sock_diag dump; real connects, all in flight at once, only where sock_diag is refused),
+//! decides whether each listener belongs to the server's own process tree
 //! (its session: tend starts every server with setsid) or to an orphan, checks adopted PIDs
 //! that the reaper cannot see, and samples CPU and RSS from /proc. It reports only changes.
 //!

@@ -1,5 +1,6 @@
-//! The HTTP front (DESIGN §4, §7): a tiny_http listener, one handler thread per request, routing
-//! and the response writer. Handlers never touch server state: they send a [`Control`] to the
+//! The HTTP front (DESIGN §4, §7): a tiny_http listener, a few receiving threads that answer
+//! quick requests themselves and give long ones (event streams, actions, kills) a thread of their
+//! own, routing, and the response writer. Handlers never touch server state: they send a [`Control`] to the
 //! supervisor and wait for its reply.
 //!
 //! Every answer is written through `into_writer` with `Connection: close` and a Content-Length,
