@@ -73,6 +73,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
     let _lock = lock_state(&config.state_file)?;
     crate::process::raise_descriptor_limit();
+    limit_malloc_retention();
     let auth = auth::resolve(
         &config.auth,
         std::env::var(TOKEN_VAR).ok(),
@@ -211,4 +212,19 @@ fn lock_state(state_file: &Path) -> Result<std::fs::File, Error> {
     file.set_len(0).context("cannot write the lock file")?;
     writeln!(file, "{}", std::process::id()).context("cannot write the lock file")?;
     Ok(file)
+}
+
+/// Keeps the allocator from holding memory tend no longer uses. glibc gives each thread that
+/// allocates its own arena and keeps what was freed there, and after the first large buffer is
+/// freed it raises its mmap threshold, so later large buffers (a 400 KB list of 1000 servers)
+/// come from the arenas and stay. Measured with 1000 servers over 2000 list requests: RSS grew
+/// from 6.8 to 10.6 MiB by default, to 7.7 MiB with two arenas and a fixed 128 KiB threshold.
+/// The price is an mmap per list of more than ~300 servers; small lists are unaffected.
+fn limit_malloc_retention() {
+    // SAFETY: mallopt only changes the allocator's tuning; it is called before the threads that
+    // allocate are started.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
