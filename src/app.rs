@@ -133,15 +133,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     log::info!(target: LOG, "Config {} with {} servers", config.path.display(), config.servers.len());
     // A wildcard address is no place to open: the printed link goes to loopback, which the
     // Host check accepts, where `http://0.0.0.0:…/` would be refused as a foreign host.
-    let reachable = match bound.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, bound.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bound.port()))
-        }
-        _ => bound,
-    };
+    let reachable = std::net::SocketAddr::new(crate::model::reachable_ip(bound.ip()), bound.port());
     let url = match auth.token() {
         Some(token) => format!("http://{reachable}/?token={token}"),
         None => format!("http://{reachable}/"),

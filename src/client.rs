@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -102,11 +102,7 @@ impl Url {
 
     /// The URL to reach a `listen` address; a wildcard address is reached on loopback.
     pub fn from_listen(addr: SocketAddr) -> Url {
-        let ip = match addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
+        let ip = crate::model::reachable_ip(addr.ip());
         Url {
             host: ip.to_string(),
             port: addr.port(),

@@ -195,6 +195,17 @@ impl Timeline {
     }
 }
 
+/// Where to reach something bound to `bound`: its own address, or loopback for a wildcard
+/// (`0.0.0.0`, `::`), which accepts on every address but is no address to connect to.
+pub fn reachable_ip(bound: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match bound {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    }
+}
+
 /// Returns the name of a signal number ("SIGTERM"), or "SIG<n>" for one without a name here.
 pub fn signal_name(signal: i32) -> String {
     let name = match signal {
@@ -268,6 +279,23 @@ mod tests {
             };
             assert_eq!(Status::ALL[position], status);
         }
+    }
+
+    #[test]
+    fn wildcard_listeners_are_reached_on_loopback() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        assert_eq!(
+            reachable_ip("0.0.0.0".parse().unwrap()),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(
+            reachable_ip("::".parse().unwrap()),
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        );
+        assert_eq!(
+            reachable_ip("127.0.0.2".parse().unwrap()),
+            "127.0.0.2".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

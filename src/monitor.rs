@@ -11,12 +11,12 @@
 //! watches the supervisor sends and answers with reports.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, after, select};
 
-use crate::model::PortView;
+use crate::model::{PortView, reachable_ip};
 use crate::{probe, procfs, sockdiag};
 
 const LOG: &str = "ProcessMonitor";
@@ -209,7 +209,7 @@ impl ProcessMonitor {
                     open_by_table.insert((index, slot), answers.contains(&Some(true)));
                 } else if let Some(first) = listeners.first() {
                     target_of.insert((index, slot), targets.len());
-                    targets.push(SocketAddr::new(probe_address(first.addr), *port));
+                    targets.push(SocketAddr::new(reachable_ip(first.addr), *port));
                 }
             }
         }
@@ -394,34 +394,4 @@ fn session_pids(leaders: &[u32]) -> Vec<u32> {
         .into_values()
         .flatten()
         .collect()
-}
-
-/// Where to connect to reach a listener: its own address, or loopback for a wildcard bind.
-fn probe_address(bound: IpAddr) -> IpAddr {
-    match bound {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcard_listeners_are_probed_on_loopback() {
-        assert_eq!(
-            probe_address("0.0.0.0".parse().unwrap()),
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        );
-        assert_eq!(
-            probe_address("::".parse().unwrap()),
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
-        );
-        assert_eq!(
-            probe_address("127.0.0.2".parse().unwrap()),
-            "127.0.0.2".parse::<IpAddr>().unwrap()
-        );
-    }
 }
