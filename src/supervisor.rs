@@ -1141,14 +1141,10 @@ impl ServerOrchestrator {
                 .stopping
                 .as_ref()
                 .is_some_and(|s| s.leader_gone);
-            if waiting && !process::group_exists(self.stopping_pgid(index)) {
+            if waiting && !process::group_exists(self.servers[index].last_leader) {
                 self.finish_stop(index);
             }
         }
-    }
-
-    fn stopping_pgid(&self, index: usize) -> u32 {
-        self.servers[index].last_pgid()
     }
 
     fn finish_stop(&mut self, index: usize) {
@@ -1156,7 +1152,7 @@ impl ServerOrchestrator {
             return;
         };
         let server = &mut self.servers[index];
-        let pid = server.last_pgid();
+        let pid = server.last_leader;
         server.pid = None;
         self.by_pid.remove(&pid);
         server.epoch += 1;
@@ -1353,7 +1349,7 @@ impl ServerOrchestrator {
             TimerKind::StartGrace => self.update_health(index),
             TimerKind::Escalate => self.escalate(index),
             TimerKind::GroupCheck => {
-                let pgid = self.stopping_pgid(index);
+                let pgid = self.servers[index].last_leader;
                 let Some(stopping) = &self.servers[index].stopping else {
                     return;
                 };
@@ -1372,7 +1368,7 @@ impl ServerOrchestrator {
     }
 
     fn escalate(&mut self, index: usize) {
-        let pgid = self.stopping_pgid(index);
+        let pgid = self.servers[index].last_leader;
         let Some(stopping) = &mut self.servers[index].stopping else {
             return;
         };
@@ -1406,7 +1402,7 @@ impl ServerOrchestrator {
             log::warn!(target: LOG, "Second {}: killing every server now", signal_name(signal.signal));
             for index in 0..self.servers.len() {
                 if self.servers[index].pid.is_some() || self.servers[index].stopping.is_some() {
-                    let pgid = self.servers[index].last_pgid();
+                    let pgid = self.servers[index].last_leader;
                     let _ = process::signal_group(pgid, libc::SIGKILL);
                     if let Some(stopping) = &mut self.servers[index].stopping {
                         stopping.forced = true;
@@ -1593,7 +1589,7 @@ impl ServerOrchestrator {
             let pid = match (server.pid, &server.stopping) {
                 (Some(pid), _) => pid,
                 // A group being stopped is still ours until it is gone.
-                (None, Some(_)) => server.last_pgid(),
+                (None, Some(_)) => server.last_leader,
                 (None, None) => continue,
             };
             state.insert(
@@ -1609,13 +1605,6 @@ impl ServerOrchestrator {
             );
         }
         state
-    }
-}
-
-impl Server {
-    /// The process group of the current or last process (pid = pgid = sid, via setsid).
-    fn last_pgid(&self) -> u32 {
-        self.last_leader
     }
 }
 
