@@ -239,7 +239,7 @@ fn fake_supervisor() -> Shared {
                 Control::Subscribe { reply, .. } => {
                     let _ = reply.send(Err(ControlError::TooManyClients));
                 }
-                Control::OrphanKilled { .. } => {}
+                Control::OrphanGone { .. } => {}
                 Control::Metrics { reply } => {
                     let histogram = Histogram::new(metrics::HEALTH_BUCKETS);
                     let _ = reply.send(metrics::Snapshot::new(Vec::new(), histogram));

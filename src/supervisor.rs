@@ -71,10 +71,12 @@ pub enum Control {
         pid: Option<i64>,
         reply: Reply<OrphanTarget>,
     },
-    OrphanKilled {
+    /// An orphan an HTTP handler went after is gone: killed with `signal`, or (`None`) it
+    /// exited by itself before any signal, which is no kill to put on the timeline.
+    OrphanGone {
         id: String,
         pid: u32,
-        signal: i32,
+        signal: Option<i32>,
     },
     Subscribe {
         last_event_id: Option<u64>,
@@ -559,13 +561,16 @@ impl ServerOrchestrator {
             Control::FindOrphan { id, pid, reply } => {
                 let _ = reply.send(self.find_orphan(id, pid));
             }
-            Control::OrphanKilled { id, pid, signal } => {
-                log::info!(target: LOG, "Killed orphan PID {} of '{}' with {}", pid, id, signal_name(signal));
-                self.timeline(Timeline::OrphanKilled {
-                    id,
-                    pid,
-                    signal: signal_name(signal),
-                });
+            Control::OrphanGone { id, pid, signal } => {
+                if let Some(signal) = signal {
+                    log::info!(target: LOG, "Killed orphan PID {} of '{}' with {}", pid, id, signal_name(signal));
+                    self.timeline(Timeline::OrphanKilled {
+                        id,
+                        pid,
+                        signal: signal_name(signal),
+                    });
+                }
+                // Either way its port may be free now: look at once, not a round later.
                 let _ = self.outputs.monitor.send(MonitorCmd::CheckNow);
             }
             Control::Subscribe {

@@ -272,24 +272,23 @@ fn kill(request: &ApiRequest, shared: &Shared) -> Reply {
         Ok(Err(error)) => return error_reply(&error),
         Err(reply) => return reply,
     };
+    let gone = |signal| {
+        let _ = shared.control.send(Control::OrphanGone {
+            id: target.id.clone(),
+            pid: target.pid,
+            signal,
+        });
+    };
     match process::kill_orphan(target.pid, target.start_ticks, ORPHAN_GRACE) {
         Ok(signal) => {
-            let _ = shared.control.send(Control::OrphanKilled {
-                id: target.id.clone(),
-                pid: target.pid,
-                signal,
-            });
+            gone(Some(signal));
             Reply::json(
                 200,
                 &serde_json::json!({ "pid": target.pid, "signal": signal_name(signal) }),
             )
         }
         Err(process::SignalError::Gone) => {
-            let _ = shared.control.send(Control::OrphanKilled {
-                id: target.id,
-                pid: target.pid,
-                signal: 0,
-            });
+            gone(None);
             Reply::error(
                 409,
                 "gone",
