@@ -272,7 +272,6 @@ impl ProcessMonitor {
             }
         }
         if only.is_none() {
-            self.check_adopted();
             self.sample_stats();
             let took = started.elapsed();
             if took > self.interval {
@@ -337,16 +336,7 @@ impl ProcessMonitor {
         }
     }
 
-    fn check_adopted(&mut self) {
-        for (index, watch) in self.watches.iter().enumerate() {
-            if let (true, Some(pid)) = (watch.adopted, watch.pid) {
-                if !procfs::is_alive(pid) {
-                    let _ = self.reports.send(Report::Vanished { index, pid });
-                }
-            }
-        }
-    }
-
+    /// CPU and memory of every live process, and the death of adopted ones.
     fn sample_stats(&mut self) {
         let ticks_per_second = procfs::clock_ticks_per_second();
         let now = Instant::now();
@@ -354,7 +344,13 @@ impl ProcessMonitor {
         let mut seen = HashSet::new();
         for (index, watch) in self.watches.iter().enumerate() {
             let Some(pid) = watch.pid else { continue };
-            let Some(stat) = self.stats.read(pid) else {
+            let stat = self.stats.read(pid).filter(|stat| !stat.is_dead());
+            let Some(stat) = stat else {
+                // An adopted process is not our child: no exit reaches the reaper, so the same
+                // read that samples it is the fallback to its pidfd for noticing its death.
+                if watch.adopted {
+                    let _ = self.reports.send(Report::Vanished { index, pid });
+                }
                 continue;
             };
             seen.insert(pid);
