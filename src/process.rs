@@ -276,13 +276,17 @@ pub fn signal_group(pgid: u32, signal: i32) -> Result<(), SignalError> {
     kill(-(pgid as i32), signal)
 }
 
-/// Whether any live process of the group is left. `kill(-pgid, 0)` also counts zombies: ours
-/// the reaper takes at once, but members of an adopted server's group belong to whoever their
-/// parent is now, and PID 1 may reap them seconds later (../shared/NOTES.md). Only when the
-/// cheap check says "exists" does a /proc scan tell live members from zombies.
-pub fn group_exists(pgid: u32) -> bool {
+/// Whether any live process of the group is left. `kill(-pgid, 0)` also counts zombies. Ours
+/// the reaper takes at once (tend is subreaper, so a group tend started has no zombie for long),
+/// but members of an `adopted` server's group belong to whoever their parent is now, and PID 1
+/// may reap them seconds later (../shared/NOTES.md): only for those does a /proc scan tell live
+/// members from zombies, and only when the cheap check says "exists".
+pub fn group_exists(pgid: u32, adopted: bool) -> bool {
     if !is_signallable(pgid) || kill(-(pgid as i32), 0).is_err() {
         return false;
+    }
+    if !adopted {
+        return true;
     }
     // tend's servers lead their own session (setsid), so the group's members are its session's.
     let group = std::collections::HashSet::from([pgid]);

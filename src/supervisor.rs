@@ -1061,7 +1061,7 @@ impl ServerOrchestrator {
             exit_signal: signal.map(signal_name),
         });
         // What is left of the dead instance's group would hold its ports against the next one.
-        if process::group_exists(exit.pid) {
+        if process::group_exists(exit.pid, self.servers[index].adopted) {
             log::warn!(target: LOG, "Killing what is left of '{}' (PGID: {})", id, exit.pid);
             let _ = process::signal_group(exit.pid, libc::SIGKILL);
         }
@@ -1133,7 +1133,7 @@ impl ServerOrchestrator {
 
     /// Finishes a stop once the group is empty; otherwise looks again shortly.
     fn check_group(&mut self, index: usize, pgid: u32) {
-        if process::group_exists(pgid) {
+        if process::group_exists(pgid, self.servers[index].adopted) {
             self.arm(index, TimerKind::GroupCheck, GROUP_POLL);
         } else {
             self.finish_stop(index);
@@ -1146,7 +1146,8 @@ impl ServerOrchestrator {
                 .stopping
                 .as_ref()
                 .is_some_and(|s| s.leader_gone);
-            if waiting && !process::group_exists(self.servers[index].last_leader) {
+            let server = &self.servers[index];
+            if waiting && !process::group_exists(server.last_leader, server.adopted) {
                 self.finish_stop(index);
             }
         }
