@@ -97,6 +97,21 @@ pub struct ProcessSample {
     pub rss_bytes: u64,
 }
 
+/// The HTTP front's connections, from its registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HttpSample {
+    /// Open connections between requests (idle keep-alive, or not a byte sent yet).
+    pub idle: usize,
+    /// Open connections whose request head is arriving.
+    pub reading: usize,
+    /// Open connections whose request is being answered (event streams included).
+    pub answering: usize,
+    /// Connections closed to make room at `max_connections`.
+    pub evicted: u64,
+    /// Connections answered 503 at `max_connections` (every open one was being answered).
+    pub refused: u64,
+}
+
 /// Everything one scrape shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -106,6 +121,7 @@ pub struct Snapshot {
     pub health_rounds: Histogram,
     pub store: StoreStats,
     pub sse_clients: usize,
+    pub http: HttpSample,
     pub log_rotations: u64,
     pub log_bytes_lost: u64,
     pub process: Option<ProcessSample>,
@@ -120,6 +136,7 @@ impl Snapshot {
             health_rounds,
             store: StoreStats::default(),
             sse_clients: 0,
+            http: HttpSample::default(),
             log_rotations: 0,
             log_bytes_lost: 0,
             process: None,
@@ -310,6 +327,33 @@ pub fn render(snapshot: &Snapshot) -> String {
     w.family("tend_sse_clients", "gauge", "Open live event streams.");
     w.sample("tend_sse_clients", &[], snapshot.sse_clients);
 
+    let http = &snapshot.http;
+    w.family(
+        "tend_http_connections",
+        "gauge",
+        "Open HTTP connections by state: idle (between requests), reading (a request head \
+         arriving), answering (a request being answered, event streams included).",
+    );
+    for (state, count) in [
+        ("idle", http.idle),
+        ("reading", http.reading),
+        ("answering", http.answering),
+    ] {
+        w.sample("tend_http_connections", &[("state", state)], count);
+    }
+    w.family(
+        "tend_http_connections_evicted_total",
+        "counter",
+        "HTTP connections closed to make room at max_connections (the longest idle first).",
+    );
+    w.sample("tend_http_connections_evicted_total", &[], http.evicted);
+    w.family(
+        "tend_http_connections_refused_total",
+        "counter",
+        "HTTP connections answered 503 at max_connections, every open one being answered.",
+    );
+    w.sample("tend_http_connections_refused_total", &[], http.refused);
+
     w.family(
         "tend_log_rotations_total",
         "counter",
@@ -480,6 +524,9 @@ mod tests {
             "tend_state_writes_total",
             "tend_state_write_failures_total",
             "tend_sse_clients",
+            "tend_http_connections",
+            "tend_http_connections_evicted_total",
+            "tend_http_connections_refused_total",
             "tend_log_rotations_total",
             "tend_log_bytes_lost_total",
             "tend_process_start_time_seconds",
@@ -487,7 +534,7 @@ mod tests {
         ] {
             assert!(seen.contains(name), "{name} missing");
         }
-        assert_eq!(seen.len(), 20);
+        assert_eq!(seen.len(), 23);
     }
 
     #[test]

@@ -43,7 +43,13 @@ pub struct EventsParams {
 
 pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
     let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
-    let reply = match (request.method.as_str(), segments.as_slice()) {
+    // HEAD is GET without the body (RFC 9110 §9.3.2; the connection leaves the body out), except
+    // for the event stream, which has no end to measure.
+    let method = match request.method.as_str() {
+        "HEAD" if segments != ["api", "events"] => "GET",
+        method => method,
+    };
+    let reply = match (method, segments.as_slice()) {
         ("GET", ["api", "events"]) => return events(request, shared),
         ("GET", ["healthz"]) => Reply::json(200, &serde_json::json!({ "status": "ok" })),
         // Browsers ask for it on every page; the dashboard has none, so say so without an error.
@@ -129,6 +135,7 @@ fn metrics(shared: &Shared) -> Reply {
     snapshot.log_rotations = logrotate::ROTATIONS.load(Ordering::Relaxed);
     snapshot.log_bytes_lost = logrotate::LOST_BYTES.load(Ordering::Relaxed);
     snapshot.process = tend_process();
+    snapshot.http = shared.connections.sample();
     let text = metrics::render(&snapshot);
     Reply::bytes(200, metrics::CONTENT_TYPE, text.into_bytes())
 }

@@ -44,18 +44,10 @@ impl Policy {
 /// Ok: hand the request to the router. Err: answer with this instead.
 pub fn check(request: &ApiRequest, policy: &Policy) -> Result<(), Reply> {
     if request.url_len > MAX_HEAD {
-        return Err(Reply::error(
-            414,
-            "uri_too_long",
-            format!("the URL is over {MAX_HEAD} bytes"),
-        ));
+        return Err(uri_too_long());
     }
     if request.head_len > MAX_HEAD {
-        return Err(Reply::error(
-            431,
-            "headers_too_large",
-            format!("the request headers are over {MAX_HEAD} bytes"),
-        ));
+        return Err(headers_too_large());
     }
     check_host(request, policy)?;
     if let Some(token) = &policy.token {
@@ -65,6 +57,24 @@ pub fn check(request: &ApiRequest, policy: &Policy) -> Result<(), Reply> {
         check_origin(request)?;
     }
     Ok(())
+}
+
+/// The answer to a URL over the limit, from the guard or from tiny_http's reading of the head.
+pub fn uri_too_long() -> Reply {
+    Reply::error(
+        414,
+        "uri_too_long",
+        format!("the URL is over {MAX_HEAD} bytes"),
+    )
+}
+
+/// The answer to headers over the limit, from the guard or from tiny_http's reading of the head.
+pub fn headers_too_large() -> Reply {
+    Reply::error(
+        431,
+        "headers_too_large",
+        format!("the request headers are over {MAX_HEAD} bytes"),
+    )
 }
 
 fn is_unsafe_method(method: &str) -> bool {

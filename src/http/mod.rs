@@ -1,32 +1,31 @@
-//! The HTTP front (DESIGN §4, §7): a tiny_http listener, a few receiving threads that answer
-//! quick requests themselves and give long ones (event streams, actions, kills) a thread of their
-//! own, routing, and the response writer. Handlers never touch server state: they send a [`Control`] to the
-//! supervisor and wait for its reply.
+//! The HTTP front (DESIGN §4, §7): connections (one thread each, see [`connections`]), the
+//! reading of a request, the checks of [`guard`], routing to [`api`] and the answer's bytes.
+//! Handlers never touch server state: they send a [`Control`] to the supervisor and wait for
+//! its reply.
 //!
-//! Every answer is written through `into_writer` with `Connection: close` and a Content-Length,
-//! and the connection then closes: tend's tiny_http is patched (vendor/tiny_http/PATCHES.md) to
-//! serve one request per connection, with socket timeouts and a bounded request head. Stock
-//! tiny_http 0.12 keeps a keep-alive connection's pool thread waiting for a next request, and a
-//! burst of them can leave new connections queued behind pinned threads, never read
-//! (../shared/NOTES.md: 46 of 50 unanswered). SSE streams are written through `into_writer` too,
-//! since a tiny_http `Response` body is buffered in 8 KiB chunks.
+//! Every answer is written through tiny_http's `into_writer` with its own head (a tiny_http
+//! `Response` drops `Connection` headers and buffers bodies in 8 KiB chunks, which would hold
+//! event streams back). tiny_http is patched (vendor/tiny_http/PATCHES.md) to read one
+//! connection's requests on a thread of tend's, within head limits that come from here.
 
 pub mod api;
 pub mod assets;
+pub mod connections;
 pub mod guard;
 pub mod sse;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
 use crate::supervisor::Control;
+use connections::KeepAlive;
 
 pub(crate) const LOG: &str = "Http";
 
@@ -41,7 +40,7 @@ pub struct Shared {
     pub max_connections: usize,
     pub heartbeat: Duration,
     pub policy: guard::Policy,
-    in_flight: AtomicUsize,
+    pub connections: Arc<connections::Registry>,
 }
 
 impl Shared {
@@ -59,7 +58,7 @@ impl Shared {
             max_connections,
             heartbeat: Duration::from_secs(15),
             policy,
-            in_flight: AtomicUsize::new(0),
+            connections: Arc::default(),
         }
     }
 }
@@ -137,97 +136,85 @@ impl Reply {
 
 /// Starts listening and the accept thread; returns the bound address (port 0 resolved).
 pub fn start(listen: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String> {
-    // Connections still sending their request are capped inside tiny_http (patched), requests
-    // being handled (event streams included) by `dispatch`: each side by max_connections.
-    let server = tiny_http::Server::http_with_limit(listen, shared.max_connections)
+    let listener =
+        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = listener
+        .local_addr()
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| format!("cannot listen on {listen}: not an IP address"))?;
-    let server = Arc::new(server);
-    for _ in 0..RECEIVERS {
-        let server = Arc::clone(&server);
-        let shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("http".into())
-            .spawn(move || {
-                loop {
-                    match server.recv() {
-                        Ok(request) => dispatch(request, &shared),
-                        // The patched accept loop never ends; a receive error is one request's.
-                        Err(e) => log::warn!(target: LOG, "Receiving a request failed: {e}"),
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the HTTP threads: {e}"))?;
-    }
+    let limits = connections::Limits {
+        max_connections: shared.max_connections,
+        io_timeout: IO_TIMEOUT,
+        stack_size: CONNECTION_STACK,
+    };
+    let registry = Arc::clone(&shared.connections);
+    let handler = Arc::new(move |request, socket: &TcpStream| handle(request, socket, &shared));
+    connections::serve(listener, registry, limits, head_limits(), handler)
+        .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
     Ok(bound)
 }
 
-/// Threads that take requests from tiny_http and answer the quick ones themselves. Each quick
-/// request then costs no thread of its own and no hand-over between threads; two per core.
-const RECEIVERS: usize = 4;
+/// Silence allowed on a connection: before a request (an idle keep-alive is closed after it),
+/// within a request head, and while an answer waits to be read (DESIGN §8: 10 s).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Requests that may hold their thread for long: event streams live for hours, actions wait
-/// for stops and dependency chains, an orphan kill waits up to seconds.
-fn is_long(request: &tiny_http::Request) -> bool {
-    let path = request.url().split('?').next().unwrap_or_default();
-    !matches!(request.method(), tiny_http::Method::Get)
-        || path.trim_end_matches('/') == "/api/events"
-}
+/// Each connection thread's stack: 256 connections cost 64 MiB of address space, and only
+/// the pages a handler touches count as memory.
+const CONNECTION_STACK: usize = 256 * 1024;
 
-fn dispatch(request: tiny_http::Request, shared: &Arc<Shared>) {
-    if shared.in_flight.load(Ordering::Relaxed) >= shared.max_connections {
-        write_reply(
-            request,
-            Reply::error(503, "too_many_connections", "too many open connections"),
-        );
-        return;
-    }
-    let guard = InFlight::enter(shared);
-    if !is_long(&request) {
-        handle(request, shared);
-        return;
-    }
-    let shared = Arc::clone(shared);
-    let spawned = std::thread::Builder::new()
-        .name("http-long".into())
-        .spawn(move || {
-            let _guard = guard;
-            handle(request, &shared);
-        });
-    if let Err(e) = spawned {
-        log::error!(target: LOG, "Cannot start a handler thread: {e}");
+/// The bounds tiny_http keeps while it reads a head, from the same limits the guard applies,
+/// so one change moves both. The request line has room for a method and version beside a URL
+/// of the guard's limit; the guard then answers a URL or headers over the limit precisely.
+pub fn head_limits() -> tiny_http::HeadLimits {
+    tiny_http::HeadLimits {
+        max_request_line: guard::MAX_HEAD + 32,
+        max_header_bytes: guard::MAX_HEAD,
+        head_deadline: IO_TIMEOUT,
+        refusal,
     }
 }
 
-/// Counts a handler while it lives, even when it panics (rouille's in-flight counter).
-struct InFlight(Arc<Shared>);
-
-impl InFlight {
-    fn enter(shared: &Arc<Shared>) -> InFlight {
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(shared))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn handle(mut request: tiny_http::Request, shared: &Shared) {
-    let api_request = match read_request(&mut request) {
-        Ok(r) => r,
-        Err(reply) => return write_reply(request, reply),
+/// The whole answer to an error tiny_http finds in a head, or to a connection past the limit:
+/// tend's error shape and headers, like every answer.
+fn refusal(status: u16) -> Vec<u8> {
+    let reply = match status {
+        408 => Reply::error(
+            408,
+            "request_timeout",
+            format!("the request head took over {} s", IO_TIMEOUT.as_secs()),
+        ),
+        414 => guard::uri_too_long(),
+        417 => Reply::error(
+            417,
+            "expectation_failed",
+            "only Expect: 100-continue is known",
+        ),
+        431 => guard::headers_too_large(),
+        503 => Reply::error(503, "too_many_connections", "too many open connections"),
+        505 => Reply::error(505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served"),
+        _ => Reply::error(400, "bad_request", "malformed request"),
     };
+    let mut answer = reply_head(&reply, false).into_bytes();
+    answer.extend_from_slice(&reply.body);
+    answer
+}
+
+/// Reads, checks, routes and answers one request; says whether its connection may carry
+/// another.
+fn handle(mut request: tiny_http::Request, socket: &TcpStream, shared: &Shared) -> KeepAlive {
+    let client_keeps_alive = wants_keep_alive(&request);
+    // A HEAD answer has a GET answer's headers and no body; a body would be read as the start
+    // of the next answer on a kept connection.
+    let head_only = *request.method() == tiny_http::Method::Head;
+    let (api_request, body_read) = match read_request(&mut request) {
+        Ok(read) => read,
+        Err(reply) => return write_reply_closing(request, socket, reply, head_only),
+    };
+    let keep_alive = client_keeps_alive && body_read;
     let method = api_request.method.clone();
     let path = api_request.path.clone();
     if let Err(reply) = guard::check(&api_request, &shared.policy) {
         log::debug!(target: LOG, "{method} {path} -> {} (refused)", reply.status);
-        return write_reply(request, reply);
+        return finish(request, socket, reply, keep_alive, head_only);
     }
     // A panic in a handler must cost one request, never the process (panic = "unwind").
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -236,17 +223,57 @@ fn handle(mut request: tiny_http::Request, shared: &Shared) {
     match outcome {
         Ok(api::Outcome::Reply(reply)) => {
             log::debug!(target: LOG, "{method} {path} -> {}", reply.status);
-            write_reply(request, reply);
+            finish(request, socket, reply, keep_alive, head_only)
         }
-        Ok(api::Outcome::Events(params)) => sse::serve(request, params, shared),
+        Ok(api::Outcome::Events(params)) => {
+            sse::serve(request, params, shared);
+            false
+        }
         Err(_) => {
             log::error!(target: LOG, "Handler for {method} {path} panicked");
-            write_reply(request, Reply::error(500, "internal", "internal error"));
+            let reply = Reply::error(500, "internal", "internal error");
+            finish(request, socket, reply, keep_alive, head_only)
         }
     }
 }
 
-fn read_request(request: &mut tiny_http::Request) -> Result<ApiRequest, Reply> {
+fn finish(
+    request: tiny_http::Request,
+    socket: &TcpStream,
+    reply: Reply,
+    keep_alive: KeepAlive,
+    head_only: bool,
+) -> KeepAlive {
+    if !keep_alive {
+        return write_reply_closing(request, socket, reply, head_only);
+    }
+    write_answer(request, &reply, true, head_only).is_ok()
+}
+
+/// HTTP/1.1 keeps a connection unless the client says `close`; HTTP/1.0 only when it asks
+/// for `keep-alive` (RFC 9112 §9.3).
+fn wants_keep_alive(request: &tiny_http::Request) -> bool {
+    let connection = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Connection"))
+        .map(|h| h.value.as_str().to_ascii_lowercase());
+    let says = |token: &str| {
+        connection
+            .as_deref()
+            .is_some_and(|value| value.split(',').any(|t| t.trim() == token))
+    };
+    match request.http_version() {
+        tiny_http::HTTPVersion(1, 1) => !says("close") && !says("upgrade"),
+        tiny_http::HTTPVersion(1, 0) => says("keep-alive"),
+        _ => false,
+    }
+}
+
+/// The request as the router sees it, and whether its body was read to its end (so the
+/// connection is at the start of the next request and may carry one). A chunked body's end
+/// is not trusted for that: tiny_http's decoder may leave its last CRLF unread.
+fn read_request(request: &mut tiny_http::Request) -> Result<(ApiRequest, bool), Reply> {
     let url = request.url().to_string();
     let url_len = url.len();
     let (path, query) = match url.split_once('?') {
@@ -280,6 +307,16 @@ fn read_request(request: &mut tiny_http::Request) -> Result<ApiRequest, Reply> {
         url_len,
         body: Vec::new(),
     };
+    let chunked = header("Transfer-Encoding").is_some();
+    // A body announced over the limit is refused before a byte of it is read: it may be
+    // terabytes, or never come.
+    if request
+        .body_length()
+        .is_some_and(|length| length > MAX_BODY)
+    {
+        return Err(body_too_large());
+    }
+    let mut body_read = !chunked && request.body_length().unwrap_or(0) == 0;
     // A body is only read once the head has passed the size limits: no point reading 64 KiB
     // behind a head that will be refused anyway.
     if head_len <= guard::MAX_HEAD && url_len <= guard::MAX_HEAD {
@@ -288,15 +325,20 @@ fn read_request(request: &mut tiny_http::Request) -> Result<ApiRequest, Reply> {
             .take(MAX_BODY as u64 + 1)
             .read_to_end(&mut api_request.body)
             .map_err(|_| Reply::error(400, "bad_request", "could not read the request body"))?;
+        body_read = !chunked && api_request.body.len() <= MAX_BODY;
     }
     if api_request.body.len() > MAX_BODY {
-        return Err(Reply::error(
-            413,
-            "too_large",
-            format!("request body over {MAX_BODY} bytes"),
-        ));
+        return Err(body_too_large());
     }
-    Ok(api_request)
+    Ok((api_request, body_read))
+}
+
+fn body_too_large() -> Reply {
+    Reply::error(
+        413,
+        "too_large",
+        format!("request body over {MAX_BODY} bytes"),
+    )
 }
 
 /// Splits `a=1&b=x%20y` into decoded pairs.
@@ -352,21 +394,31 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         413 => "Payload Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
 }
 
-pub fn write_reply(request: tiny_http::Request, reply: Reply) {
+/// The status line and headers of an answer. A kept connection says so, as HTTP/1.0 clients
+/// (`ab -k`) need, and how long it stays open idle.
+fn reply_head(reply: &Reply, keep_alive: KeepAlive) -> String {
+    let connection = if keep_alive {
+        format!("keep-alive\r\nKeep-Alive: timeout={}", IO_TIMEOUT.as_secs())
+    } else {
+        "close".to_string()
+    };
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\
          Cache-Control: no-store\r\n{}",
         reply.status,
         reason(reply.status),
@@ -378,11 +430,42 @@ pub fn write_reply(request: tiny_http::Request, reply: Reply) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
+    head
+}
+
+/// Writes an answer on a connection that stays open.
+fn write_answer(
+    request: tiny_http::Request,
+    reply: &Reply,
+    keep_alive: KeepAlive,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let head = reply_head(reply, keep_alive);
     let mut writer = request.into_writer();
-    let _ = writer
-        .write_all(head.as_bytes())
-        .and_then(|()| writer.write_all(&reply.body))
-        .and_then(|()| writer.flush());
+    writer.write_all(head.as_bytes())?;
+    if !head_only {
+        writer.write_all(&reply.body)?;
+    }
+    writer.flush()
+}
+
+/// Writes an answer with `Connection: close`; the connection ends after it. Whatever is left
+/// of the request body is not read: the socket's reading side is shut first, so tiny_http's
+/// drain of the body ends at once instead of waiting for bytes a client may never send.
+fn write_reply_closing(
+    request: tiny_http::Request,
+    socket: &TcpStream,
+    reply: Reply,
+    head_only: bool,
+) -> KeepAlive {
+    let _ = socket.shutdown(std::net::Shutdown::Read);
+    let _ = write_answer(request, &reply, false, head_only);
+    false
+}
+
+/// Answers a request whose connection ends after the answer (an event stream's refusal).
+pub fn write_reply(request: tiny_http::Request, reply: Reply) {
+    let _ = write_answer(request, &reply, false, false);
 }
 
 #[cfg(test)]

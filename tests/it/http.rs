@@ -1,6 +1,7 @@
 //! The HTTP contract (DESIGN §4, §8, §8a): a burst of keep-alive clients all answered
 //! (tiny_http's pool starvation, issue 2 item 10), every error's shape and status, the headers
 //! every response carries, the dashboard's files, and the logs endpoint's `lines` parameter.
+//! Connections themselves (keep-alive, stalled clients, the limit) are in `connections.rs`.
 //!
 //! No route panics on purpose, and no input found reaches a panic, so "a panicking handler
 //! costs one request" is left to the handler's `catch_unwind` and its review.
@@ -135,26 +136,6 @@ fn a_burst_of_50_clients_that_close_after_reading_is_all_answered() {
         "{} of 50 clients not answered within {ANSWER_WAIT:?}: {failures:?}",
         failures.len()
     );
-}
-
-#[test]
-fn an_answer_with_connection_close_is_followed_by_the_close() {
-    // RFC 9112 §9.6: a server that sends `Connection: close` closes the connection after that
-    // response. A keep-alive request must not leave its connection (and a pool thread) open.
-    let dir = TempDir::new("http_close");
-    let tend = Tend::start(&dir, &idle_web());
-    let (status, _, mut stream) = keep_alive_get(&tend.url, "/healthz").expect("GET /healthz");
-    assert_eq!(status, 200);
-    let wait = Duration::from_secs(5);
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let mut rest = Vec::new();
-    match stream.read_to_end(&mut rest) {
-        Ok(_) => assert!(rest.is_empty(), "bytes after the answer: {rest:?}"),
-        Err(e) => panic!(
-            "the connection was still open {wait:?} after an answer with `Connection: close` \
-             ({e})"
-        ),
-    }
 }
 
 /// Asserts a response is the error shape of DESIGN §4 with `status`; returns its `code`.

@@ -16,8 +16,21 @@ const WRITER: &str = "i=0; while [ $i -lt 10000 ]; do echo \"line $i\"; i=$((i+1
     while [ ! -f go ]; do sleep 0.02; done; \
     while [ $i -lt 20000 ]; do echo \"line $i\"; i=$((i+1)); done; exec sleep 1000";
 
-/// The whole log, oldest first, as lines: every rotated file, then the live one.
+/// The whole log, oldest first, as lines: every rotated file, then the live one. A rotation
+/// while the files are read would show some lines twice (or not at all), so the files are read
+/// until two readings in a row agree.
 fn all_lines(tend: &Tend, id: &str) -> Vec<String> {
+    let mut last = read_all_lines(tend, id);
+    loop {
+        let again = read_all_lines(tend, id);
+        if again == last {
+            return again;
+        }
+        last = again;
+    }
+}
+
+fn read_all_lines(tend: &Tend, id: &str) -> Vec<String> {
     let live = tend.log_dir.join(format!("{id}.log"));
     let mut bytes = Vec::new();
     for n in (1..=100).rev() {

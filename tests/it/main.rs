@@ -9,6 +9,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod cli;
+mod connections;
 mod export;
 mod http;
 mod lifecycle;

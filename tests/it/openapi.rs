@@ -69,9 +69,9 @@ fn big_body() -> Vec<u8> {
     body
 }
 
-/// A request whose body never finishes: its handler thread waits for the rest, holding one of
-/// `max_connections`. (tiny_http reads bodies of up to 1 KiB before it hands the request over,
-/// so the body announced is larger.)
+/// A request whose body never finishes: its connection's thread waits for the rest, answering
+/// it, so the connection is never closed to make room. (tiny_http reads bodies of up to 1 KiB
+/// before it hands the request over, so the body announced is larger.)
 fn held_request(tend: &Tend) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", tend.port)).unwrap();
     let head = format!(
@@ -84,21 +84,20 @@ fn held_request(tend: &Tend) -> TcpStream {
     stream
 }
 
-/// With two requests held open on `busy`, a POST to `path` is refused for too many connections.
-/// Probes use `action=bogus`, so one that gets through changes nothing.
-/// A held request that ends early (its read interrupted) is made up for by another.
+/// With `busy`'s two connections held by requests being answered, a POST to `path` is refused
+/// for too many connections. Probes use `action=bogus`, so one that gets through changes
+/// nothing. A probe that arrives while a held request's head is still being read closes that
+/// connection to make room (the rule at the limit) and gets through: a new held request
+/// replaces it, until both are being answered.
 fn past_connection_cap(c: &Ctx, path: &str) -> RawResponse {
     let mut held = vec![held_request(&c.busy), held_request(&c.busy)];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let response = c.busy.request_raw("POST", path, &[], b"");
         if response.0 == 503 || Instant::now() >= deadline {
             return response;
         }
-        if held.len() < 8 {
-            held.push(held_request(&c.busy));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        held.push(held_request(&c.busy));
     }
 }
 

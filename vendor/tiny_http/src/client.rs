@@ -35,25 +35,48 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // tend patch: the bounds of a request head, and the first byte of the next request once
+    // `wait_for_request` has read it.
+    limits: HeadLimits,
+    first_byte: Option<u8>,
 }
 
-// tend patch: bounds on a request head. tiny_http 0.12 reads a head of any size, for any time.
-/// The longest request line or header line accepted (414 or 431 past it).
-const MAX_LINE: usize = 8 * 1024;
-/// The most bytes of one request head (request line and headers; 431 past it).
-const MAX_HEAD: usize = 16 * 1024;
-/// The longest time a client may take to send a whole request head (408 past it), so a client
-/// that drips one byte at a time cannot hold its thread for ever.
-pub(crate) const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+/// tend patch: the bounds of a request head, set by the program that serves the connection.
+/// tiny_http 0.12 reads a head of any size, for any time.
+#[derive(Clone, Copy)]
+pub struct HeadLimits {
+    /// The longest request line (414 past it).
+    pub max_request_line: usize,
+    /// The most bytes of all header lines, each counted with its CRLF (431 past it).
+    pub max_header_bytes: usize,
+    /// The longest time from the first byte of a request to the end of its head (408 past it),
+    /// so a client that drips one byte at a time cannot hold its thread for ever.
+    pub head_deadline: Duration,
+    /// The whole answer (status line, headers, body) to each error tiny_http answers itself:
+    /// 400, 408, 414, 417, 431, 505. The connection closes after it.
+    pub refusal: fn(u16) -> Vec<u8>,
+}
+
+impl Default for HeadLimits {
+    fn default() -> HeadLimits {
+        HeadLimits {
+            max_request_line: usize::MAX,
+            max_header_bytes: usize::MAX,
+            head_deadline: Duration::MAX,
+            refusal: |status| format!("HTTP/1.1 {status} \r\nContent-Length: 0\r\n\r\n").into_bytes(),
+        }
+    }
+}
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
-    /// tend patch: the request line is over MAX_LINE.
+    /// tend patch: the request line is over `max_request_line`.
     UriTooLong,
-    /// tend patch: a header line, or the head, is over MAX_LINE / MAX_HEAD.
+    /// tend patch: the headers are over `max_header_bytes`.
     HeadTooLarge,
-    /// tend patch: the head did not arrive within HEAD_DEADLINE (or the socket timed out).
+    /// tend patch: the head did not arrive within `head_deadline` (or the socket timed out).
     HeadTimeout,
     WrongRequestLine,
     WrongHeader(HTTPVersion),
@@ -81,6 +104,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits: HeadLimits::default(),
+            first_byte: None,
         }
     }
 
@@ -107,7 +132,10 @@ impl ClientConnection {
             if Instant::now() > deadline {
                 return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
             }
-            let byte = self.next_header_source.by_ref().bytes().next();
+            let byte = match self.first_byte.take() {
+                Some(first) => Some(Ok(first)),
+                None => self.next_header_source.by_ref().bytes().next(),
+            };
 
             let byte = match byte {
                 Some(b) => b?,
@@ -130,20 +158,22 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         // tend patch: the head must arrive within a deadline and a size.
-        let deadline = Instant::now() + HEAD_DEADLINE;
+        let limits = self.limits;
+        let deadline = Instant::now()
+            .checked_add(limits.head_deadline)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
         let head_error = |e: IoError, too_long: fn() -> ReadError| match e.kind() {
             ErrorKind::InvalidData => too_long(),
             ErrorKind::TimedOut | ErrorKind::WouldBlock => ReadError::HeadTimeout,
             _ => ReadError::ReadIoError(e),
         };
-        let mut head_bytes = 0;
+        let mut header_bytes = 0;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
                 let line = self
-                    .read_next_line(MAX_LINE, deadline)
+                    .read_next_line(limits.max_request_line, deadline)
                     .map_err(|e| head_error(e, || ReadError::UriTooLong))?;
-                head_bytes += line.len();
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -155,14 +185,14 @@ impl ClientConnection {
                 let mut headers = Vec::new();
                 loop {
                     let line = self
-                        .read_next_line(MAX_LINE, deadline)
+                        .read_next_line(limits.max_header_bytes, deadline)
                         .map_err(|e| head_error(e, || ReadError::HeadTooLarge))?;
 
                     if line.is_empty() {
                         break;
                     };
-                    head_bytes += line.len() + 2;
-                    if head_bytes > MAX_HEAD {
+                    header_bytes += line.len() + 2;
+                    if header_bytes > limits.max_header_bytes {
                         return Err(ReadError::HeadTooLarge);
                     }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
@@ -217,8 +247,6 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
@@ -227,17 +255,14 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
-                // tend patch: answer an oversized or too slow head, then close.
+                // tend patch: every error tiny_http answers itself is answered with the bytes
+                // the serving program gave (`HeadLimits::refusal`), then the connection closes
+                // (we don't know where the next request would start).
                 Err(ReadError::UriTooLong) => return self.refuse(414),
                 Err(ReadError::HeadTooLarge) => return self.refuse(431),
                 Err(ReadError::HeadTimeout) => return self.refuse(408),
-                // tend patch: every error tiny_http answers itself carries tend's security
-                // headers (see `refuse`); the connection then closes, as upstream did.
                 Err(ReadError::WrongRequestLine) | Err(ReadError::WrongHeader(_)) => {
                     return self.refuse(400)
-                }
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    return self.refuse(408)
                 }
                 Err(ReadError::ExpectationFailed(_)) => return self.refuse(417),
                 Err(ReadError::ReadIoError(_)) => return None,
@@ -247,6 +272,7 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
+                drop(rq);
                 return self.refuse(505);
             }
 
@@ -270,11 +296,6 @@ impl Iterator for ClientConnection {
                 None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
                 _ => (),
             };
-            // tend patch: one request per connection. tend answers every request with
-            // `Connection: close`; without this, the connection's pool thread would wait for a
-            // second request the client will not send, pinned until the client hangs up, and
-            // new connections could queue behind such threads and never be read.
-            self.no_more_requests = true;
 
             // returning the request
             return Some(rq);
@@ -283,29 +304,64 @@ impl Iterator for ClientConnection {
 }
 
 impl ClientConnection {
-    /// tend patch: writes an empty error response with tend's security headers (DESIGN §8:
-    /// headers on every response) and ends the connection.
+    /// tend patch: writes the serving program's answer to an error tiny_http found itself, and
+    /// ends the connection.
     fn refuse(&mut self, status: u16) -> Option<Request> {
-        use crate::{Response, StatusCode};
-        const HEADERS: &[&str] = &[
-            "Content-Type: text/plain",
-            "Connection: close",
-            "Cache-Control: no-store",
-            "X-Content-Type-Options: nosniff",
-            "X-Frame-Options: DENY",
-            "Referrer-Policy: no-referrer",
-            "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'",
-        ];
-        if let Some(writer) = self.sink.next() {
-            let mut response = Response::new_empty(StatusCode(status));
-            for header in HEADERS {
-                if let Ok(header) = header.parse::<crate::Header>() {
-                    response.add_header(header);
-                }
-            }
-            response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
+        use std::io::Write;
+        self.no_more_requests = true;
+        if let Some(mut writer) = self.sink.next() {
+            let answer = (self.limits.refusal)(status);
+            writer.write_all(&answer).and_then(|()| writer.flush()).ok();
         }
         None
+    }
+}
+
+/// tend patch: the requests of one connection, read by the thread that serves it. tiny_http's
+/// `Server` hands connections to a shared pool of threads; a program that gives each connection
+/// a thread of its own (so no connection can delay another) reads them through this.
+pub struct RequestStream {
+    connection: ClientConnection,
+}
+
+impl RequestStream {
+    /// Reads requests from `stream` within `limits`. The stream's socket timeouts are the
+    /// caller's: `wait_for_request` waits at most its read timeout.
+    pub fn new(stream: std::net::TcpStream, limits: HeadLimits) -> RequestStream {
+        let (read, write) = RefinedTcpStream::new(crate::connection::Connection::from(stream));
+        let mut connection = ClientConnection::new(write, read);
+        connection.limits = limits;
+        RequestStream { connection }
+    }
+
+    /// Waits for the first byte of the next request (a pipelined one may already be buffered).
+    /// False when none comes: the client closed the connection, asked for it to close after the
+    /// last request, or stayed silent for the socket's read timeout.
+    pub fn wait_for_request(&mut self) -> bool {
+        let connection = &mut self.connection;
+        if connection.no_more_requests {
+            return false;
+        }
+        if connection.first_byte.is_some() {
+            return true;
+        }
+        let mut byte = [0u8];
+        loop {
+            match connection.next_header_source.read(&mut byte) {
+                Ok(1) => {
+                    connection.first_byte = Some(byte[0]);
+                    return true;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Reads the rest of the next request's head. None when the connection must end; an error
+    /// in the head has then been answered with `HeadLimits::refusal`.
+    pub fn next_request(&mut self) -> Option<Request> {
+        self.connection.next()
     }
 }
 

@@ -95,24 +95,6 @@ impl Connection {
         }
     }
 
-    /// tend patch: bounds every read and write on an accepted connection, so a silent client
-    /// or one that stopped reading frees its thread. TCP_NODELAY sends small responses and
-    /// server-sent events at once instead of waiting for more data (Nagle).
-    pub(crate) fn set_timeouts(&self, timeout: std::time::Duration) -> std::io::Result<()> {
-        match self {
-            Self::Tcp(s) => {
-                s.set_read_timeout(Some(timeout))?;
-                s.set_write_timeout(Some(timeout))?;
-                s.set_nodelay(true)
-            }
-            #[cfg(unix)]
-            Self::Unix(s) => {
-                s.set_read_timeout(Some(timeout))?;
-                s.set_write_timeout(Some(timeout))
-            }
-        }
-    }
-
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

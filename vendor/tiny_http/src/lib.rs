@@ -113,6 +113,8 @@ use connection::Connection;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
+// tend patch: a connection served by a thread of the program's own (see client.rs).
+pub use client::{HeadLimits, RequestStream};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
@@ -245,31 +247,6 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_limit(listener, ssl_config, usize::MAX)
-    }
-
-    /// tend patch: like `http`, with at most `max_connections` connections still sending their
-    /// request at once. Past it, the connection that has waited longest is closed to make room:
-    /// a legitimate request arrives in milliseconds and is never the oldest, while a flood of
-    /// silent or dripping connections evicts itself, so it costs neither unbounded threads nor
-    /// the API's availability.
-    pub fn http_with_limit<A>(
-        addr: A,
-        max_connections: usize,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
-        Self::from_listener_with_limit(listener, None, max_connections)
-    }
-
-    fn from_listener_with_limit<L: Into<Listener>>(
-        listener: L,
-        ssl_config: Option<SslConfig>,
-        max_connections: usize,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let open_connections = Arc::new(std::sync::Mutex::new(OpenConnections::default()));
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -321,14 +298,6 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
-                        // tend patch: the connection limit (see `http_with_limit`).
-                        OpenConnections::make_room(&open_connections, max_connections);
-                        let handle = sock.try_clone().ok();
-                        // tend patch: no connection may block its thread for ever.
-                        if let Err(e) = sock.set_timeouts(client::HEAD_DEADLINE) {
-                            log::debug!("Cannot set socket timeouts: {}", e);
-                            continue;
-                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -346,18 +315,16 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok((ClientConnection::new(write_closable, read_closable), handle))
+                        Ok(ClientConnection::new(write_closable, read_closable))
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
-                    Ok((client, handle)) => {
+                    Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
-                        let open = OpenConnection::new(&open_connections, handle);
                         tasks_pool.spawn(Box::new(move || {
-                            let _open = &open;
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
@@ -375,12 +342,10 @@ impl Server {
                         }));
                     }
 
-                    // tend patch: an accept error (a client that reset before accept, or no file
-                    // descriptor left) is the failure of one connection, not of the server: go
-                    // on accepting, pausing briefly so a lasting EMFILE does not spin.
                     Err(e) => {
-                        log::warn!("Error accepting new client: {}", e);
-                        thread::sleep(std::time::Duration::from_millis(10));
+                        log::error!("Error accepting new client: {}", e);
+                        inside_messages.push(e.into());
+                        break;
                     }
                 }
             }
@@ -454,60 +419,6 @@ impl Iterator for IncomingRequests<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
         self.server.recv().ok()
-    }
-}
-
-/// tend patch: the connections still sending their request, oldest first, each with a handle
-/// to close it early.
-#[derive(Default)]
-struct OpenConnections {
-    next_id: u64,
-    list: std::collections::VecDeque<(u64, Option<connection::Connection>)>,
-}
-
-impl OpenConnections {
-    /// Closes the oldest connections until a new one fits under `limit`.
-    fn make_room(open: &std::sync::Mutex<OpenConnections>, limit: usize) {
-        let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
-        while open.list.len() >= limit.max(1) {
-            match open.list.pop_front() {
-                Some((_, Some(oldest))) => {
-                    log::debug!("Connection limit reached: closing the oldest waiting connection");
-                    let _ = oldest.shutdown(std::net::Shutdown::Both);
-                }
-                Some((_, None)) => {}
-                None => break,
-            }
-        }
-    }
-}
-
-/// tend patch: registers a connection from accept until its request has been handed over (or
-/// it failed), including while its task waits in the pool's queue.
-struct OpenConnection {
-    id: u64,
-    open: Arc<std::sync::Mutex<OpenConnections>>,
-}
-
-impl OpenConnection {
-    fn new(
-        open: &Arc<std::sync::Mutex<OpenConnections>>,
-        handle: Option<connection::Connection>,
-    ) -> OpenConnection {
-        let mut list = open.lock().unwrap_or_else(|p| p.into_inner());
-        let id = list.next_id;
-        list.next_id += 1;
-        list.list.push_back((id, handle));
-        OpenConnection { id, open: open.clone() }
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        let mut list = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(at) = list.list.iter().position(|(id, _)| *id == self.id) {
-            list.list.remove(at);
-        }
     }
 }
 

@@ -65,11 +65,13 @@ where
 {
     fn drop(&mut self) {
         let mut remaining_to_read = self.size;
+        // tend patch: a fixed buffer. Upstream allocated the whole remainder at once, so one
+        // request that claimed a Content-Length of 100 TB aborted the process.
+        let mut buf = [0u8; 8 * 1024];
 
         while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
-
-            match self.reader.read(&mut buf) {
+            let want = remaining_to_read.min(buf.len());
+            match self.reader.read(&mut buf[..want]) {
                 Err(e) => {
                     self.last_read_signal.send(Err(e)).ok();
                     break;
