@@ -130,7 +130,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
         .map(|arg| {
             arg.into_string().map_err(|bad| {
                 usage(format!(
-                    "argument '{}' is not valid UTF-8",
+                    "argument '{}' is not valid UTF-8; see `tend help`",
                     bad.to_string_lossy()
                 ))
             })
@@ -350,7 +350,7 @@ impl Parser {
                     let addr = value.parse::<SocketAddr>().map_err(|_| {
                         usage(format!(
                             "invalid --listen address '{value}': expected IP:PORT such as \
-                             127.0.0.1:7070"
+                             127.0.0.1:7070; see `tend help up`"
                         ))
                     })?;
                     options.listen = Some(addr);
@@ -400,7 +400,8 @@ impl Parser {
             (false, false) => Target::Ids(ids),
             (true, false) => {
                 return Err(usage(format!(
-                    "`tend {command}` takes server ids or --all, not both"
+                    "`tend {command}` takes server ids or --all, not both; see \
+                     `tend help {command}`"
                 )));
             }
             (false, true) => {
@@ -560,7 +561,8 @@ fn split_flag(word: &str) -> (&str, Option<String>) {
 fn parse_number<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, Error> {
     value.parse::<T>().map_err(|_| {
         usage(format!(
-            "invalid value '{value}' for {option}: expected a whole number in range"
+            "invalid value '{value}' for {option}: expected a whole number in range; see \
+             `tend help`"
         ))
     })
 }
@@ -990,6 +992,12 @@ mod tests {
         ];
         for (line, needles) in table {
             let message = usage_error(line);
+            // `main` adds no hint of its own: each message carries exactly one (issue 10).
+            assert_eq!(
+                message.matches("tend help").count(),
+                1,
+                "{line:?}: {message:?} should point at help once"
+            );
             for needle in needles {
                 assert!(
                     message.contains(needle),

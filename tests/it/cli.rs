@@ -366,3 +366,36 @@ fn cli_unreachable_url_is_a_clear_error() {
     assert!(err.contains(&url) && err.contains("cannot reach"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+// See: issue 10 (`tend bogus` printed its "see `tend help`" hint twice).
+#[test]
+fn cli_usage_errors_point_at_help_once() {
+    for args in [
+        vec!["bogus"],
+        vec!["--bogus", "status"],
+        vec!["start"],
+        vec!["stop", "a", "--all"],
+        vec!["up", "--listen", "localhost"],
+        vec!["logs", "web", "-n", "many"],
+    ] {
+        let out = Command::new(tend_bin())
+            .args(&args)
+            .env_remove("TEND_URL")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "tend {args:?}: {}",
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert_eq!(
+            err.matches("tend help").count(),
+            1,
+            "tend {args:?} should point at help once:\n{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "tend {args:?}:\n{err}");
+        assert!(err.starts_with("tend: "), "{err}");
+    }
+}
