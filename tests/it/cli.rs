@@ -399,3 +399,42 @@ fn cli_usage_errors_point_at_help_once() {
         assert!(err.starts_with("tend: "), "{err}");
     }
 }
+
+// See: issue 10 (a bad depends_on entry was reported at the server object, 5:5).
+#[test]
+fn cli_check_puts_a_bad_depends_on_at_its_entry() {
+    let dir = TempDir::new("cli_check_depends_on");
+    let text = "{\n  \"servers\": [\n    {\"id\": \"db\", \"command\": \"sleep 1\"},\n    \
+                {\"id\": \"web\", \"command\": \"sleep 1\",\n     \"depends_on\": [\"db\", \
+                \"dbb\", \"web\"]}\n  ]\n}\n";
+    let config = dir.write("tend.json", text);
+    let out = Command::new(tend_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let at = |needle: &str| -> (usize, usize) {
+        let line = err
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no error about {needle} in:\n{err}"));
+        let rest = line.split_once("tend.json:").unwrap().1;
+        let mut parts = rest.split(':');
+        let line_no = parts.next().unwrap().parse().unwrap();
+        let col = parts.next().unwrap().parse().unwrap();
+        (line_no, col)
+    };
+    // Line 5 is `     "depends_on": ["db", "dbb", "web"]}`: the entries start at 27 and 34.
+    let source_line = text.lines().nth(4).unwrap();
+    assert_eq!(
+        source_line.find("\"dbb\"").unwrap() + 1,
+        27,
+        "{source_line}"
+    );
+    assert_eq!(at("'dbb'"), (5, 27), "{err}");
+    assert!(err.contains("did you mean 'db'"), "{err}");
+    assert_eq!(at("itself"), (5, 34), "{err}");
+}
