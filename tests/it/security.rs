@@ -531,6 +531,14 @@ fn the_cli_sends_the_token_from_the_file_or_tend_token_and_fails_clearly_without
             "{what}: the error does not say how to pass a token: {}",
             describe(&out)
         );
+        // See: issue 10 (the hint came twice: the API's words, then the CLI's).
+        assert_eq!(
+            stderr.matches("TEND_TOKEN").count(),
+            1,
+            "{what}: the token hint should be given once: {}",
+            describe(&out)
+        );
+        assert_eq!(stderr.lines().count(), 1, "{what}: {}", describe(&out));
         assert!(
             !stderr.contains(&token),
             "{what}: the error leaks the token"
