@@ -23,3 +23,4 @@ mod sse;
 mod state;
 mod stop;
 mod support;
+mod wait;
