@@ -753,15 +753,19 @@ Writes the config for another supervisor; nothing is started.
 
 systemd: one tend-<folder>-<id>.service per server and a tend-<folder>.target that wants
 the autostart ones (<folder> is the config's folder name). Program names are resolved
-through PATH now, since a unit needs an absolute path. Without --out the units go to stdout,
-each after a `# ---- NAME ----` line. Install with `systemctl link` (see README).
+through PATH now, since a unit needs an absolute path. Each service reads its whole
+environment from one tend-<folder>-<id>.env beside it (mode 0600): what tend gives the
+server, merged in tend's order (PATH as it is now, TEND_SERVER_ID, TEND_BIN, the env_file
+with its `export` lines, then env), read now: export again after editing them. Without
+--out the units and env files go to stdout, each after a `# ---- NAME ----` line, naming
+the env files as `--out .` would write them. Install with `systemctl link` (see README).
 
 procfile: `id: command` lines for foreman, honcho or tend; what a Procfile cannot carry
 (restart policy, ports, depends_on, cwd, env) is kept as comments.
 
 Options:
   --user            units for `systemctl --user` (no User=, wanted by default.target)
-  --out DIR         write one file per unit into DIR (created if missing)
+  --out DIR         write one file per unit and env file into DIR (created if missing)
   --config FILE     config file (default: ./tend.json)
 ";
 
