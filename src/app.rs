@@ -34,7 +34,7 @@ pub fn load_config(explicit: Option<&Path>, port: Option<u16>) -> Result<Config,
         if port.is_some() {
             return Err(Error::Usage(format!(
                 "--port sets the base PORT of Procfile entries, and {} is not a Procfile \
-                 (a JSON config gives each server its ports itself)",
+                 (a JSON config gives each server its ports itself); see `tend help up`",
                 path.display()
             )));
         }

@@ -30,8 +30,14 @@ pub enum Command {
     Check,
     /// `tend status` (alias `ps`).
     Status { json: bool },
-    /// `tend start|stop|restart ID...|--all`.
-    Act { action: Action, target: Target },
+    /// `tend start|stop|restart ID...|--all [--wait] [--timeout S] [--no-wait]`.
+    Act {
+        action: Action,
+        target: Target,
+        /// How long to wait for each server to get where it was sent (running, or stopped);
+        /// `None` (`--no-wait`): return once tend has acted.
+        wait: Option<Duration>,
+    },
     /// `tend logs ID [-n N] [-f]`.
     Logs {
         id: String,
@@ -108,6 +114,11 @@ impl Default for ServeOptions {
 /// Default of `tend logs -n`, the same as the API's.
 pub const DEFAULT_LOG_LINES: usize = 200;
 
+/// Default of `tend start|stop|restart --timeout`: above the default `start_timeout_ms` (30 s,
+/// after which a server that has not opened its ports is `unhealthy`, a failure) and the default
+/// `stop_timeout_ms` (5 s), so the common failures are named by tend rather than by the clock.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The commands `tend help` lists (and accepts as topics), with their aliases.
 const COMMANDS: [&str; 11] = [
     "up",
@@ -130,7 +141,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
         .map(|arg| {
             arg.into_string().map_err(|bad| {
                 usage(format!(
-                    "argument '{}' is not valid UTF-8",
+                    "argument '{}' is not valid UTF-8; see `tend help`",
                     bad.to_string_lossy()
                 ))
             })
@@ -350,7 +361,7 @@ impl Parser {
                     let addr = value.parse::<SocketAddr>().map_err(|_| {
                         usage(format!(
                             "invalid --listen address '{value}': expected IP:PORT such as \
-                             127.0.0.1:7070"
+                             127.0.0.1:7070; see `tend help up`"
                         ))
                     })?;
                     options.listen = Some(addr);
@@ -385,22 +396,38 @@ impl Parser {
         let command = action.as_str();
         let mut all = false;
         let mut ids = Vec::new();
+        let mut no_wait = false;
+        let mut timeout = None;
         while let Some(arg) = self.next_arg()? {
             match arg {
-                Arg::Flag {
-                    ref name,
-                    inline: None,
-                } if name == "--all" || name == "-a" => all = true,
+                Arg::Flag { name, inline } => match name.as_str() {
+                    "--all" | "-a" if inline.is_none() => all = true,
+                    // Waiting is the default; `--wait` is accepted for scripts that say so.
+                    "--wait" if inline.is_none() => {}
+                    "--no-wait" if inline.is_none() => no_wait = true,
+                    "--timeout" => {
+                        let value = self.value(&name, inline)?;
+                        timeout = Some(parse_seconds(&name, &value, command)?);
+                    }
+                    _ => return Err(unexpected(command, Arg::Flag { name, inline })),
+                },
                 Arg::Positional(id) => ids.push(id),
-                other => return Err(unexpected(command, other)),
             }
         }
+        if no_wait && timeout.is_some() {
+            return Err(usage(format!(
+                "`tend {command}` takes --no-wait or --timeout, not both; see \
+                 `tend help {command}`"
+            )));
+        }
+        let wait = (!no_wait).then(|| timeout.unwrap_or(DEFAULT_WAIT_TIMEOUT));
         let target = match (all, ids.is_empty()) {
             (true, true) => Target::All,
             (false, false) => Target::Ids(ids),
             (true, false) => {
                 return Err(usage(format!(
-                    "`tend {command}` takes server ids or --all, not both"
+                    "`tend {command}` takes server ids or --all, not both; see \
+                     `tend help {command}`"
                 )));
             }
             (false, true) => {
@@ -410,7 +437,11 @@ impl Parser {
                 )));
             }
         };
-        Ok(Command::Act { action, target })
+        Ok(Command::Act {
+            action,
+            target,
+            wait,
+        })
     }
 
     fn parse_logs(&mut self) -> Result<Command, Error> {
@@ -560,9 +591,21 @@ fn split_flag(word: &str) -> (&str, Option<String>) {
 fn parse_number<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, Error> {
     value.parse::<T>().map_err(|_| {
         usage(format!(
-            "invalid value '{value}' for {option}: expected a whole number in range"
+            "invalid value '{value}' for {option}: expected a whole number in range; see \
+             `tend help`"
         ))
     })
+}
+
+/// A positive number of seconds, whole or not (`30`, `2.5`), up to a day.
+fn parse_seconds(option: &str, value: &str, command: &str) -> Result<Duration, Error> {
+    match value.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(Duration::from_secs_f64(seconds)),
+        _ => Err(usage(format!(
+            "invalid value '{value}' for {option}: expected seconds above 0 (such as 30 or \
+             2.5), at most a day; see `tend help {command}`"
+        ))),
+    }
 }
 
 /// The error for a word a command does not take.
@@ -594,9 +637,12 @@ Commands:
   check                   validate the config (tend.json, or a Procfile and its .env);
                           exit 1 with file:line:col and reason
   status [--json]         show every server (alias: ps)
-  start ID...|--all       start servers
-  stop ID...|--all        stop servers
-  restart ID...|--all     restart servers (a stopped one is started)
+  start ID...|--all [--timeout S] [--no-wait]
+                          start servers; waits until they are running
+  stop ID...|--all [--timeout S] [--no-wait]
+                          stop servers; waits until they are stopped
+  restart ID...|--all [--timeout S] [--no-wait]
+                          restart servers (a stopped one is started); waits as start
   logs ID [-n N] [-f]     print a server's last N log lines (default 200); -f follows
   kill-orphan ID          kill the orphan process that holds ID's port
   export systemd [--user] [--out DIR] | export procfile
@@ -656,16 +702,25 @@ Options:
 ";
 
 const HELP_ACT: &str = "\
-Usage: tend start ID...|--all
-       tend stop ID...|--all
-       tend restart ID...|--all
+Usage: tend start ID...|--all [--wait] [--timeout S] [--no-wait]
+       tend stop ID...|--all [--wait] [--timeout S] [--no-wait]
+       tend restart ID...|--all [--wait] [--timeout S] [--no-wait]
 
 Acts on the named servers in the order given, stopping at the first error, or on all of
-them (in dependency order) with --all. Prints one line per server. Exits non-zero with the
-API's error on failure. Restarting a stopped server starts it.
+them (in dependency order) with --all. Restarting a stopped server starts it.
+
+By default each command waits, as supervisorctl and systemctl do, so that
+`tend restart db && psql …` works: start and restart return once the server is running
+(alive, and every configured port open), stop once it is stopped. It exits non-zero,
+saying why, if the server crashed, went fatal, exited or unhealthy (a port still closed
+after start_timeout_ms) first, or if the timeout passed. Prints one line per server.
+Exits non-zero with the API's error if tend refuses the action.
 
 Options:
   -a, --all         act on every server
+  --wait            wait (the default)
+  --timeout S       how long to wait for each server, in seconds (default 60; 2.5 is fine)
+  --no-wait         return as soon as tend has acted (the server may still be starting)
   --url URL         the running tend (default: $TEND_URL, else the config's listen)
 ";
 
@@ -698,15 +753,19 @@ Writes the config for another supervisor; nothing is started.
 
 systemd: one tend-<folder>-<id>.service per server and a tend-<folder>.target that wants
 the autostart ones (<folder> is the config's folder name). Program names are resolved
-through PATH now, since a unit needs an absolute path. Without --out the units go to stdout,
-each after a `# ---- NAME ----` line. Install with `systemctl link` (see README).
+through PATH now, since a unit needs an absolute path. Each service reads its whole
+environment from one tend-<folder>-<id>.env beside it (mode 0600): what tend gives the
+server, merged in tend's order (PATH as it is now, TEND_SERVER_ID, TEND_BIN, the env_file
+with its `export` lines, then env), read now: export again after editing them. Without
+--out the units and env files go to stdout, each after a `# ---- NAME ----` line, naming
+the env files as `--out .` would write them. Install with `systemctl link` (see README).
 
 procfile: `id: command` lines for foreman, honcho or tend; what a Procfile cannot carry
 (restart policy, ports, depends_on, cwd, env) is kept as comments.
 
 Options:
   --user            units for `systemctl --user` (no User=, wanted by default.target)
-  --out DIR         write one file per unit into DIR (created if missing)
+  --out DIR         write one file per unit and env file into DIR (created if missing)
   --config FILE     config file (default: ./tend.json)
 ";
 
@@ -781,6 +840,7 @@ mod tests {
                 Command::Act {
                     action: Action::Start,
                     target: ids(&["web"]),
+                    wait: Some(DEFAULT_WAIT_TIMEOUT),
                 },
             ),
             (
@@ -788,6 +848,7 @@ mod tests {
                 Command::Act {
                     action: Action::Stop,
                     target: ids(&["web", "db"]),
+                    wait: Some(DEFAULT_WAIT_TIMEOUT),
                 },
             ),
             (
@@ -795,6 +856,31 @@ mod tests {
                 Command::Act {
                     action: Action::Restart,
                     target: Target::All,
+                    wait: Some(DEFAULT_WAIT_TIMEOUT),
+                },
+            ),
+            (
+                "restart --all --timeout 2.5",
+                Command::Act {
+                    action: Action::Restart,
+                    target: Target::All,
+                    wait: Some(Duration::from_millis(2500)),
+                },
+            ),
+            (
+                "start web --wait --timeout=10",
+                Command::Act {
+                    action: Action::Start,
+                    target: ids(&["web"]),
+                    wait: Some(Duration::from_secs(10)),
+                },
+            ),
+            (
+                "start web --no-wait",
+                Command::Act {
+                    action: Action::Start,
+                    target: ids(&["web"]),
+                    wait: None,
                 },
             ),
             (
@@ -802,6 +888,7 @@ mod tests {
                 Command::Act {
                     action: Action::Stop,
                     target: Target::All,
+                    wait: Some(DEFAULT_WAIT_TIMEOUT),
                 },
             ),
             (
@@ -902,6 +989,7 @@ mod tests {
                 Command::Act {
                     action: Action::Start,
                     target: ids(&["--help"]),
+                    wait: Some(DEFAULT_WAIT_TIMEOUT),
                 },
             ),
             (
@@ -909,6 +997,7 @@ mod tests {
                 Command::Act {
                     action: Action::Stop,
                     target: ids(&["-x"]),
+                    wait: Some(DEFAULT_WAIT_TIMEOUT),
                 },
             ),
             ("serve-demo", Command::Serve(ServeOptions::default())),
@@ -955,14 +1044,15 @@ mod tests {
             cli.command,
             Command::Act {
                 action: Action::Start,
-                target: ids(&["web", "db"])
+                target: ids(&["web", "db"]),
+                wait: Some(DEFAULT_WAIT_TIMEOUT),
             }
         );
     }
 
     #[test]
     fn mistakes_are_usage_errors_naming_the_bad_word() {
-        let table: [(&str, &[&str]); 24] = [
+        let table: [(&str, &[&str]); 29] = [
             ("frobnicate", &["'frobnicate'", "tend help"]),
             ("--bogus status", &["'--bogus'", "tend help"]),
             ("status --bogus", &["'--bogus'", "tend help status"]),
@@ -970,6 +1060,11 @@ mod tests {
             ("status --json=yes", &["'--json'", "no value"]),
             ("start", &["at least one server id", "--all"]),
             ("stop web --all", &["not both"]),
+            ("start web --no-wait --timeout 5", &["not both"]),
+            ("start web --timeout 0", &["'0'", "seconds"]),
+            ("start web --timeout soon", &["'soon'", "seconds"]),
+            ("restart web --timeout", &["'--timeout' needs a value"]),
+            ("stop web --no-wait=yes", &["'--no-wait'", "no value"]),
             ("logs", &["needs a server id"]),
             ("logs web db", &["'db'"]),
             ("logs web -n", &["'-n' needs a value"]),
@@ -990,6 +1085,12 @@ mod tests {
         ];
         for (line, needles) in table {
             let message = usage_error(line);
+            // `main` adds no hint of its own: each message carries exactly one (issue 10).
+            assert_eq!(
+                message.matches("tend help").count(),
+                1,
+                "{line:?}: {message:?} should point at help once"
+            );
             for needle in needles {
                 assert!(
                     message.contains(needle),

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod wait;
+
 use crate::cli::{Action, Cli, Command, Target};
 use crate::config;
 use crate::error::{Context, Error};
@@ -185,8 +187,29 @@ impl Api {
         if (200..300).contains(&status) {
             Ok(text)
         } else {
-            Err(api_error(status, &text))
+            Err(self.error(status, &text))
         }
+    }
+
+    /// A non-2xx answer as an error. A 401 gets the CLI's own words instead of the API's,
+    /// which speak of headers a CLI user never writes, so the token hint is given once.
+    fn error(&self, status: u16, body: &str) -> Error {
+        if status != 401 {
+            return api_error(status, body);
+        }
+        let message = match self.token {
+            None => format!(
+                "tend at {} needs a token, and none was found: set TEND_TOKEN, or run this \
+                 where the `token` file beside tend's state file is readable",
+                self.base
+            ),
+            Some(_) => format!(
+                "tend at {} refused the token it was sent: set TEND_TOKEN to the one `tend up` \
+                 uses (the `token` file beside its state file)",
+                self.base
+            ),
+        };
+        Error::Api { status, message }
     }
 
     /// Parses a 2xx body as `T`, naming the request in the error.
@@ -212,6 +235,15 @@ impl Api {
         last_event_id: Option<&str>,
     ) -> Result<Response<BufReader<TcpStream>>, Error> {
         let path = format!("/api/events?logs={}", encode_component(id));
+        self.open_event_stream(&path, last_event_id)
+    }
+
+    /// Opens an event stream (`path` is `/api/events` with any query); a refusal is an error.
+    fn open_event_stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Response<BufReader<TcpStream>>, Error> {
         let mut headers = vec![("Accept", "text/event-stream")];
         if let Some(last) = last_event_id {
             headers.push(("Last-Event-ID", last));
@@ -219,14 +251,14 @@ impl Api {
         let mut response = send(
             &self.base,
             "GET",
-            &path,
+            path,
             None,
             self.token.as_deref(),
             &headers,
         )?;
         if !(200..300).contains(&response.status) {
             let text = response.read_text(&self.base)?;
-            return Err(api_error(response.status, &text));
+            return Err(self.error(response.status, &text));
         }
         Ok(response)
     }
@@ -293,7 +325,7 @@ struct ErrorBody {
 
 /// Turns a non-2xx answer into `Error::Api` with the API's own words.
 fn api_error(status: u16, body: &str) -> Error {
-    let mut message = match serde_json::from_str::<ErrorBody>(body) {
+    let message = match serde_json::from_str::<ErrorBody>(body) {
         Ok(parsed) => parsed.error,
         Err(_) => {
             let snippet: String = body.trim().chars().take(200).collect();
@@ -304,12 +336,6 @@ fn api_error(status: u16, body: &str) -> Error {
             }
         }
     };
-    if status == 401 {
-        message.push_str(
-            " (set TEND_TOKEN, or run this where the `token` file beside tend's state file is \
-             readable)",
-        );
-    }
     Error::Api { status, message }
 }
 
@@ -368,7 +394,11 @@ fn execute(
             let rows: Vec<ServerRow> = api.call_json("GET", "/api/servers", None)?;
             emit(out, &format_table(&rows, color))?;
         }
-        Command::Act { action, target } => act(api, *action, target, out)?,
+        Command::Act {
+            action,
+            target,
+            wait,
+        } => act(api, *action, target, *wait, out)?,
         Command::Logs { id, lines, follow } => {
             if *follow {
                 follow_logs(api, id, *lines, out, retry)?;
@@ -418,13 +448,27 @@ struct LogLine {
 }
 
 /// Acts on servers: all at once, or one id after another, stopping at the first error (the
-/// lines of those already done are printed by then).
-fn act(api: &Api, action: Action, target: &Target, out: &mut dyn Write) -> Result<(), Error> {
+/// lines of those already done are printed by then). With `wait`, each server's line comes
+/// once it is running (or stopped), and a server that will not get there is the error.
+fn act(
+    api: &Api,
+    action: Action,
+    target: &Target,
+    wait: Option<Duration>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let settle = |rows: Vec<ServerRow>| -> Result<Vec<ServerRow>, Error> {
+        let Some(timeout) = wait else {
+            return Ok(rows);
+        };
+        let goals: Vec<wait::Goal> = rows.iter().map(|r| wait::Goal::new(action, r)).collect();
+        wait::settle(api, &goals, rows, timeout)
+    };
     match target {
         Target::All => {
             let path = format!("/api/servers?action={}", action.as_str());
             let rows: Vec<ServerRow> = api.call_json("POST", &path, Some("{}"))?;
-            for row in &rows {
+            for row in &settle(rows)? {
                 emit(out, &act_line(row))?;
             }
         }
@@ -436,7 +480,9 @@ fn act(api: &Api, action: Action, target: &Target, out: &mut dyn Write) -> Resul
                     action.as_str()
                 );
                 let row: ServerRow = api.call_json("POST", &path, Some("{}"))?;
-                emit(out, &act_line(&row))?;
+                for row in &settle(vec![row])? {
+                    emit(out, &act_line(row))?;
+                }
                 out.flush().context("writing to stdout")?;
             }
         }
@@ -557,6 +603,17 @@ fn encode_component(text: &str) -> String {
 struct Response<R> {
     status: u16,
     body: Body<R>,
+}
+
+impl Response<BufReader<TcpStream>> {
+    /// A second handle of the connection, for changing its timeouts while the body is borrowed.
+    fn socket(&self) -> Result<TcpStream, Error> {
+        self.body
+            .inner
+            .get_ref()
+            .try_clone()
+            .context("duplicating the connection to tend")
+    }
 }
 
 impl<R: BufRead> Response<R> {
@@ -1007,7 +1064,7 @@ impl SseParser {
 
 /// The fields of a server object (DESIGN §4) the CLI shows; missing ones default, unknown
 /// ones are ignored, so a newer tend still works with an older CLI.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct ServerRow {
     id: String,
@@ -1015,6 +1072,8 @@ struct ServerRow {
     pid: Option<u32>,
     uptime_ms: Option<u64>,
     restarts: u32,
+    exit_code: Option<i32>,
+    exit_signal: Option<String>,
     ports: Vec<PortRow>,
     orphaned: bool,
     orphaned_pid: Option<u32>,
@@ -1024,7 +1083,7 @@ struct ServerRow {
     last_error: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct PortRow {
     port: u16,
@@ -1417,12 +1476,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let unauthorized = api_error(401, r#"{"error":"missing token","code":"unauthorized"}"#);
-        assert!(
-            unauthorized
-                .to_string()
-                .starts_with("missing token (set TEND_TOKEN")
-        );
     }
 
     // --- SSE --------------------------------------------------------------------------------
@@ -1830,6 +1883,7 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
             Command::Act {
                 action: Action::Start,
                 target,
+                wait: Some(Duration::from_secs(5)),
             },
         );
         match result {
@@ -1866,6 +1920,7 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
         let command = Command::Act {
             action: Action::Stop,
             target: Target::All,
+            wait: Some(Duration::from_secs(5)),
         };
         let (result, out) = run_command(&api(url, None), command);
         assert!(result.is_ok());
@@ -1901,7 +1956,10 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
             Err(Error::Api {
                 status: 401,
                 message,
-            }) => assert!(message.contains("TEND_TOKEN")),
+            }) => assert!(
+                message.contains("none was found") && message.matches("TEND_TOKEN").count() == 1,
+                "{message}"
+            ),
             other => panic!("{other:?}"),
         }
         assert_eq!(out, "");

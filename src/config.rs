@@ -697,6 +697,9 @@ struct Problem {
 struct Draft {
     config: ServerConfig,
     at: Pos,
+    /// Where each `depends_on` entry is written, beside `config.depends_on`: a bad entry is
+    /// reported at itself, not at its server (issue 10).
+    depends_at: Vec<Pos>,
     /// "server 'web'", or "servers[2]" when the id is missing or unusable.
     name: String,
     has_valid_id: bool,
@@ -1114,6 +1117,7 @@ impl Checker<'_> {
             self.base_dir,
             at.line,
         );
+        let mut depends_at = Vec::new();
         for (key, value) in object {
             let f = Field::new(&field.path, key, &place);
             match key.as_str() {
@@ -1193,7 +1197,9 @@ impl Checker<'_> {
                         config.retry_fatal = (ms > 0).then(|| Duration::from_millis(ms));
                     }
                 }
-                "depends_on" => config.depends_on = self.depends_on(&f, value),
+                "depends_on" => {
+                    (config.depends_on, depends_at) = self.depends_on(&f, value).into_iter().unzip()
+                }
                 _ => self.unknown_key(&f.path, key, &place, SERVER_KEYS),
             }
         }
@@ -1205,6 +1211,7 @@ impl Checker<'_> {
         Some(Draft {
             config,
             at,
+            depends_at,
             name,
             has_valid_id,
         })
@@ -1326,8 +1333,9 @@ impl Checker<'_> {
         signal
     }
 
-    fn depends_on(&mut self, field: &Field, value: &Value) -> Vec<String> {
-        let mut ids: Vec<String> = Vec::new();
+    /// The ids of `depends_on`, each with where it is written.
+    fn depends_on(&mut self, field: &Field, value: &Value) -> Vec<(String, Pos)> {
+        let mut ids: Vec<(String, Pos)> = Vec::new();
         let Value::Array(items) = value else {
             self.wrong_type::<()>(field, "an array of server ids", value);
             return ids;
@@ -1337,10 +1345,10 @@ impl Checker<'_> {
             let Some(id) = self.string(&entry, item) else {
                 continue;
             };
-            if ids.iter().any(|known| known == id) {
+            if ids.iter().any(|(known, _)| known == id) {
                 self.fail_field(&entry, format!("{} is listed twice", quoted(id)));
             } else {
-                ids.push(id.to_string());
+                ids.push((id.to_string(), self.value_at(&entry.path)));
             }
         }
         ids
@@ -1386,9 +1394,9 @@ impl Checker<'_> {
         }
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); drafts.len()];
         for (i, draft) in drafts.iter().enumerate() {
-            for dep in &draft.config.depends_on {
+            for (dep, &at) in draft.config.depends_on.iter().zip(&draft.depends_at) {
                 if draft.has_valid_id && *dep == draft.config.id {
-                    self.fail(draft.at, format!("{} depends on itself", draft.name));
+                    self.fail(at, format!("{} depends on itself", draft.name));
                 } else if let Some(&target) = node_of.get(dep.as_str()) {
                     if node_of.get(draft.config.id.as_str()) == Some(&i) {
                         edges[i].push(target);
@@ -1402,7 +1410,7 @@ impl Checker<'_> {
                     if let Some(near) = closest(dep, node_of.keys().copied()) {
                         message.push_str(&format!("; did you mean '{near}'?"));
                     }
-                    self.fail(draft.at, message);
+                    self.fail(at, message);
                 }
             }
         }
@@ -1421,7 +1429,16 @@ impl Checker<'_> {
                 names[0],
                 lines.join(", ")
             );
-            self.fail(drafts[cycle[0]].at, message);
+            // At the entry that leads into the cycle from its first server.
+            let first = &drafts[cycle[0]];
+            let next = names[1 % names.len()];
+            let at = first
+                .config
+                .depends_on
+                .iter()
+                .position(|dep| dep == next)
+                .map_or(first.at, |k| first.depends_at[k]);
+            self.fail(at, message);
         }
     }
 }
@@ -2105,7 +2122,7 @@ mod tests {
                 "depends_on",
                 "[\"x\", \"x\"]",
                 &[
-                    "3:5: server 'web' depends on 'x', which is not a server in this file",
+                    "6:22: server 'web' depends on 'x', which is not a server in this file",
                     "6:27: depends_on[1] in server 'web': 'x' is listed twice",
                 ],
             ),
@@ -2248,49 +2265,49 @@ mod tests {
     }
 
     #[test]
-    fn dependency_problems_point_at_the_server() {
+    fn dependency_problems_point_at_the_entry() {
         let cases: &[(&str, &[&str])] = &[
             (
                 r#"{"id": "a", "command": "x", "depends_on": ["b"]},
   {"id": "b", "command": "x", "depends_on": ["a"]}"#,
-                &["2:3: dependency cycle: a -> b -> a (servers on lines 2, 3)"],
+                &["2:46: dependency cycle: a -> b -> a (servers on lines 2, 3)"],
             ),
             (
                 // The cycle is named from the server that comes first in the file.
                 r#"{"id": "c", "command": "x", "depends_on": ["a"]},
   {"id": "a", "command": "x", "depends_on": ["b"]},
   {"id": "b", "command": "x", "depends_on": ["c"]}"#,
-                &["2:3: dependency cycle: c -> a -> b -> c (servers on lines 2, 3, 4)"],
+                &["2:46: dependency cycle: c -> a -> b -> c (servers on lines 2, 3, 4)"],
             ),
             (
                 // Entered from outside at `b`, still named from `a`, the first in the file.
                 r#"{"id": "x", "command": "x", "depends_on": ["b"]},
   {"id": "a", "command": "x", "depends_on": ["b"]},
   {"id": "b", "command": "x", "depends_on": ["a"]}"#,
-                &["3:3: dependency cycle: a -> b -> a (servers on lines 3, 4)"],
+                &["3:46: dependency cycle: a -> b -> a (servers on lines 3, 4)"],
             ),
             (
                 // Without an id there is no "itself" to depend on.
                 r#"{"command": "x", "depends_on": [""]}"#,
                 &[
                     "2:3: servers[0]: missing required key 'id'",
-                    "2:3: servers[0] depends on '', which is not a server in this file",
+                    "2:35: servers[0] depends on '', which is not a server in this file",
                 ],
             ),
             (
                 r#"{"id": "a", "command": "x", "depends_on": ["a"]}"#,
-                &["2:3: server 'a' depends on itself"],
+                &["2:46: server 'a' depends on itself"],
             ),
             (
                 r#"{"id": "db", "command": "x"},
   {"id": "web", "command": "x", "depends_on": ["dbb"]}"#,
                 &[
-                    "3:3: server 'web' depends on 'dbb', which is not a server in this file; did you mean 'db'?",
+                    "3:48: server 'web' depends on 'dbb', which is not a server in this file; did you mean 'db'?",
                 ],
             ),
             (
                 r#"{"id": "web", "command": "x", "depends_on": ["cache"]}"#,
-                &["2:3: server 'web' depends on 'cache', which is not a server in this file"],
+                &["2:48: server 'web' depends on 'cache', which is not a server in this file"],
             ),
             (
                 // Two cycles sharing a server are both named.
@@ -2298,8 +2315,8 @@ mod tests {
   {"id": "b", "command": "x", "depends_on": ["a", "c"]},
   {"id": "c", "command": "x", "depends_on": ["b"]}"#,
                 &[
-                    "2:3: dependency cycle: a -> b -> a (servers on lines 2, 3)",
-                    "3:3: dependency cycle: b -> c -> b (servers on lines 3, 4)",
+                    "2:46: dependency cycle: a -> b -> a (servers on lines 2, 3)",
+                    "3:51: dependency cycle: b -> c -> b (servers on lines 3, 4)",
                 ],
             ),
         ];

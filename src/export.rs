@@ -1,10 +1,16 @@
 //! `tend export systemd|procfile`: the loaded config written out for another supervisor.
 //!
-//! Runs on the main thread of a short-lived `tend` process. It reads the config (and, to warn
-//! about differences, the servers' env files) and writes text; it never starts, signals or
-//! talks to anything. The quoting rules are systemd's own (systemd.service(5) "Command lines",
-//! systemd.exec(5) `Environment=`, systemd.unit(5) specifiers), checked against
-//! `systemd-analyze verify` in tests/it/export.rs.
+//! Runs on the main thread of a short-lived `tend` process. It reads the config and the servers'
+//! env files and writes text; it never starts, signals or talks to anything. The quoting rules
+//! are systemd's own (systemd.service(5) "Command lines", systemd.exec(5) `EnvironmentFile=`,
+//! systemd.unit(5) specifiers), checked against `systemd-analyze verify` and systemd's own env
+//! file parser in tests/it/export.rs.
+//!
+//! Environment: each unit gets one env file beside it (`tend-shop-web.env`) holding the whole
+//! environment tend would give the server, merged in tend's order, and no `Environment=` line
+//! (issue 10). Two sources in a unit would differ from tend: systemd lets `EnvironmentFile=`
+//! win over `Environment=` whatever their order, and it skips `export KEY=…` lines, which tend
+//! reads.
 //!
 //! Names: the units of a config in folder `shop` are `tend-shop-<id>.service` and one
 //! `tend-shop.target` that wants the autostart ones. The folder name keeps two projects that
@@ -60,14 +66,19 @@ pub fn run(config: &Config, format: &ExportFormat) -> Result<ExitCode, Error> {
     match format {
         ExportFormat::Procfile => print_stdout(&procfile(config)),
         ExportFormat::Systemd { user, out } => {
-            let export = systemd(config, *user, &host)?;
-            for warning in &export.warnings {
-                eprintln!("tend: warning: {warning}");
+            // The env files' absolute path goes into the units: where --out writes them, or,
+            // on stdout, where `--out .` would.
+            let dir = out.clone().unwrap_or_else(|| PathBuf::from("."));
+            if out.is_some() {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
             }
+            let env_dir = absolute(&dir)?;
+            let export = systemd(config, *user, &host, &env_dir)?;
             match out {
                 None => {
                     let mut text = String::new();
-                    for (n, unit) in export.units.iter().enumerate() {
+                    for (n, unit) in export.files().enumerate() {
                         if n > 0 {
                             text.push('\n');
                         }
@@ -76,23 +87,51 @@ pub fn run(config: &Config, format: &ExportFormat) -> Result<ExitCode, Error> {
                     }
                     print_stdout(&text);
                 }
-                Some(dir) => write_units(dir, &export.units, *user)?,
+                Some(dir) => write_units(dir, &export, *user)?,
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_units(dir: &Path, units: &[UnitFile], user: bool) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+/// `dir` made absolute without resolving symlinks (the folder exists when it matters).
+fn absolute(dir: &Path) -> Result<PathBuf, Error> {
+    if let Ok(real) = std::fs::canonicalize(dir) {
+        return Ok(real);
+    }
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    Ok(cwd.join(dir))
+}
+
+fn write_units(dir: &Path, export: &SystemdExport, user: bool) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut text = String::new();
-    for unit in units {
+    for unit in &export.units {
         let path = dir.join(&unit.name);
         std::fs::write(&path, &unit.text)
             .with_context(|| format!("cannot write {}", path.display()))?;
         let _ = writeln!(text, "wrote {}", path.display());
     }
-    let target = units
+    // An env file may hold secrets from .env: readable by its owner only (systemd reads it as
+    // root for a system unit, as the user's manager for a user unit). Set on an existing file
+    // too, before the new text goes in.
+    for env in &export.env_files {
+        let path = dir.join(&env.name);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                file.write_all(env.text.as_bytes())
+            });
+        written.with_context(|| format!("cannot write {}", path.display()))?;
+        let _ = writeln!(text, "wrote {}", path.display());
+    }
+    let target = export
+        .units
         .iter()
         .find(|u| u.name.ends_with(".target"))
         .map_or("", |u| u.name.as_str());
@@ -118,13 +157,25 @@ fn print_stdout(text: &str) {
 // ---------------------------------------------------------------------------------------------
 // systemd
 
-/// The units of one config, and what the person exporting should know.
+/// The units of one config and their env files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemdExport {
     /// One service per server, in config order, then the target.
     pub units: Vec<UnitFile>,
-    /// Differences systemd will make that the units cannot avoid (also written in them).
-    pub warnings: Vec<String>,
+    /// One env file per service, in the same order, named after it (`tend-shop-web.env`).
+    pub env_files: Vec<UnitFile>,
+}
+
+impl SystemdExport {
+    /// Every file, each service followed by its env file, then the target (stdout's order).
+    pub fn files(&self) -> impl Iterator<Item = &UnitFile> {
+        let services = self.units.len().saturating_sub(1);
+        self.units[..services]
+            .iter()
+            .zip(&self.env_files)
+            .flat_map(|(unit, env)| [unit, env])
+            .chain(self.units.get(services))
+    }
 }
 
 /// The unit-name stem of a config: `tend-<folder name>`, reduced to what a unit name may hold.
@@ -157,22 +208,45 @@ pub fn unit_prefix(config: &Config) -> String {
     }
 }
 
-/// Generates one `.service` per server and a `.target` that wants the autostart ones.
-/// `user`: units for `systemctl --user` (no `User=`, the target wanted by default.target).
-pub fn systemd(config: &Config, user: bool, host: &Host) -> Result<SystemdExport, Error> {
+/// Generates one `.service` per server, each with its env file (which the unit names in
+/// `env_dir`), and a `.target` that wants the autostart ones. `user`: units for
+/// `systemctl --user` (no `User=`, the target wanted by default.target).
+pub fn systemd(
+    config: &Config,
+    user: bool,
+    host: &Host,
+    env_dir: &Path,
+) -> Result<SystemdExport, Error> {
     let prefix = unit_prefix(config);
     let target = format!("{prefix}.target");
     let service_name = |id: &str| format!("{prefix}-{id}.service");
     let mut units = Vec::new();
-    let mut warnings = Vec::new();
+    let mut env_files = Vec::new();
     let mut problems = Vec::new();
     for server in &config.servers {
-        match service_unit(config, server, user, host, &target, &service_name) {
-            Ok((text, notes)) => {
-                warnings.extend(notes.iter().map(|n| format!("server '{}': {n}", server.id)));
+        let env_name = format!("{prefix}-{}.env", server.id);
+        let env_path = env_dir.join(&env_name);
+        let made = env_file(config, server, host, &service_name(&server.id)).and_then(|env| {
+            let unit = service_unit(
+                config,
+                server,
+                user,
+                host,
+                &target,
+                &service_name,
+                &env_path,
+            )?;
+            Ok((unit, env))
+        });
+        match made {
+            Ok((text, env)) => {
                 units.push(UnitFile {
                     name: service_name(&server.id),
                     text,
+                });
+                env_files.push(UnitFile {
+                    name: env_name,
+                    text: env,
                 });
             }
             Err(problem) => problems.push(format!("server '{}': {problem}", server.id)),
@@ -210,7 +284,7 @@ pub fn systemd(config: &Config, user: bool, host: &Host) -> Result<SystemdExport
         }
     );
     units.push(UnitFile { name: target, text });
-    Ok(SystemdExport { units, warnings })
+    Ok(SystemdExport { units, env_files })
 }
 
 /// The comment at the top of every unit: where it came from, and what systemd does not do.
@@ -234,7 +308,7 @@ fn header(config: &Config, user: bool) -> String {
     text
 }
 
-/// One server's `.service` text, and notes for the person exporting.
+/// One server's `.service` text; its environment is all in `env_path`.
 fn service_unit(
     config: &Config,
     server: &ServerConfig,
@@ -242,8 +316,8 @@ fn service_unit(
     host: &Host,
     target: &str,
     service_name: &dyn Fn(&str) -> String,
-) -> Result<(String, Vec<String>), String> {
-    let mut notes = Vec::new();
+    env_path: &Path,
+) -> Result<String, String> {
     let mut text = header(config, user);
     if !server.ports.is_empty() {
         let ports: Vec<String> = server.ports.iter().map(u16::to_string).collect();
@@ -287,32 +361,13 @@ fn service_unit(
         let _ = writeln!(text, "User={}", line_value(&host.user)?);
     }
     let _ = writeln!(text, "SyslogIdentifier={}", server.id);
-    // tend's children inherit tend's whole environment; a unit carries only PATH (as it was at
-    // export time) and the two variables tend adds, then env_file and env.
-    let path_from_config = server.env.contains_key("PATH");
-    if let (Some(path), false) = (&host.path, path_from_config) {
-        let _ = writeln!(text, "Environment={}", env_assignment("PATH", path)?);
-    }
-    let _ = writeln!(
-        text,
-        "Environment={}",
-        env_assignment("TEND_SERVER_ID", &server.id)?
+    // The whole environment, merged in tend's order, in one file and nothing in Environment=
+    // (see the module header). It is a copy: tend reads env_file at every start.
+    text.push_str(
+        "# The environment tend gives this server, merged at export (PATH, TEND_SERVER_ID,\n\
+         # TEND_BIN, then env_file, then env); export again after changing them.\n",
     );
-    let _ = writeln!(
-        text,
-        "Environment={}",
-        env_assignment("TEND_BIN", &path_text(&host.tend_bin)?)?
-    );
-    if let Some(env_file) = &server.env_file {
-        let _ = writeln!(text, "EnvironmentFile={}", path_value(env_file)?);
-        notes.extend(env_file_notes(env_file, server));
-    }
-    for (key, value) in &server.env {
-        let _ = writeln!(text, "Environment={}", env_assignment(key, value)?);
-    }
-    for note in &notes {
-        let _ = writeln!(text, "# Note: {}", comment_text(note));
-    }
+    let _ = writeln!(text, "EnvironmentFile={}", path_value(env_path)?);
     let _ = writeln!(
         text,
         "Restart={}",
@@ -333,7 +388,7 @@ fn service_unit(
     } else {
         text.push_str("# autostart is false: not wanted by the target; start it by hand.\n");
     }
-    Ok((text, notes))
+    Ok(text)
 }
 
 /// `KillSignal=`: the name systemd knows, or the number for one without a name (realtime).
@@ -346,43 +401,67 @@ fn kill_signal(signal: i32) -> String {
     }
 }
 
-/// Where systemd will read an env file differently from tend, as far as can be told now.
-fn env_file_notes(env_file: &Path, server: &ServerConfig) -> Vec<String> {
-    let mut notes = Vec::new();
-    let Ok(text) = std::fs::read_to_string(env_file) else {
-        notes.push(format!(
-            "env_file {} is not readable now; systemd fails the start while it is missing, as \
-             tend does",
-            env_file.display()
-        ));
-        return notes;
+/// The environment tend gives a server's process (process.rs `spawn`), in tend's order with
+/// later assignments replacing earlier ones in place: tend's own environment is not carried
+/// (it is the shell's that ran `tend up`, and may hold `TEND_TOKEN`), except `PATH` as it is
+/// now, since commands are found through it; then `TEND_SERVER_ID` and `TEND_BIN`, which tend
+/// adds; then the server's `env_file` (read now, `export` lines included); then its `env`.
+/// A Procfile entry's `PORT` is in its `env`, so it wins over `.env`'s as it does under tend.
+fn environment(server: &ServerConfig, host: &Host) -> Result<Vec<(String, String)>, String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: &str| match env.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value.to_string(),
+        None => env.push((key.to_string(), value.to_string())),
     };
-    if text
-        .lines()
-        .any(|line| line.trim_start().starts_with("export "))
-    {
-        notes.push(format!(
-            "env_file {} has `export` lines, which systemd's EnvironmentFile= does not read",
-            env_file.display()
-        ));
+    if let Some(path) = &host.path {
+        set("PATH", path);
     }
-    if let Ok(pairs) = parse_env_file(&text) {
-        let mut both: Vec<&str> = pairs
-            .iter()
-            .map(|(key, _)| key.as_str())
-            .filter(|key| server.env.contains_key(*key))
-            .collect();
-        both.sort_unstable();
-        both.dedup();
-        if !both.is_empty() {
-            notes.push(format!(
-                "{} set in both env and env_file: tend lets env win, systemd lets \
-                 EnvironmentFile= win",
-                both.join(", ")
-            ));
+    set("TEND_SERVER_ID", &server.id);
+    set("TEND_BIN", &path_text(&host.tend_bin)?);
+    if let Some(file) = &server.env_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read env_file {}: {e}", file.display()))?;
+        let pairs =
+            parse_env_file(&text).map_err(|e| format!("env_file {}: {e}", file.display()))?;
+        for (key, value) in &pairs {
+            set(key, value);
         }
     }
-    notes
+    for (key, value) in &server.env {
+        set(key, value);
+    }
+    Ok(env)
+}
+
+/// The text of a server's env file: a comment saying where it came from, then one
+/// `KEY="value"` line per variable.
+fn env_file(
+    config: &Config,
+    server: &ServerConfig,
+    host: &Host,
+    service: &str,
+) -> Result<String, String> {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Environment of {service}, generated by tend {} from\n# {}",
+        env!("CARGO_PKG_VERSION"),
+        comment_text(&config_file(config).display().to_string())
+    );
+    text.push_str("# in tend's order: PATH at export, TEND_SERVER_ID, TEND_BIN, ");
+    if let Some(file) = &server.env_file {
+        let _ = write!(
+            text,
+            "then env_file\n# {}, ",
+            comment_text(&file.display().to_string())
+        );
+    }
+    text.push_str("then env. Export again after changing them.\n");
+    for (key, value) in environment(server, host)? {
+        text.push_str(&env_file_line(&key, &value)?);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// `ExecStart=`: a string through `/bin/sh -c`, an array with its program resolved to an
@@ -493,10 +572,13 @@ pub fn exec_arg(arg: &str) -> Result<String, String> {
     Ok(format!("\"{}\"", c_escape(&escaped)))
 }
 
-/// `Environment=` (systemd.exec(5)): one `"KEY=value"` word, C escapes inside, `%` doubled;
-/// `$` has no meaning there. systemd accepts only shell-like names and values without control
-/// characters other than tab and newline.
-pub fn env_assignment(key: &str, value: &str) -> Result<String, String> {
+/// One line of an env file as systemd's `EnvironmentFile=` parser reads it (systemd.exec(5);
+/// src/basic/env-file.c): `KEY="value"`, where inside double quotes a backslash escapes `"`,
+/// `\\`, `` ` `` and `$` and keeps any other character, and everything else (newlines, tabs,
+/// `#`, quotes of the other kind) is taken as it is. No `%` specifiers and no `$` expansion
+/// apply in the file. systemd drops a variable whose name is not shell-like, so such a name is
+/// an error here rather than a variable lost without a word.
+pub fn env_file_line(key: &str, value: &str) -> Result<String, String> {
     let valid_name = key
         .chars()
         .next()
@@ -508,15 +590,17 @@ pub fn env_assignment(key: &str, value: &str) -> Result<String, String> {
              digit)"
         ));
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|&c| c.is_control() && c != '\t' && c != '\n')
-    {
-        return Err(format!(
-            "the value of {key} holds {bad:?}, which systemd refuses in an environment value"
-        ));
+    let mut line = String::with_capacity(key.len() + value.len() + 3);
+    line.push_str(key);
+    line.push_str("=\"");
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '`' | '$') {
+            line.push('\\');
+        }
+        line.push(c);
     }
-    Ok(format!("\"{key}={}\"", c_escape(&value.replace('%', "%%"))))
+    line.push('"');
+    Ok(line)
 }
 
 /// C escapes for a double-quoted systemd word: `\\`, `\"`, and control characters.
@@ -754,27 +838,28 @@ mod tests {
     }
 
     #[test]
-    fn environment_assignments_are_quoted_words() {
+    fn env_file_lines_are_double_quoted_with_systemds_four_escapes() {
+        // (key, value, line); tests/it/export.rs reads such lines with systemd's own parser.
         let table = [
-            ("A", "1", "\"A=1\""),
-            ("GREETING", "hello world", "\"GREETING=hello world\""),
-            ("Q", "it's \"quoted\"", "\"Q=it's \\\"quoted\\\"\""),
-            ("P", "100% $HOME", "\"P=100%% $HOME\""),
-            ("B", "a\\b", "\"B=a\\\\b\""),
-            ("N", "two\nlines", "\"N=two\\nlines\""),
-            ("_x9", "", "\"_x9=\""),
+            ("A", "1", r#"A="1""#),
+            ("GREETING", "hello world", r#"GREETING="hello world""#),
+            ("Q", "it's \"quoted\"", r#"Q="it's \"quoted\"""#),
+            ("P", "100% $HOME `x`", r#"P="100% \$HOME \`x\`""#),
+            ("B", "a\\b\\", r#"B="a\\b\\""#),
+            ("H", "# not a comment", r##"H="# not a comment""##),
+            ("N", "two\nlines", "N=\"two\nlines\""),
+            ("_x9", "", r#"_x9="""#),
         ];
         for (key, value, expected) in table {
             assert_eq!(
-                env_assignment(key, value).unwrap(),
+                env_file_line(key, value).unwrap(),
                 expected,
                 "{key}={value:?}"
             );
         }
         for key in ["9A", "A.B", "A-B", "", "A B"] {
-            assert!(env_assignment(key, "x").is_err(), "name {key:?}");
+            assert!(env_file_line(key, "x").is_err(), "name {key:?}");
         }
-        assert!(env_assignment("A", "bell\x07").is_err());
     }
 
     #[test]
@@ -832,7 +917,7 @@ mod tests {
                  "ports": [8000], "cwd": "site"}
             ]}"#,
         );
-        let export = systemd(&config, false, &host()).unwrap();
+        let export = systemd(&config, false, &host(), Path::new("/etc/tend")).unwrap();
         let names: Vec<&str> = export.units.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(
             names,
@@ -853,10 +938,7 @@ mod tests {
             "ExecStart=/bin/sh -c \"echo \\\"$$HOME\\\" 100%%\"\n",
             "WorkingDirectory=/srv/shop/site\n",
             "User=alice\n",
-            "Environment=\"PATH=/usr/bin:/bin\"\n",
-            "Environment=\"TEND_SERVER_ID=web\"\n",
-            "Environment=\"TEND_BIN=/usr/local/bin/tend\"\n",
-            "Environment=\"MSG=hi there\"\n",
+            "EnvironmentFile=/etc/tend/tend-shop-web.env\n",
             "Restart=on-failure\n",
             "RestartSec=250ms\n",
             "KillMode=control-group\n",
@@ -877,6 +959,37 @@ mod tests {
             assert!(db.contains(line), "db lacks {line:?}:\n{db}");
         }
         assert!(!db.contains("WantedBy="), "db is not autostart:\n{db}");
+        assert!(
+            !web.contains("Environment="),
+            "one source of environment:\n{web}"
+        );
+        let env_names: Vec<&str> = export.env_files.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(env_names, ["tend-shop-db.env", "tend-shop-web.env"]);
+        let lines: Vec<&str> = export.env_files[1]
+            .text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"PATH="/usr/bin:/bin""#,
+                r#"TEND_SERVER_ID="web""#,
+                r#"TEND_BIN="/usr/local/bin/tend""#,
+                r#"MSG="hi there""#,
+            ]
+        );
+        let files: Vec<&str> = export.files().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            files,
+            [
+                "tend-shop-db.service",
+                "tend-shop-db.env",
+                "tend-shop-web.service",
+                "tend-shop-web.env",
+                "tend-shop.target"
+            ]
+        );
         let target = &export.units[2].text;
         assert!(target.contains("Wants=tend-shop-web.service\n"), "{target}");
         assert!(!target.contains("tend-shop-db.service"), "{target}");
@@ -894,7 +1007,7 @@ mod tests {
     #[test]
     fn user_units_have_no_user_and_hang_off_default_target() {
         let config = config(r#"{"servers": [{"id": "a", "command": "true"}]}"#);
-        let export = systemd(&config, true, &host()).unwrap();
+        let export = systemd(&config, true, &host(), Path::new("/e")).unwrap();
         assert!(!export.units[0].text.contains("User="));
         assert!(export.units[1].text.contains("WantedBy=default.target\n"));
     }
@@ -905,7 +1018,10 @@ mod tests {
             r#"{"servers": [{"id": "a", "command": "true", "restart": "no",
                              "stop_signal": 40}]}"#,
         );
-        let text = &systemd(&config, false, &host()).unwrap().units[0].text;
+        let text = &systemd(&config, false, &host(), Path::new("/e"))
+            .unwrap()
+            .units[0]
+            .text;
         assert!(text.contains("Restart=no\n"), "{text}");
         assert!(!text.contains("StartLimit"), "{text}");
         assert!(text.contains("KillSignal=40\n"), "{text}");
@@ -927,7 +1043,9 @@ mod tests {
             resolve_program("./bin/run", &config.servers[1], &host).unwrap(),
             PathBuf::from("/opt/b/bin/run")
         );
-        let error = systemd(&config, false, &host).unwrap_err().to_string();
+        let error = systemd(&config, false, &host, Path::new("/e"))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("server 'c'") && error.contains("no-such-program-anywhere"),
             "{error}"
@@ -938,7 +1056,9 @@ mod tests {
     fn unsupported_env_names_are_an_error_naming_the_server() {
         let config =
             config(r#"{"servers": [{"id": "a", "command": "true", "env": {"a.b": "1"}}]}"#);
-        let error = systemd(&config, false, &host()).unwrap_err().to_string();
+        let error = systemd(&config, false, &host(), Path::new("/e"))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("server 'a'") && error.contains("'a.b'"),
             "{error}"

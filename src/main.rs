@@ -43,10 +43,8 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(error) => {
+            // A usage error's message already says which help to read.
             eprintln!("tend: {}", report(&error));
-            if matches!(error, Error::Usage(_)) {
-                eprintln!("Run `tend help` for usage.");
-            }
             ExitCode::from(error.exit_code())
         }
     }

@@ -199,6 +199,7 @@ function makeRow(id) {
   e.orphan = el('div', 'notice warn orphan');
   e.orphanText = el('span');
   e.kill = button('Kill orphan', 'danger small', () => killOrphan(r));
+  e.kill.setAttribute('aria-label', `Kill orphan on ${id}`); // named like Start/Stop/Restart
   e.orphan.append(e.orphanText, e.kill);
   e.lastError = el('p', 'notice muted last-error');
   e.msg = el('p', 'msg');
@@ -503,7 +504,9 @@ function setConn(state) {
   const box = $('conn');
   box.dataset.state = state;
   setText($('conn-text'), signedOut ? 'signed out' : state);
-  const stale = state !== 'live' && gotSnapshot;
+  // The embedded snapshot is fresh while the first connection opens; data goes stale only
+  // once a connection is lost.
+  const stale = gotSnapshot && (state === 'reconnecting' || state === 'offline');
   document.body.classList.toggle('stale', stale);
   $('stale').hidden = !stale;
 }
@@ -715,6 +718,16 @@ function info(lp) {
 }
 
 // ---------- start ----------
+/** The server list tend embedded in the page, so the first paint shows the servers without
+ *  waiting for the event stream or a request (null when tend could not give it in time). */
+function embeddedSnapshot() {
+  const block = $('snapshot');
+  if (!block) return null;
+  try { return JSON.parse(block.textContent); } catch (_) { return null; }
+}
+
 setConn('connecting');
+const snapshot = embeddedSnapshot();
+if (Array.isArray(snapshot)) replaceAll(snapshot);
 resync();
 connect();

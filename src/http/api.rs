@@ -24,6 +24,8 @@ const OPENAPI: &[u8] = include_bytes!("openapi.json");
 
 /// Quick questions (list, get) must be answered within this.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The page must not wait long for its embedded list; without it the page still works.
+const INDEX_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Actions wait for stops (stop_timeout + SIGKILL grace) and dependency chains.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long an orphan gets between SIGTERM and SIGKILL (DESIGN §4).
@@ -69,6 +71,7 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
             "method_not_allowed",
             format!("{} is not allowed on {}", request.method, request.path),
         ),
+        ("GET", [] | ["index.html"]) => index(shared),
         ("GET", path) => match assets::find(path) {
             Some(asset) => Reply::bytes(200, asset.mime, asset.bytes.to_vec()),
             None => not_found(&request.path),
@@ -117,6 +120,21 @@ pub fn ask<T>(
             Reply::error(503, "shutting_down", "tend is shutting down")
         }
     })
+}
+
+/// The dashboard page with the server list in it (see [`assets::index_with_snapshot`]). If the
+/// supervisor is slow to answer, the page goes without: it asks again itself.
+fn index(shared: &Shared) -> Reply {
+    const HTML: &str = "text/html; charset=utf-8";
+    match ask(shared, INDEX_SNAPSHOT_TIMEOUT, |reply| Control::List {
+        reply,
+    }) {
+        Ok(views) => {
+            let json = serde_json::to_string(&views).expect("server views serialize");
+            Reply::bytes(200, HTML, assets::index_with_snapshot(&json))
+        }
+        Err(_) => Reply::bytes(200, HTML, assets::index_with_snapshot("null")),
+    }
 }
 
 fn list(shared: &Shared) -> Reply {

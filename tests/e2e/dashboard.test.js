@@ -171,7 +171,9 @@ test('an orphan on a configured port shows a warning, and Kill orphan removes it
       (t) => t.includes(String(orphan.pid)));
 
     // The confirmation is a real dialog: opened by keyboard, Cancel focused, Escape cancels.
-    const kill = row(page, 'web').getByRole('button', { name: 'Kill orphan' });
+    // Named after its server, as Start, Stop and Restart are (issue 10).
+    const kill = button(page, 'web', 'Kill orphan on');
+    assert.equal(await kill.getAttribute('aria-label'), 'Kill orphan on web');
     await kill.focus();
     await page.keyboard.press('Enter');
     const dialog = page.locator('dialog#confirm');
@@ -190,6 +192,39 @@ test('an orphan on a configured port shows a warning, and Kill orphan removes it
     await until('the result shown', () => text(row(page, 'web').locator('.msg')),
       (t) => t.startsWith(`Killed orphan PID ${orphan.pid}`));
     await page.locator('#timeline li[data-kind="orphanKilled"]', { hasText: String(orphan.pid) }).waitFor();
+  });
+});
+
+test('the first paint shows the servers without the event stream or any request', { timeout: 60000 }, async () => {
+  // See: issue 10 (a headless `chromium --screenshot` showed an empty table on "connecting").
+  const port = await freePort();
+  const servers = [
+    { id: 'web', command: demo(port), ports: [port] },
+    { id: 'idle', command: 'sleep 1000', autostart: false },
+  ];
+  await withTend('first-paint', servers, async (ctx) => {
+    await statusIs(ctx.page, 'web', 'running');
+    const page = await browser.context.newPage();
+    try {
+      // Neither the event stream nor any API request ever answers: what the page shows at its
+      // load event can only come from the page itself.
+      const held = [];
+      await page.route((url) => url.pathname.startsWith('/api/'), (route) => { held.push(route.request().url()); });
+      await page.goto(ctx.tend.url, { waitUntil: 'load' });
+      const shown = await page.evaluate(() => [...document.querySelectorAll('tbody.srv')].map((t) =>
+        `${t.dataset.id}:${t.querySelector('.badge').textContent}`));
+      assert.deepEqual(shown, ['web:running', 'idle:stopped'], 'rows at the load event');
+      assert.equal(await page.locator('#conn').getAttribute('data-state'), 'connecting');
+      assert.equal(await page.evaluate(() => document.body.classList.contains('stale')), false,
+        'a fresh snapshot is not shown as stale');
+      assert.equal(await text(page.locator('#counts')), '2 servers1 running1 stopped');
+      assert.ok(held.some((u) => u.includes('/api/events')), `the stream was asked for: ${held}`);
+      // The picture a headless screenshot takes is of those rows.
+      const png = await page.screenshot();
+      assert.ok(png.length > 0);
+    } finally {
+      await page.close();
+    }
   });
 });
 

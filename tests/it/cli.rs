@@ -366,3 +366,75 @@ fn cli_unreachable_url_is_a_clear_error() {
     assert!(err.contains(&url) && err.contains("cannot reach"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+// See: issue 10 (`tend bogus` printed its "see `tend help`" hint twice).
+#[test]
+fn cli_usage_errors_point_at_help_once() {
+    for args in [
+        vec!["bogus"],
+        vec!["--bogus", "status"],
+        vec!["start"],
+        vec!["stop", "a", "--all"],
+        vec!["up", "--listen", "localhost"],
+        vec!["logs", "web", "-n", "many"],
+    ] {
+        let out = Command::new(tend_bin())
+            .args(&args)
+            .env_remove("TEND_URL")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "tend {args:?}: {}",
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert_eq!(
+            err.matches("tend help").count(),
+            1,
+            "tend {args:?} should point at help once:\n{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "tend {args:?}:\n{err}");
+        assert!(err.starts_with("tend: "), "{err}");
+    }
+}
+
+// See: issue 10 (a bad depends_on entry was reported at the server object, 5:5).
+#[test]
+fn cli_check_puts_a_bad_depends_on_at_its_entry() {
+    let dir = TempDir::new("cli_check_depends_on");
+    let text = "{\n  \"servers\": [\n    {\"id\": \"db\", \"command\": \"sleep 1\"},\n    \
+                {\"id\": \"web\", \"command\": \"sleep 1\",\n     \"depends_on\": [\"db\", \
+                \"dbb\", \"web\"]}\n  ]\n}\n";
+    let config = dir.write("tend.json", text);
+    let out = Command::new(tend_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let at = |needle: &str| -> (usize, usize) {
+        let line = err
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no error about {needle} in:\n{err}"));
+        let rest = line.split_once("tend.json:").unwrap().1;
+        let mut parts = rest.split(':');
+        let line_no = parts.next().unwrap().parse().unwrap();
+        let col = parts.next().unwrap().parse().unwrap();
+        (line_no, col)
+    };
+    // Line 5 is `     "depends_on": ["db", "dbb", "web"]}`: the entries start at 27 and 34.
+    let source_line = text.lines().nth(4).unwrap();
+    assert_eq!(
+        source_line.find("\"dbb\"").unwrap() + 1,
+        27,
+        "{source_line}"
+    );
+    assert_eq!(at("'dbb'"), (5, 27), "{err}");
+    assert!(err.contains("did you mean 'db'"), "{err}");
+    assert_eq!(at("itself"), (5, 34), "{err}");
+}

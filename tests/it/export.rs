@@ -151,7 +151,8 @@ fn tricky_project(name: &str) -> Tricky {
     dir.write(&format!("{project}/work dir/.keep"), "");
     dir.write(
         &format!("{project}/app env"),
-        "# for the web server\nFROM_FILE=\"a b\"\n",
+        "# for the web server\nFROM_FILE=\"a b\"\nexport EXPORTED='from an export line'\n\
+         GREETING=overridden by env\n",
     );
     let mut db_command = vec![json!(program)];
     db_command.extend(DB_ARGS.iter().map(|a| json!(a)));
@@ -318,10 +319,6 @@ fn exported_system_and_user_units_pass_systemd_analyze_verify() {
         std::fs::read_to_string(project.dir.join("units-system/tend-my-shop-web.service")).unwrap();
     for line in [
         "ExecStart=/bin/sh -c \"echo \\\"it's $$HOME\\\" 100%% \\\\\\\\ 'single' ; printf '%%s\\\\n' a; exec sleep 1000\"",
-        "Environment=\"GREETING=hello \\\"world\\\" it's\"",
-        "Environment=\"PCT=100%% $HOME \\\\ done\"",
-        "Environment=\"PADDED=  padded  \"",
-        "Environment=\"LINES=one\\ntwo\"",
         "After=tend-my-shop-db.service",
         "Requires=tend-my-shop-db.service",
         "RestartSec=250ms",
@@ -329,11 +326,13 @@ fn exported_system_and_user_units_pass_systemd_analyze_verify() {
     ] {
         assert!(web.contains(line), "web unit lacks {line}:\n{web}");
     }
-    let env_file = project.dir.join("my shop/app env");
+    // One source of environment: the env file written beside the unit (issue 10).
+    let env_file = project.dir.join("units-system/tend-my-shop-web.env");
     assert!(
         web.contains(&format!("EnvironmentFile={}\n", env_file.display())),
         "{web}"
     );
+    assert!(!web.contains("Environment="), "{web}");
     // What systemd itself made of the quoting: verify at debug level dumps each loaded unit,
     // with every command line re-quoted by systemd and every Environment= entry as parsed.
     let files = unit_files(&project.dir.join("units-system"));
@@ -370,17 +369,23 @@ fn exported_system_and_user_units_pass_systemd_analyze_verify() {
         argv("tend-my-shop-manual.service"),
         [project.program.to_string_lossy().into_owned()]
     );
-    let web = unit_section(&dump, "tend-my-shop-web.service");
+    let env = systemd_environment(&dump, "tend-my-shop-web.service");
     for (key, value) in [
         ("GREETING", "hello \"world\" it's"),
         ("PCT", "100% $HOME \\ done"),
         ("PADDED", "  padded  "),
         ("LINES", "one\ntwo"),
         ("TEND_SERVER_ID", "web"),
+        ("FROM_FILE", "a b"),
+        ("EXPORTED", "from an export line"),
     ] {
-        let entry = format!("Environment: {key}={value}\n");
-        assert!(web.contains(&entry), "systemd read no {entry:?} in:\n{web}");
+        assert_eq!(
+            env.get(key).map(String::as_str),
+            Some(value),
+            "systemd's reading of {key} in {env:#?}"
+        );
     }
+    let web = unit_section(&dump, "tend-my-shop-web.service");
     for setting in [
         format!(
             "WorkingDirectory: {}\n",
@@ -420,6 +425,275 @@ fn exported_system_and_user_units_pass_systemd_analyze_verify() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// The environment systemd gives a unit, read by systemd's own code
+
+/// systemd's reader of `EnvironmentFile=`, taken from libsystemd-shared (the private library
+/// systemd-analyze and the service manager link): `load_env_file`, then
+/// `strv_env_clean_with_callback`, the two calls systemd's executor makes on each file
+/// (src/core/execute.c, `exec_context_load_environment`, systemd 252). No systemd runs here to
+/// start a unit, so this is the closest thing to it: the very code, not a re-implementation.
+struct SystemdEnvReader {
+    load_env_file: LoadEnvFile,
+    strv_env_clean: StrvEnvClean,
+    strv_free: StrvFree,
+}
+
+type LoadEnvFile = unsafe extern "C" fn(
+    *mut libc::FILE,
+    *const libc::c_char,
+    *mut *mut *mut libc::c_char,
+) -> libc::c_int;
+type InvalidEnvCallback = unsafe extern "C" fn(*const libc::c_char, *mut libc::c_void);
+type StrvEnvClean = unsafe extern "C" fn(
+    *mut *mut libc::c_char,
+    Option<InvalidEnvCallback>,
+    *mut libc::c_void,
+) -> *mut *mut libc::c_char;
+type StrvFree = unsafe extern "C" fn(*mut *mut libc::c_char) -> *mut *mut libc::c_char;
+
+impl SystemdEnvReader {
+    /// Loads the library systemd-analyze links (found with `ldd`, so its path is the
+    /// distribution's, whatever it is).
+    fn get() -> &'static SystemdEnvReader {
+        static READER: OnceLock<SystemdEnvReader> = OnceLock::new();
+        READER.get_or_init(|| {
+            let out = Command::new("ldd")
+                .arg(systemd_analyze())
+                .output()
+                .expect("run ldd");
+            let listing = text(&out.stdout);
+            let library = listing
+                .lines()
+                .find(|l| l.contains("libsystemd-shared"))
+                .and_then(|l| l.split("=> ").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_else(|| {
+                    panic!("systemd-analyze links no libsystemd-shared:\n{listing}")
+                });
+            let name = std::ffi::CString::new(library).unwrap();
+            // SAFETY: dlopen of a path we own; the handle is kept for the process's life (never
+            // closed), so the function pointers below stay valid.
+            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+            assert!(!handle.is_null(), "dlopen {library} failed");
+            let symbol = |name: &str| {
+                let c = std::ffi::CString::new(name).unwrap();
+                // SAFETY: a live handle and a NUL-terminated name.
+                let found = unsafe { libc::dlsym(handle, c.as_ptr()) };
+                assert!(!found.is_null(), "{library} has no {name}");
+                found
+            };
+            // SAFETY: the symbols are these functions, with the signatures of systemd 252's
+            // src/basic/env-file.h and src/basic/strv.h / env-util.h.
+            unsafe {
+                SystemdEnvReader {
+                    load_env_file: std::mem::transmute::<*mut libc::c_void, LoadEnvFile>(symbol(
+                        "load_env_file",
+                    )),
+                    strv_env_clean: std::mem::transmute::<*mut libc::c_void, StrvEnvClean>(symbol(
+                        "strv_env_clean_with_callback",
+                    )),
+                    strv_free: std::mem::transmute::<*mut libc::c_void, StrvFree>(symbol(
+                        "strv_free",
+                    )),
+                }
+            }
+        })
+    }
+
+    /// The assignments systemd takes from one env file, in its order.
+    fn read(&self, path: &Path) -> Vec<String> {
+        let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let mut list: *mut *mut libc::c_char = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated path and an out-pointer to a null list; on success `list` is
+        // a NULL-terminated array of NUL-terminated strings that we own (freed below).
+        let rc = unsafe { (self.load_env_file)(std::ptr::null_mut(), name.as_ptr(), &mut list) };
+        assert!(
+            rc >= 0,
+            "systemd cannot read {}: error {rc}",
+            path.display()
+        );
+        // SAFETY: `list` is the array load_env_file gave; clean edits it in place and returns it.
+        let list = unsafe { (self.strv_env_clean)(list, None, std::ptr::null_mut()) };
+        let mut assignments = Vec::new();
+        let mut at = list;
+        // SAFETY: a NULL-terminated array of C strings, read up to its terminator and freed once.
+        unsafe {
+            while !at.is_null() && !(*at).is_null() {
+                assignments.push(
+                    std::ffi::CStr::from_ptr(*at)
+                        .to_str()
+                        .expect("systemd keeps only UTF-8 values")
+                        .to_string(),
+                );
+                at = at.add(1);
+            }
+            (self.strv_free)(list);
+        }
+        assignments
+    }
+}
+
+/// The environment a unit gives its process, as systemd builds it: the unit's `Environment=`
+/// entries, then each `EnvironmentFile=` on top (files win, whatever the order in the unit),
+/// read from systemd-analyze's dump of the unit and systemd's own env file reader. The
+/// variables the service manager adds itself (HOME, INVOCATION_ID, …) come before both and are
+/// none of tend's business.
+fn systemd_environment(dump: &str, unit: &str) -> std::collections::BTreeMap<String, String> {
+    let section = unit_section(dump, unit);
+    let mut env = std::collections::BTreeMap::new();
+    let mut put = |assignment: &str| {
+        let (key, value) = assignment.split_once('=').unwrap();
+        env.insert(key.to_string(), value.to_string());
+    };
+    for line in section.lines() {
+        if let Some(assignment) = line.trim().strip_prefix("Environment: ") {
+            put(assignment);
+        }
+    }
+    for line in section.lines() {
+        if let Some(file) = line.trim().strip_prefix("EnvironmentFile: ") {
+            for assignment in SystemdEnvReader::get().read(Path::new(file)) {
+                put(&assignment);
+            }
+        }
+    }
+    env
+}
+
+/// The environment of a running process, from /proc/PID/environ.
+fn process_environment(pid: u64) -> std::collections::BTreeMap<String, String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|&b| b == 0)
+        .filter(|entry| !entry.is_empty())
+        .filter_map(|entry| {
+            let entry = String::from_utf8(entry.to_vec()).ok()?;
+            let (key, value) = entry.split_once('=')?;
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// An env file with every kind of line systemd and tend could read differently.
+const TRICKY_DOT_ENV: &str = r#"# comment line
+PLAIN=value
+export EXPORTED=from an export line
+export   SECRET_TOKEN="s3cr3t with spaces"
+SPACED = padded value   
+TRAIL=bare # a comment after a bare value
+HASH=a#b
+HASH_FIRST=#x
+SINGLE='literal \n $HOME # kept "dq"'
+DOUBLE="line\nnext\ttab \"q\" back\\slash \$x \d"
+DOLLAR=$HOME/x
+BACKTICK="`not run` $(nor this)"
+EMPTY=
+EQ=a=b
+QUOTE=it's
+LEADING="  two spaces  "
+PORT=15000
+BOTH=from .env
+DUP=first
+DUP=second
+"#;
+
+// See: issue 10 (the unit had `EnvironmentFile=.env` and `Environment="PORT=15100"`: under
+// systemd the file won and its `export` lines were skipped, so the worker got another PORT).
+#[test]
+fn exported_units_give_the_environment_tend_gives() {
+    let dir = TempDir::new("export_environment");
+    dir.write(".env", TRICKY_DOT_ENV);
+    let config = json!({"servers": [
+        {"id": "web", "command": ["sleep", "1000"], "env_file": ".env",
+         "env": {"PORT": "15100", "BOTH": "from env", "GREETING": "hello \"world\" it's",
+                 "PCT": "100% $HOME \\ done", "LINES": "one\ntwo", "HASHY": "# not a comment",
+                 "TICKS": "`x` $(y) ${Z}", "TRAILING_BACKSLASH": "end\\"}},
+        {"id": "bare", "command": ["sleep", "1000"]},
+    ]});
+    let tend = Tend::start(&dir, &config);
+    let out_dir = dir.join("units");
+    tend_ok(
+        &tend.config_path,
+        &["export", "systemd", "--out", out_dir.to_str().unwrap()],
+    );
+    let files = unit_files(&out_dir);
+    let dump = dump_units(&files);
+    let inherited: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+
+    for id in ["web", "bare"] {
+        let unit = format!(
+            "tend-{}-{id}.service",
+            dir.path.file_name().unwrap().to_string_lossy()
+        );
+        let unit_text = std::fs::read_to_string(out_dir.join(&unit))
+            .unwrap_or_else(|e| panic!("{unit}: {e}; files: {files:?}"));
+        assert!(
+            !unit_text.contains("Environment="),
+            "one source:\n{unit_text}"
+        );
+        let env_file = out_dir.join(unit.replace(".service", ".env"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} may hold secrets", env_file.display());
+
+        let server = tend.wait_status(id, "running");
+        let from_tend = process_environment(server["pid"].as_u64().unwrap());
+        let from_systemd = systemd_environment(&dump, &unit);
+        // Everything the unit gives, the server has under tend, with the same value.
+        for (key, value) in &from_systemd {
+            assert_eq!(
+                from_tend.get(key),
+                Some(value),
+                "{id}: {key} under systemd is {value:?}, under tend {:?}",
+                from_tend.get(key)
+            );
+        }
+        // Everything tend gives beyond what it inherited itself is in the unit. (tend's own
+        // environment is the shell's that ran it: a unit carries only its PATH.)
+        for (key, value) in &from_tend {
+            if inherited.get(key) == Some(value) {
+                continue;
+            }
+            assert_eq!(
+                from_systemd.get(key),
+                Some(value),
+                "{id}: {key} under tend is {value:?}, under systemd {:?}",
+                from_systemd.get(key)
+            );
+        }
+        assert_eq!(
+            from_systemd.get("TEND_SERVER_ID").map(String::as_str),
+            Some(id)
+        );
+    }
+
+    // The values that were wrong before, spelled out.
+    let web = systemd_environment(
+        &dump,
+        &format!(
+            "tend-{}-web.service",
+            dir.path.file_name().unwrap().to_string_lossy()
+        ),
+    );
+    for (key, value) in [
+        ("PORT", "15100"),
+        ("BOTH", "from env"),
+        ("EXPORTED", "from an export line"),
+        ("SECRET_TOKEN", "s3cr3t with spaces"),
+        ("SPACED", "padded value"),
+        ("TRAIL", "bare"),
+        ("SINGLE", "literal \\n $HOME # kept \"dq\""),
+        ("DOUBLE", "line\nnext\ttab \"q\" back\\slash $x \\d"),
+        ("DOLLAR", "$HOME/x"),
+        ("BACKTICK", "`not run` $(nor this)"),
+        ("DUP", "second"),
+        ("LEADING", "  two spaces  "),
+        ("TRAILING_BACKSLASH", "end\\"),
+    ] {
+        assert_eq!(web.get(key).map(String::as_str), Some(value), "{key}");
+    }
+}
+
 #[test]
 fn export_systemd_to_stdout_separates_units_and_says_what_is_not_replicated() {
     let project = tricky_project("export_stdout");
@@ -432,11 +706,25 @@ fn export_systemd_to_stdout_separates_units_and_says_what_is_not_replicated() {
         separators,
         [
             "# ---- tend-my-shop-db.service ----",
+            "# ---- tend-my-shop-db.env ----",
             "# ---- tend-my-shop-web.service ----",
+            "# ---- tend-my-shop-web.env ----",
             "# ---- tend-my-shop-worker.service ----",
+            "# ---- tend-my-shop-worker.env ----",
             "# ---- tend-my-shop-manual.service ----",
+            "# ---- tend-my-shop-manual.env ----",
             "# ---- tend-my-shop.target ----",
         ]
+    );
+    // On stdout the units name their env files where `--out .` would write them (tend_ok runs
+    // tend in this process's working directory).
+    let cwd = std::fs::canonicalize(std::env::current_dir().unwrap()).unwrap();
+    assert!(
+        printed.contains(&format!(
+            "EnvironmentFile={}\n",
+            cwd.join("tend-my-shop-web.env").display()
+        )),
+        "{printed}"
     );
     for needle in ["Generated by tend", "orphan detection", "port health"] {
         assert_eq!(printed.matches(needle).count(), 5, "{needle} in every unit");

@@ -24,3 +24,4 @@ mod sse;
 mod state;
 mod stop;
 mod support;
+mod wait;
