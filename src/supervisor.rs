@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender, after, never, select};
 
 use crate::config::{Config, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
+use crate::listjson::ListJson;
 use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{
     Action, Event, PortView, ServerView, StatsEntry, Status, Timeline, signal_name,
@@ -53,9 +54,8 @@ pub type Reply<T> = Sender<Result<T, ControlError>>;
 
 /// Requests to the supervisor; each carries its reply channel.
 pub enum Control {
-    List {
-        reply: Sender<Vec<ServerView>>,
-    },
+    /// The JSON array of every server object, in config order.
+    List { reply: Sender<Vec<u8>> },
     Get {
         id: String,
         reply: Reply<ServerView>,
@@ -83,9 +83,7 @@ pub enum Control {
         reply: Reply<Subscription>,
     },
     /// What `/metrics` shows of the servers and of the supervisor's own counters.
-    Metrics {
-        reply: Sender<metrics::Snapshot>,
-    },
+    Metrics { reply: Sender<metrics::Snapshot> },
 }
 
 /// Why a command was refused; the HTTP layer maps each to a status code (DESIGN §4).
@@ -218,6 +216,12 @@ struct Server {
 }
 
 impl Server {
+    fn uptime_ms(&self, now: SystemTime) -> Option<u64> {
+        self.started_at
+            .filter(|_| self.pid.is_some())
+            .map(|at| now.duration_since(at).unwrap_or_default().as_millis() as u64)
+    }
+
     fn view(&self, now: SystemTime) -> ServerView {
         let alive = self.pid.is_some();
         ServerView {
@@ -228,10 +232,7 @@ impl Server {
             healthy: self.status == Status::Running,
             pid: self.pid,
             start_time: self.started_at.map(epoch_ms),
-            uptime_ms: self
-                .started_at
-                .filter(|_| alive)
-                .map(|at| now.duration_since(at).unwrap_or_default().as_millis() as u64),
+            uptime_ms: self.uptime_ms(now),
             restarts: self.restarts,
             exit_code: self.exit_code,
             exit_signal: self.exit_signal.map(signal_name),
@@ -328,6 +329,8 @@ pub struct ServerOrchestrator {
     /// changes, not a scan of every server.
     changed: Vec<bool>,
     changed_order: Vec<usize>,
+    /// Each server's JSON, encoded again only after it changed.
+    list_json: ListJson,
     /// Some server waits to be started or stopped (saves `advance` a scan when none does).
     has_pending: bool,
     state_dirty: bool,
@@ -411,6 +414,7 @@ impl ServerOrchestrator {
             max_sse_clients: config.max_sse_clients,
             changed: vec![false; count],
             changed_order: Vec::new(),
+            list_json: ListJson::new(count),
             has_pending: false,
             state_dirty: false,
             state_saved_at: None,
@@ -551,7 +555,7 @@ impl ServerOrchestrator {
     fn on_control(&mut self, control: Control) {
         match control {
             Control::List { reply } => {
-                let _ = reply.send(self.views());
+                let _ = reply.send(self.list_json());
             }
             Control::Get { id, reply } => {
                 let result = self.find(&id).map(|index| self.view(index));
@@ -1215,6 +1219,7 @@ impl ServerOrchestrator {
                     server.cpu_percent = Some(cpu);
                     server.rss_bytes = Some(rss);
                     server.cpu_time = Some(cpu_time);
+                    self.list_json.forget(index);
                     if !watched {
                         continue;
                     }
@@ -1554,7 +1559,18 @@ impl ServerOrchestrator {
         self.servers.iter().map(|s| s.view(now)).collect()
     }
 
+    fn list_json(&mut self) -> Vec<u8> {
+        let now = SystemTime::now();
+        let servers = &self.servers;
+        self.list_json.render(
+            servers.len(),
+            |index| servers[index].view(now),
+            |index| servers[index].uptime_ms(now),
+        )
+    }
+
     fn mark_changed(&mut self, index: usize) {
+        self.list_json.forget(index);
         if !std::mem::replace(&mut self.changed[index], true) {
             self.changed_order.push(index);
         }

@@ -129,8 +129,8 @@ fn index(shared: &Shared) -> Reply {
     match ask(shared, INDEX_SNAPSHOT_TIMEOUT, |reply| Control::List {
         reply,
     }) {
-        Ok(views) => {
-            let json = serde_json::to_string(&views).expect("server views serialize");
+        Ok(json) => {
+            let json = String::from_utf8_lossy(&json);
             Reply::bytes(200, HTML, assets::index_with_snapshot(&json))
         }
         Err(_) => Reply::bytes(200, HTML, assets::index_with_snapshot("null")),
@@ -139,7 +139,7 @@ fn index(shared: &Shared) -> Reply {
 
 fn list(shared: &Shared) -> Reply {
     match ask(shared, QUERY_TIMEOUT, |reply| Control::List { reply }) {
-        Ok(views) => Reply::json(200, &views),
+        Ok(json) => Reply::bytes(200, "application/json", json),
         Err(reply) => reply,
     }
 }
