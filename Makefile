@@ -1,5 +1,5 @@
 # tend: the two commands a fresh machine needs are `make run` and `make test`.
-.PHONY: run test test-rust test-e2e build release static static-check bench bench-quick soak lint fmt clean
+.PHONY: run test test-rust test-e2e screenshot build release static static-check bench bench-quick soak lint fmt clean
 
 CARGO ?= cargo
 
@@ -19,6 +19,10 @@ test-rust:
 # Installs Debian's chromium and the npm packages when they are missing (see tests/e2e/run.sh).
 test-e2e: build
 	TEND_BIN=$(CURDIR)/target/debug/tend sh tests/e2e/run.sh
+
+# The README's picture of the dashboard, taken by a browser test (into target/e2e/).
+screenshot: test-e2e
+	cp target/e2e/dashboard.png docs/dashboard.png
 
 lint:
 	$(CARGO) fmt --all -- --check
