@@ -172,6 +172,14 @@ pub enum Timeline {
         pid: Option<u32>,
         port: u16,
     },
+    /// An orphan warning that no longer holds: the port is free, or held by the server itself.
+    #[serde(rename_all = "camelCase")]
+    OrphanCleared {
+        id: String,
+        /// The orphan that was reported.
+        pid: Option<u32>,
+        port: u16,
+    },
     #[serde(rename_all = "camelCase")]
     OrphanKilled {
         id: String,
@@ -190,6 +198,7 @@ impl Timeline {
             Timeline::ProcessError { .. } => "processError",
             Timeline::StatusChange { .. } => "statusChange",
             Timeline::OrphanDetected { .. } => "orphanDetected",
+            Timeline::OrphanCleared { .. } => "orphanCleared",
             Timeline::OrphanKilled { .. } => "orphanKilled",
         }
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, after, select};
 
 use crate::model::{PortView, reachable_ip};
-use crate::{probe, procfs, sockdiag};
+use crate::{probe, process, procfs, sockdiag};
 
 const LOG: &str = "ProcessMonitor";
 
@@ -92,12 +92,20 @@ pub fn start(
 struct Holder {
     pid: Option<u32>,
     session: Option<u32>,
+    /// Seen in more than one round. A socket whose holder cannot be found is most often one
+    /// whose last holder is exiting (its descriptors are gone from /proc a moment before the
+    /// kernel closes the socket), so an unknown holder counts only once it has lasted a round.
+    lasted: bool,
 }
 
 struct ProcessMonitor {
     interval: Duration,
     reports: Sender<Report>,
     watches: Vec<Watch>,
+    /// Per server, the sessions of its earlier processes whose group is still being cleaned up
+    /// (the workers of a master that died, while tend kills what is left of its group): their
+    /// sockets are the server's own, never an orphan's, until that group is gone.
+    former: Vec<Vec<u32>>,
     last: Vec<Option<Observation>>,
     holders: HashMap<u64, Holder>,
     cpu: HashMap<u32, (u64, Instant)>,
@@ -110,6 +118,7 @@ impl ProcessMonitor {
             interval,
             reports,
             watches: Vec::new(),
+            former: Vec::new(),
             last: Vec::new(),
             holders: HashMap::new(),
             cpu: HashMap::new(),
@@ -156,12 +165,16 @@ impl ProcessMonitor {
     fn set(&mut self, index: usize, watch: Watch) {
         if index >= self.watches.len() {
             self.watches.resize(index + 1, Watch::default());
+            self.former.resize(index + 1, Vec::new());
             self.last.resize(index + 1, None);
         }
         let became_quick = watch.quick && !self.watches[index].quick;
         if self.watches[index].pid != watch.pid {
             // A new process: report its first observation even if it looks like the last one.
             self.last[index] = None;
+            if let Some(before) = self.watches[index].pid {
+                self.former[index].push(before);
+            }
         }
         self.watches[index] = watch;
         if became_quick && !self.watches[index].ports.is_empty() {
@@ -183,6 +196,11 @@ impl ProcessMonitor {
                 Vec::new()
             }
         };
+        for &index in &indices {
+            // A group with no process left is cleaned up: from now on a holder from its session
+            // (one that left the group, say) is outside everything tend will stop.
+            self.former[index].retain(|&session| process::group_exists(session, false));
+        }
         let mut by_port: HashMap<u16, Vec<&sockdiag::Listener>> = HashMap::new();
         for listener in &listeners {
             by_port.entry(listener.port).or_default().push(listener);
@@ -226,6 +244,7 @@ impl ProcessMonitor {
 
         for &index in &indices {
             let watch = &self.watches[index];
+            let former = &self.former[index];
             let mut observation = Observation {
                 ports_ok: true,
                 ..Observation::default()
@@ -238,8 +257,11 @@ impl ProcessMonitor {
                     .into_iter()
                     .flatten()
                     .filter_map(|l| self.holders.get(&l.inode).copied())
+                    .filter(|h| h.pid.is_some() || h.lasted)
                     .collect();
-                let is_ours = |h: &Holder| watch.pid.is_some() && h.session == watch.pid;
+                let is_current = |h: &Holder| h.session.is_some() && h.session == watch.pid;
+                let is_ours =
+                    |h: &Holder| is_current(h) || h.session.is_some_and(|s| former.contains(&s));
                 let outsider = holders.iter().find(|h| !is_ours(h));
                 let is_open = match open_by_table.get(&(index, slot)) {
                     Some(&open) => open,
@@ -251,7 +273,10 @@ impl ProcessMonitor {
                         observation.orphaned_pid = outsider.pid;
                     }
                 }
-                observation.ports_ok &= is_open && !holders.is_empty() && outsider.is_none();
+                // Healthy only once the current process alone holds it, not its predecessor's
+                // remains.
+                observation.ports_ok &=
+                    is_open && !holders.is_empty() && holders.iter().all(is_current);
                 let owner = outsider.or(holders.first());
                 observation.ports.push(PortView {
                     port,
@@ -306,9 +331,13 @@ impl ProcessMonitor {
                         Some(Holder {
                             pid: Some(pid),
                             session: held_by,
+                            ..
                         }) if *held_by != session => !procfs::is_alive(*pid),
                         Some(_) => false,
                     };
+                    if let Some(holder) = self.holders.get_mut(&listener.inode) {
+                        holder.lasted = true;
+                    }
                     if stale {
                         unknown.insert(listener.inode);
                     }
@@ -332,7 +361,14 @@ impl ProcessMonitor {
         for inode in unknown {
             let pid = found.get(&inode).copied();
             let session = pid.and_then(procfs::read_stat).map(|s| s.session);
-            self.holders.insert(inode, Holder { pid, session });
+            self.holders.insert(
+                inode,
+                Holder {
+                    pid,
+                    session,
+                    lasted: false,
+                },
+            );
         }
     }
 

@@ -1162,8 +1162,8 @@ impl ServerOrchestrator {
         server.pid = None;
         self.by_pid.remove(&pid);
         server.epoch += 1;
-        server.orphaned = false;
-        server.orphaned_pid = None;
+        // The orphan flags stay: an orphan outlives the stop, and the next round says whether
+        // it is still there (clearing them here made it reported anew).
         server.ports = server.closed_ports();
         server.adopted = false;
         let id = server.config.id.clone();
@@ -1253,6 +1253,16 @@ impl ServerOrchestrator {
         let id = server.config.id.clone();
         let newly_orphaned = observation.orphaned
             && (!server.orphaned || server.orphaned_pid != observation.orphaned_pid);
+        // The warning said which port; say the same one when it ends.
+        let cleared = (server.orphaned && !observation.orphaned).then(|| {
+            let port = server
+                .ports
+                .iter()
+                .find(|p| p.owner_pid.is_some() && p.owner_pid == server.orphaned_pid)
+                .or_else(|| server.ports.first())
+                .map_or(0, |p| p.port);
+            (server.orphaned_pid, port)
+        });
         let visible_change = server.ports != observation.ports
             || server.orphaned != observation.orphaned
             || server.orphaned_pid != observation.orphaned_pid;
@@ -1262,6 +1272,16 @@ impl ServerOrchestrator {
         server.orphaned_pid = observation.orphaned_pid;
         if visible_change {
             self.mark_changed(index);
+        }
+        if let Some((pid, port)) = cleared {
+            log::info!(target: "ProcessMonitor",
+                "Orphan on port {} of '{}' is gone (was PID {})", port, id,
+                pid.map_or("unknown".to_string(), |p| p.to_string()));
+            self.timeline(Timeline::OrphanCleared {
+                id: id.clone(),
+                pid,
+                port,
+            });
         }
         if newly_orphaned {
             let port = self.servers[index]

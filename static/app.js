@@ -456,6 +456,7 @@ const TIMELINE = {
   statusChange: (d) => [['crashed', 'fatal'].includes(d.to) ? 'bad' : d.to === 'unhealthy' ? 'warn' : 'muted',
     `${d.from} → ${d.to}`],
   orphanDetected: (d) => ['warn', `orphan PID ${d.pid || '?'} holds port ${d.port}`],
+  orphanCleared: (d) => ['ok', `orphan PID ${d.pid || '?'} no longer holds port ${d.port}`],
   orphanKilled: (d) => ['info', `orphan PID ${d.pid} killed${d.signal ? ` (${d.signal})` : ''}`],
 };
 

@@ -643,14 +643,13 @@ fn issue_10_only_web_must_bind_its_port_other_process_types_run_without_one() {
     let worker = &servers[1];
     assert_eq!(worker["ports"], serde_json::json!([]), "{worker}");
     let worker_pid = worker["pid"].as_u64().expect("worker's pid");
-    let environ = fs::read(format!("/proc/{worker_pid}/environ")).unwrap();
+    // Polled: right after the spawn the PID may still be the shell on its way to exec.
     let port_var = format!("PORT={}", base + 100);
-    assert!(
-        environ
-            .split(|b| *b == 0)
-            .any(|var| var == port_var.as_bytes()),
-        "the worker gets its PORT too"
-    );
+    wait_until("the worker to have its PORT too", WAIT, || {
+        let environ = fs::read(format!("/proc/{worker_pid}/environ")).ok()?;
+        let has = |var: &[u8]| var == port_var.as_bytes();
+        environ.split(|b| *b == 0).any(has).then_some(())
+    });
 
     fs::write(dir.path.join("go"), "").unwrap();
     watch_servers(
