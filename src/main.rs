@@ -16,6 +16,7 @@ mod http;
 mod logfile;
 mod logger;
 mod logrotate;
+mod members;
 mod metrics;
 mod model;
 mod monitor;

@@ -166,3 +166,58 @@ fn export_says_how_each_server_runs_and_systemd_runs_the_same_script() {
         "{procfile}"
     );
 }
+
+/// `name{server="ID"} VALUE` from `/metrics`.
+fn metric(tend: &Tend, name: &str, id: &str) -> Option<f64> {
+    let (status, _, body) = tend.request_raw("GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    let prefix = format!("{name}{{server=\"{id}\"}} ");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+}
+
+// See: issue 10, item 2.
+#[test]
+fn a_servers_cpu_and_memory_are_its_whole_process_groups() {
+    const MIB: u64 = 1 << 20;
+    let dir = TempDir::new("group_figures");
+    let port = free_port();
+    // Two workers each hold 40 MiB and spend 300 ms of CPU; the master does neither.
+    let command = demo_line(&format!(
+        "--port {port} --workers 2 --worker-mb 40 --worker-cpu-ms 300"
+    ));
+    let config = json!({"servers": [{"id": "prefork", "command": command, "ports": [port]}]});
+    let tend = Tend::start(&dir, &config);
+    let master = running_pid(&tend, "prefork");
+
+    let server = tend.wait_server("prefork", "the workers' memory counted", |s| {
+        s["processes"] == 3 && s["rssBytes"].as_u64().is_some_and(|b| b >= 80 * MIB)
+    });
+    assert_eq!(server["pid"], master, "{server:#}");
+    let main_rss = server["mainRssBytes"].as_u64().expect("mainRssBytes");
+    assert!(main_rss < 40 * MIB, "the master holds little: {server:#}");
+    let rss = server["rssBytes"].as_u64().unwrap();
+    assert!(rss >= main_rss + 80 * MIB, "{server:#}");
+    assert!(server["cpuPercent"].is_number(), "{server:#}");
+    assert!(server["mainCpuPercent"].is_number(), "{server:#}");
+
+    // /metrics shows the same group: memory, process count, and the workers' CPU time.
+    wait_until("the workers' CPU time in /metrics", WAIT, || {
+        let cpu = metric(&tend, "tend_server_cpu_seconds_total", "prefork")?;
+        (cpu >= 0.55).then_some(())
+    });
+    let memory = metric(&tend, "tend_server_resident_memory_bytes", "prefork").unwrap();
+    assert!(memory >= (80 * MIB) as f64, "{memory}");
+    assert_eq!(metric(&tend, "tend_server_processes", "prefork"), Some(3.0));
+
+    // `tend status` prints the API's figures: the group's memory, in MiB.
+    let out = tend.cli(&["status", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert!(
+        listed[0]["rssBytes"]
+            .as_u64()
+            .is_some_and(|b| b >= 80 * MIB),
+        "{listed:#}"
+    );
+}
