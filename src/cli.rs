@@ -97,6 +97,24 @@ pub struct ServeOptions {
     pub exit_code: i32,
     /// Ignore SIGTERM, so that a stop needs SIGKILL.
     pub ignore_term: bool,
+    /// Worker processes to start, sharing the listening socket (a prefork server such as
+    /// nginx or gunicorn, so that tests and the demo show a process group).
+    pub workers: u32,
+    /// Memory each worker holds resident, in MiB.
+    pub worker_mb: u64,
+    /// CPU time each worker spends when it starts.
+    pub worker_cpu: Duration,
+    pub role: DemoRole,
+}
+
+/// Whether a `serve-demo` process is the one a person (or tend) started, or one of its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoRole {
+    Main,
+    /// Started by a main demo process; serves on the listening descriptor it inherited, if any.
+    Worker {
+        listen_fd: Option<i32>,
+    },
 }
 
 impl Default for ServeOptions {
@@ -107,6 +125,10 @@ impl Default for ServeOptions {
             print_every: Duration::from_millis(1000),
             exit_code: 1,
             ignore_term: false,
+            workers: 0,
+            worker_mb: 0,
+            worker_cpu: Duration::ZERO,
+            role: DemoRole::Main,
         }
     }
 }
@@ -573,6 +595,27 @@ impl Parser {
                     options.exit_code = i32::from(code);
                 }
                 "--ignore-term" if inline.is_none() => options.ignore_term = true,
+                "--workers" => {
+                    let value = self.value(&name, inline)?;
+                    options.workers = parse_number(&name, &value)?;
+                }
+                "--worker-mb" => {
+                    let value = self.value(&name, inline)?;
+                    options.worker_mb = parse_number(&name, &value)?;
+                }
+                "--worker-cpu-ms" => {
+                    let value = self.value(&name, inline)?;
+                    options.worker_cpu = Duration::from_millis(parse_number(&name, &value)?);
+                }
+                // Internal: how a demo master starts its workers.
+                "--worker" if inline.is_none() => {
+                    options.role = DemoRole::Worker { listen_fd: None };
+                }
+                "--worker-fd" => {
+                    let value = self.value(&name, inline)?;
+                    let listen_fd = Some(parse_number(&name, &value)?);
+                    options.role = DemoRole::Worker { listen_fd };
+                }
                 _ => return Err(unexpected("serve-demo", Arg::Flag { name, inline })),
             }
         }
@@ -783,11 +826,13 @@ Prints the list of commands, or one command's help (same as `tend COMMAND --help
 
 const HELP_SERVE_DEMO: &str = "\
 Usage: tend serve-demo [--port N] [--crash-after-ms N] [--print-every-ms N] [--exit-code N]
-                       [--ignore-term]
+                       [--ignore-term] [--workers N [--worker-mb N] [--worker-cpu-ms N]]
 
 A tiny demo server for the built-in demo and tests: answers HTTP on 127.0.0.1:PORT, prints
 a line every --print-every-ms (default 1000, 0 = never), exits with --exit-code (default 1)
-after --crash-after-ms, and with --ignore-term ignores SIGTERM.
+after --crash-after-ms, and with --ignore-term ignores SIGTERM. --workers starts N worker
+processes that share the listening socket (as nginx or gunicorn do); each holds --worker-mb
+MiB of memory and first spends --worker-cpu-ms of CPU time.
 ";
 
 #[cfg(test)]
@@ -1010,6 +1055,25 @@ mod tests {
                     print_every: Duration::ZERO,
                     exit_code: 3,
                     ignore_term: true,
+                    ..ServeOptions::default()
+                }),
+            ),
+            (
+                "serve-demo --port 8000 --workers 2 --worker-mb 64 --worker-cpu-ms 300",
+                Command::Serve(ServeOptions {
+                    port: Some(8000),
+                    workers: 2,
+                    worker_mb: 64,
+                    worker_cpu: Duration::from_millis(300),
+                    ..ServeOptions::default()
+                }),
+            ),
+            (
+                "serve-demo --worker-fd 3 --worker-mb 1",
+                Command::Serve(ServeOptions {
+                    worker_mb: 1,
+                    role: DemoRole::Worker { listen_fd: Some(3) },
+                    ..ServeOptions::default()
                 }),
             ),
         ];

@@ -8,12 +8,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cli::ServeOptions;
+use crate::cli::{DemoRole, ServeOptions};
 use crate::error::{Context, Error};
 
 /// How long a connection may take to send its request before it is answered anyway.
@@ -30,6 +32,9 @@ pub fn run(opts: &ServeOptions) -> Result<(), Error> {
             libc::signal(libc::SIGTERM, libc::SIG_IGN);
         }
     }
+    if let DemoRole::Worker { listen_fd } = opts.role {
+        return worker(opts, listen_fd);
+    }
     let served = Arc::new(AtomicU64::new(0));
     let pid = std::process::id();
     if let Some(port) = opts.port {
@@ -38,6 +43,7 @@ pub fn run(opts: &ServeOptions) -> Result<(), Error> {
         say(&format!(
             "demo: listening on http://127.0.0.1:{port} (PID {pid})"
         ));
+        start_workers(opts, Some(&listener))?;
         let served = Arc::clone(&served);
         thread::Builder::new()
             .name("demo-accept".into())
@@ -45,6 +51,7 @@ pub fn run(opts: &ServeOptions) -> Result<(), Error> {
             .context("demo: cannot start the accept thread")?;
     } else {
         say(&format!("demo: started (PID {pid})"));
+        start_workers(opts, None)?;
     }
 
     let started = Instant::now();
@@ -75,6 +82,76 @@ pub fn run(opts: &ServeOptions) -> Result<(), Error> {
             None => thread::park(),
         }
     }
+}
+
+/// Starts `opts.workers` copies of this program as workers, in this process's group, each
+/// inheriting the listening socket as a prefork server's workers do. They are never waited for:
+/// they end with the group (tend stops servers by group).
+fn start_workers(opts: &ServeOptions, listener: Option<&TcpListener>) -> Result<(), Error> {
+    if opts.workers == 0 {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("demo: cannot find its own program")?;
+    let fd = listener.map(|l| l.as_raw_fd());
+    if let Some(fd) = fd {
+        // SAFETY: clears close-on-exec on a descriptor this process owns, so workers inherit it.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    for _ in 0..opts.workers {
+        let mut command = Command::new(&exe);
+        command
+            .arg("serve-demo")
+            .arg(format!("--worker-mb={}", opts.worker_mb))
+            .arg(format!("--worker-cpu-ms={}", opts.worker_cpu.as_millis()))
+            .stdin(Stdio::null());
+        match fd {
+            Some(fd) => command.arg(format!("--worker-fd={fd}")),
+            None => command.arg("--worker"),
+        };
+        let child = command.spawn().context("demo: cannot start a worker")?;
+        say(&format!("demo: started worker PID {}", child.id()));
+    }
+    Ok(())
+}
+
+/// A worker: holds its memory, spends its CPU, then serves on the inherited socket (or idles)
+/// until a signal ends it.
+fn worker(opts: &ServeOptions, listen_fd: Option<i32>) -> Result<(), Error> {
+    let pid = std::process::id();
+    // Filled with a non-zero byte so every page is really resident, not the shared zero page.
+    let held = vec![0x5a_u8; (opts.worker_mb as usize) << 20];
+    let cpu_start = process_cpu_time();
+    while process_cpu_time().saturating_sub(cpu_start) < opts.worker_cpu {
+        std::hint::black_box(held.len());
+    }
+    say(&format!(
+        "demo: worker PID {pid} holds {} MiB",
+        held.len() >> 20
+    ));
+    match listen_fd {
+        Some(fd) => {
+            // SAFETY: the descriptor was left open for this process by its main demo process,
+            // which made it a listening socket; nothing else here uses it.
+            let listener = unsafe { TcpListener::from_raw_fd(fd) };
+            accept_loop(listener, Arc::new(AtomicU64::new(0)), pid);
+        }
+        None => loop {
+            thread::park();
+        },
+    }
+    std::hint::black_box(&held);
+    Ok(())
+}
+
+/// CPU time this process has used (CLOCK_PROCESS_CPUTIME_ID).
+fn process_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into our local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// `demo: served 3 requests, up 12 s` (or `demo: up 12 s` when not listening).

@@ -26,6 +26,7 @@ use crate::cli::ExportFormat;
 use crate::config::{CommandSpec, Config, RestartPolicy, ServerConfig, parse_env_file};
 use crate::error::{Context, Error};
 use crate::model::signal_name;
+use crate::shell;
 
 /// tend's "a run that stays up 10 s resets the failure count" (DESIGN §2, policy.rs).
 const RESET_AFTER: Duration = Duration::from_secs(10);
@@ -323,6 +324,11 @@ fn service_unit(
         let ports: Vec<String> = server.ports.iter().map(u16::to_string).collect();
         let _ = writeln!(text, "# Ports tend would check: {}.", ports.join(", "));
     }
+    let _ = writeln!(
+        text,
+        "# The command {}.",
+        comment_text(&shell::describe(&server.command))
+    );
 
     text.push_str("[Unit]\n");
     let _ = writeln!(
@@ -468,8 +474,14 @@ fn env_file(
 /// absolute path (systemd.service(5): "the first argument must be an absolute path" on older
 /// systemd, a fixed search path on newer ones — never the user's PATH).
 fn exec_start(server: &ServerConfig, host: &Host) -> Result<String, String> {
+    let script = match &server.command {
+        CommandSpec::Shell(line) => shell::script_for(line),
+        CommandSpec::Exec(_) => String::new(),
+    };
     let (program, args): (PathBuf, Vec<&str>) = match &server.command {
-        CommandSpec::Shell(line) => (PathBuf::from("/bin/sh"), vec!["-c", line.as_str()]),
+        // The same script tend runs: one simple command execs its program, so the unit's
+        // MainPID is the program's, as tend's PID is.
+        CommandSpec::Shell(_) => (PathBuf::from("/bin/sh"), vec!["-c", script.as_str()]),
         CommandSpec::Exec(argv) => (
             resolve_program(&argv[0], server, host)?,
             argv[1..].iter().map(String::as_str).collect(),
@@ -716,6 +728,12 @@ pub fn procfile(config: &Config) -> String {
         if !lost.is_empty() {
             let _ = writeln!(text, "# {}: {}", server.id, comment_text(&lost.join("; ")));
         }
+        let _ = writeln!(
+            text,
+            "# {} {} (under tend)",
+            server.id,
+            shell::describe(&server.command)
+        );
         if !server
             .id
             .chars()

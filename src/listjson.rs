@@ -137,6 +137,9 @@ mod tests {
             adopted: false,
             cpu_percent: Some(1.5),
             rss_bytes: Some(4096),
+            processes: Some(3),
+            main_cpu_percent: Some(0.5),
+            main_rss_bytes: Some(1024),
             last_error: Some("a \"quoted\" error".into()),
         }
     }

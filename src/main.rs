@@ -17,6 +17,7 @@ mod listjson;
 mod logfile;
 mod logger;
 mod logrotate;
+mod members;
 mod metrics;
 mod model;
 mod monitor;
@@ -26,6 +27,7 @@ mod probe;
 mod process;
 mod procfs;
 mod reaper;
+mod shell;
 mod sockdiag;
 mod store;
 mod supervisor;
@@ -61,11 +63,17 @@ fn run() -> Result<ExitCode, Error> {
         }
         Command::Check => {
             let config = app::load_config(cli.config.as_deref(), None)?;
-            println!(
-                "{}: OK ({} servers)",
+            let mut text = format!(
+                "{}: OK ({} servers)\n",
                 config.path.display(),
                 config.servers.len()
             );
+            // Whether tend's PID and figures will be the program's or its shell's.
+            for server in &config.servers {
+                let how = shell::describe(&server.command);
+                text.push_str(&format!("  {}: {how}\n", server.id));
+            }
+            print_stdout(&text);
             Ok(ExitCode::SUCCESS)
         }
         Command::Help { topic } => {

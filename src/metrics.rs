@@ -81,9 +81,12 @@ pub struct ServerSample {
     pub restarts: u32,
     /// Since the running process started; `None` while none runs.
     pub uptime: Option<Duration>,
-    /// CPU time (user + system) of the running main process, once the monitor has sampled it.
+    /// CPU time (user + system) of the running process group, once the monitor has sampled it.
     pub cpu_time: Option<Duration>,
+    /// Resident memory of the running process group.
     pub rss_bytes: Option<u64>,
+    /// Live processes in the group.
+    pub processes: Option<u32>,
     /// Each configured port and whether the last health round could connect to it.
     pub ports: Vec<(u16, bool)>,
     pub orphaned: bool,
@@ -200,7 +203,8 @@ pub fn render(snapshot: &Snapshot) -> String {
     w.family(
         "tend_server_cpu_seconds_total",
         "counter",
-        "CPU time (user and system) used by the server's main process.",
+        "CPU time (user and system) used by the server's process group (its main process and \
+         every process it started) since the main process started.",
     );
     for s in servers {
         if let Some(cpu) = s.cpu_time {
@@ -212,7 +216,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     w.family(
         "tend_server_resident_memory_bytes",
         "gauge",
-        "Resident memory of the server's main process.",
+        "Resident memory of the server's process group, summed over its live processes.",
     );
     for s in servers {
         if let Some(rss) = s.rss_bytes {
@@ -221,6 +225,17 @@ pub fn render(snapshot: &Snapshot) -> String {
                 &[("server", &s.id)],
                 rss,
             );
+        }
+    }
+
+    w.family(
+        "tend_server_processes",
+        "gauge",
+        "Live processes in the server's process group (absent while none runs).",
+    );
+    for s in servers {
+        if let Some(processes) = s.processes {
+            w.sample("tend_server_processes", &[("server", &s.id)], processes);
         }
     }
 
@@ -452,6 +467,7 @@ mod tests {
             uptime: None,
             cpu_time: None,
             rss_bytes: None,
+            processes: None,
             ports: Vec::new(),
             orphaned: false,
         }
@@ -464,6 +480,7 @@ mod tests {
             uptime: Some(Duration::from_millis(12_345)),
             cpu_time: Some(Duration::from_millis(1_230)),
             rss_bytes: Some(4_096_000),
+            processes: Some(3),
             ports: vec![(8000, true), (8001, false)],
             ..server(id, Status::Running)
         }
@@ -514,6 +531,7 @@ mod tests {
             "tend_server_uptime_seconds",
             "tend_server_cpu_seconds_total",
             "tend_server_resident_memory_bytes",
+            "tend_server_processes",
             "tend_server_port_open",
             "tend_server_orphaned",
             "tend_build_info",
@@ -534,7 +552,7 @@ mod tests {
         ] {
             assert!(seen.contains(name), "{name} missing");
         }
-        assert_eq!(seen.len(), 23);
+        assert_eq!(seen.len(), 24);
     }
 
     #[test]
@@ -576,6 +594,10 @@ mod tests {
         assert_eq!(
             lines_of(&text, "tend_server_resident_memory_bytes"),
             ["tend_server_resident_memory_bytes{server=\"web\"} 4096000"]
+        );
+        assert_eq!(
+            lines_of(&text, "tend_server_processes"),
+            ["tend_server_processes{server=\"web\"} 3"]
         );
         assert_eq!(
             lines_of(&text, "tend_server_restarts_total"),

@@ -110,8 +110,16 @@ pub struct ServerView {
     pub orphaned: bool,
     pub orphaned_pid: Option<u32>,
     pub adopted: bool,
+    /// CPU of the server's whole process group (every live process of its session), in % of
+    /// one core over the last health round.
     pub cpu_percent: Option<f64>,
+    /// Resident memory of the whole process group, summed.
     pub rss_bytes: Option<u64>,
+    /// Live processes in the group (the main process and everything it forked).
+    pub processes: Option<u32>,
+    /// The main process's own share (the PID above): a master's, without its workers.
+    pub main_cpu_percent: Option<f64>,
+    pub main_rss_bytes: Option<u64>,
     pub last_error: Option<String>,
 }
 
@@ -120,8 +128,10 @@ pub struct ServerView {
 #[serde(rename_all = "camelCase")]
 pub struct StatsEntry {
     pub id: String,
+    /// The whole process group's, as in [`ServerView`].
     pub cpu_percent: f64,
     pub rss_bytes: u64,
+    pub processes: u32,
 }
 
 /// Outbound events (DESIGN §5). The supervisor creates them; the event hub numbers and frames
@@ -172,6 +182,14 @@ pub enum Timeline {
         pid: Option<u32>,
         port: u16,
     },
+    /// An orphan warning that no longer holds: the port is free, or held by the server itself.
+    #[serde(rename_all = "camelCase")]
+    OrphanCleared {
+        id: String,
+        /// The orphan that was reported.
+        pid: Option<u32>,
+        port: u16,
+    },
     #[serde(rename_all = "camelCase")]
     OrphanKilled {
         id: String,
@@ -190,6 +208,7 @@ impl Timeline {
             Timeline::ProcessError { .. } => "processError",
             Timeline::StatusChange { .. } => "statusChange",
             Timeline::OrphanDetected { .. } => "orphanDetected",
+            Timeline::OrphanCleared { .. } => "orphanCleared",
             Timeline::OrphanKilled { .. } => "orphanKilled",
         }
     }
@@ -339,6 +358,9 @@ mod tests {
             adopted: false,
             cpu_percent: None,
             rss_bytes: None,
+            processes: None,
+            main_cpu_percent: None,
+            main_rss_bytes: None,
             last_error: None,
         };
         let json = serde_json::to_value(&view).unwrap();
@@ -346,6 +368,7 @@ mod tests {
         assert_eq!(json["orphanedPid"], 7);
         assert_eq!(json["ports"][0]["ownerPid"], 7);
         assert!(json.get("uptimeMs").is_some());
+        assert!(json.get("mainRssBytes").is_some());
     }
 
     #[test]

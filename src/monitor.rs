@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, after, select};
 
+use crate::members::Members;
 use crate::model::{PortView, reachable_ip};
-use crate::{probe, procfs, sockdiag};
+use crate::{probe, process, procfs, sockdiag};
 
 const LOG: &str = "ProcessMonitor";
 
@@ -64,13 +65,29 @@ pub enum Report {
         pid: Option<u32>,
         observation: Observation,
     },
-    /// `(index, CPU %, RSS bytes, CPU time used so far)` of running servers' main processes,
-    /// once per full round.
-    Stats(Vec<(usize, f64, u64, Duration)>),
+    /// CPU and memory of running servers, once per full round.
+    Stats(Vec<Sample>),
     /// An adopted process is gone and no pidfd said so.
     Vanished { index: usize, pid: u32 },
     /// A full round finished; `took` is how long it ran.
     RoundDone { took: Duration },
+}
+
+/// One running server's figures: its whole process group's, and its main process's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub index: usize,
+    /// CPU of every live member since the last round, in % of one core (one decimal).
+    pub cpu_percent: f64,
+    /// Resident memory of every live member, summed.
+    pub rss_bytes: u64,
+    /// CPU time the group has used since the process started: each member's, counted from
+    /// when it was first seen (a process forked since the last round counts from its birth).
+    pub cpu_time: Duration,
+    /// Live processes in the group.
+    pub processes: u32,
+    pub main_cpu_percent: f64,
+    pub main_rss_bytes: u64,
 }
 
 pub fn start(
@@ -92,16 +109,27 @@ pub fn start(
 struct Holder {
     pid: Option<u32>,
     session: Option<u32>,
+    /// Seen in more than one round. A socket whose holder cannot be found is most often one
+    /// whose last holder is exiting (its descriptors are gone from /proc a moment before the
+    /// kernel closes the socket), so an unknown holder counts only once it has lasted a round.
+    lasted: bool,
 }
 
 struct ProcessMonitor {
     interval: Duration,
     reports: Sender<Report>,
     watches: Vec<Watch>,
+    /// Per server, the sessions of its earlier processes whose group is still being cleaned up
+    /// (the workers of a master that died, while tend kills what is left of its group): their
+    /// sockets are the server's own, never an orphan's, until that group is gone.
+    former: Vec<Vec<u32>>,
     last: Vec<Option<Observation>>,
     holders: HashMap<u64, Holder>,
-    cpu: HashMap<u32, (u64, Instant)>,
-    stats: procfs::StatReader,
+    /// CPU ticks of every member at the last round.
+    cpu: HashMap<u32, u64>,
+    /// Per server process (by its PID): the group's CPU ticks so far and when they were taken.
+    group_cpu: HashMap<u32, (u64, Instant)>,
+    members: Members,
 }
 
 impl ProcessMonitor {
@@ -110,10 +138,12 @@ impl ProcessMonitor {
             interval,
             reports,
             watches: Vec::new(),
+            former: Vec::new(),
             last: Vec::new(),
             holders: HashMap::new(),
             cpu: HashMap::new(),
-            stats: procfs::StatReader::default(),
+            group_cpu: HashMap::new(),
+            members: Members::default(),
         }
     }
 
@@ -156,12 +186,16 @@ impl ProcessMonitor {
     fn set(&mut self, index: usize, watch: Watch) {
         if index >= self.watches.len() {
             self.watches.resize(index + 1, Watch::default());
+            self.former.resize(index + 1, Vec::new());
             self.last.resize(index + 1, None);
         }
         let became_quick = watch.quick && !self.watches[index].quick;
         if self.watches[index].pid != watch.pid {
             // A new process: report its first observation even if it looks like the last one.
             self.last[index] = None;
+            if let Some(before) = self.watches[index].pid {
+                self.former[index].push(before);
+            }
         }
         self.watches[index] = watch;
         if became_quick && !self.watches[index].ports.is_empty() {
@@ -183,6 +217,11 @@ impl ProcessMonitor {
                 Vec::new()
             }
         };
+        for &index in &indices {
+            // A group with no process left is cleaned up: from now on a holder from its session
+            // (one that left the group, say) is outside everything tend will stop.
+            self.former[index].retain(|&session| process::group_exists(session, false));
+        }
         let mut by_port: HashMap<u16, Vec<&sockdiag::Listener>> = HashMap::new();
         for listener in &listeners {
             by_port.entry(listener.port).or_default().push(listener);
@@ -226,6 +265,7 @@ impl ProcessMonitor {
 
         for &index in &indices {
             let watch = &self.watches[index];
+            let former = &self.former[index];
             let mut observation = Observation {
                 ports_ok: true,
                 ..Observation::default()
@@ -238,8 +278,11 @@ impl ProcessMonitor {
                     .into_iter()
                     .flatten()
                     .filter_map(|l| self.holders.get(&l.inode).copied())
+                    .filter(|h| h.pid.is_some() || h.lasted)
                     .collect();
-                let is_ours = |h: &Holder| watch.pid.is_some() && h.session == watch.pid;
+                let is_current = |h: &Holder| h.session.is_some() && h.session == watch.pid;
+                let is_ours =
+                    |h: &Holder| is_current(h) || h.session.is_some_and(|s| former.contains(&s));
                 let outsider = holders.iter().find(|h| !is_ours(h));
                 let is_open = match open_by_table.get(&(index, slot)) {
                     Some(&open) => open,
@@ -251,7 +294,10 @@ impl ProcessMonitor {
                         observation.orphaned_pid = outsider.pid;
                     }
                 }
-                observation.ports_ok &= is_open && !holders.is_empty() && outsider.is_none();
+                // Healthy only once the current process alone holds it, not its predecessor's
+                // remains.
+                observation.ports_ok &=
+                    is_open && !holders.is_empty() && holders.iter().all(is_current);
                 let owner = outsider.or(holders.first());
                 observation.ports.push(PortView {
                     port,
@@ -306,9 +352,13 @@ impl ProcessMonitor {
                         Some(Holder {
                             pid: Some(pid),
                             session: held_by,
+                            ..
                         }) if *held_by != session => !procfs::is_alive(*pid),
                         Some(_) => false,
                     };
+                    if let Some(holder) = self.holders.get_mut(&listener.inode) {
+                        holder.lasted = true;
+                    }
                     if stale {
                         unknown.insert(listener.inode);
                     }
@@ -332,50 +382,84 @@ impl ProcessMonitor {
         for inode in unknown {
             let pid = found.get(&inode).copied();
             let session = pid.and_then(procfs::read_stat).map(|s| s.session);
-            self.holders.insert(inode, Holder { pid, session });
+            self.holders.insert(
+                inode,
+                Holder {
+                    pid,
+                    session,
+                    lasted: false,
+                },
+            );
         }
     }
 
-    /// CPU and memory of every live process, and the death of adopted ones.
+    /// CPU and memory of every running server's process group, and the death of adopted
+    /// processes.
     fn sample_stats(&mut self) {
-        let ticks_per_second = procfs::clock_ticks_per_second();
+        let ticks_per_second = procfs::clock_ticks_per_second() as f64;
         let now = Instant::now();
-        let mut stats = Vec::new();
-        let mut seen = HashSet::new();
+        let mut processes = 0;
+        let sessions: HashSet<u32> = self.watches.iter().filter_map(|w| w.pid).collect();
+        let groups = if sessions.is_empty() {
+            HashMap::new()
+        } else {
+            self.members.scan(&sessions)
+        };
+        let mut samples = Vec::new();
+        let mut cpu = HashMap::with_capacity(self.cpu.len());
+        let mut group_cpu = HashMap::with_capacity(self.group_cpu.len());
+        let percent = |ticks: u64, since: Option<Instant>| match since {
+            Some(at) if now > at => {
+                let seconds = now.duration_since(at).as_secs_f64();
+                ((ticks as f64 / ticks_per_second) / seconds * 1000.0).round() / 10.0
+            }
+            _ => 0.0,
+        };
         for (index, watch) in self.watches.iter().enumerate() {
             let Some(pid) = watch.pid else { continue };
-            let stat = self.stats.read(pid).filter(|stat| !stat.is_dead());
-            let Some(stat) = stat else {
+            let group = groups.get(&pid).map(Vec::as_slice).unwrap_or_default();
+            let Some(main) = group.iter().find(|stat| stat.pid == pid) else {
                 // An adopted process is not our child: no exit reaches the reaper, so the same
-                // read that samples it is the fallback to its pidfd for noticing its death.
+                // scan that samples it is the fallback to its pidfd for noticing its death.
                 if watch.adopted {
                     let _ = self.reports.send(Report::Vanished { index, pid });
                 }
                 continue;
             };
-            seen.insert(pid);
-            let ticks = procfs::cpu_time_ticks(&stat);
-            let cpu = match self.cpu.insert(pid, (ticks, now)) {
-                Some((before, at)) if now > at => {
-                    let seconds = now.duration_since(at).as_secs_f64();
-                    (ticks.saturating_sub(before) as f64 / ticks_per_second as f64) / seconds
-                        * 100.0
+            processes += group.len();
+            let previous = self.group_cpu.get(&pid).copied();
+            let mut used = 0;
+            let mut rss = 0;
+            let mut main_used = 0;
+            for stat in group {
+                let ticks = procfs::cpu_time_ticks(stat);
+                let since = ticks.saturating_sub(self.cpu.get(&stat.pid).copied().unwrap_or(0));
+                used += since;
+                if stat.pid == pid {
+                    main_used = since;
                 }
-                _ => 0.0,
-            };
-            let cpu_time =
-                Duration::from_micros(ticks.saturating_mul(1_000_000) / ticks_per_second);
-            stats.push((
+                rss += procfs::rss_bytes(stat);
+                cpu.insert(stat.pid, ticks);
+            }
+            let total = previous.map_or(0, |(total, _)| total) + used;
+            group_cpu.insert(pid, (total, now));
+            let since = previous.map(|(_, at)| at);
+            samples.push(Sample {
                 index,
-                (cpu * 10.0).round() / 10.0,
-                procfs::rss_bytes(&stat),
-                cpu_time,
-            ));
+                cpu_percent: percent(used, since),
+                rss_bytes: rss,
+                cpu_time: Duration::from_secs_f64(total as f64 / ticks_per_second),
+                processes: group.len() as u32,
+                main_cpu_percent: percent(main_used, since),
+                main_rss_bytes: procfs::rss_bytes(main),
+            });
         }
-        self.cpu.retain(|pid, _| seen.contains(pid));
-        self.stats.retain(|pid| seen.contains(&pid));
-        if !stats.is_empty() {
-            let _ = self.reports.send(Report::Stats(stats));
+        self.cpu = cpu;
+        self.group_cpu = group_cpu;
+        log::trace!(target: LOG, "Sampled {} servers ({} processes) in {} µs",
+            samples.len(), processes, now.elapsed().as_micros());
+        if !samples.is_empty() {
+            let _ = self.reports.send(Report::Stats(samples));
         }
     }
 }

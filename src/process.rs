@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::{CommandSpec, ServerConfig, parse_env_file};
-use crate::procfs;
+use crate::{procfs, shell};
 
 const LOG: &str = "ProcessManager";
 
@@ -112,8 +112,9 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
 
     let mut command = match &server.command {
         CommandSpec::Shell(line) => {
+            // One simple command gets `exec`, so the PID is the program's, not dash's.
             let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(line);
+            c.arg("-c").arg(shell::script_for(line));
             c
         }
         CommandSpec::Exec(argv) => {

@@ -23,7 +23,7 @@ use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{
     Action, Event, PortView, ServerView, StatsEntry, Status, Timeline, signal_name,
 };
-use crate::monitor::{MonitorCmd, Observation, Report, Watch};
+use crate::monitor::{MonitorCmd, Observation, Report, Sample, Watch};
 use crate::pidwatch::PidWatcher;
 use crate::policy::{self, AfterExit, ExitKind};
 use crate::process::{self, SignalError};
@@ -202,10 +202,8 @@ struct Server {
     opened_once: bool,
     orphaned: bool,
     orphaned_pid: Option<u32>,
-    cpu_percent: Option<f64>,
-    rss_bytes: Option<u64>,
-    /// CPU time of the main process so far, as the monitor last sampled it.
-    cpu_time: Option<Duration>,
+    /// The monitor's last figures for the process group (and its main process), while alive.
+    sample: Option<Sample>,
     epoch: u64,
     stopping: Option<Stopping>,
     pending_start: bool,
@@ -224,6 +222,7 @@ impl Server {
 
     fn view(&self, now: SystemTime) -> ServerView {
         let alive = self.pid.is_some();
+        let sample = self.sample.as_ref().filter(|_| alive);
         ServerView {
             id: self.config.id.clone(),
             command: self.config.command.display(),
@@ -240,14 +239,18 @@ impl Server {
             orphaned: self.orphaned,
             orphaned_pid: self.orphaned_pid,
             adopted: self.adopted,
-            cpu_percent: self.cpu_percent.filter(|_| alive),
-            rss_bytes: self.rss_bytes.filter(|_| alive),
+            cpu_percent: sample.map(|s| s.cpu_percent),
+            rss_bytes: sample.map(|s| s.rss_bytes),
+            processes: sample.map(|s| s.processes),
+            main_cpu_percent: sample.map(|s| s.main_cpu_percent),
+            main_rss_bytes: sample.map(|s| s.main_rss_bytes),
             last_error: self.last_error.clone(),
         }
     }
 
     fn sample(&self, now: SystemTime) -> ServerSample {
         let alive = self.pid.is_some();
+        let sample = self.sample.as_ref().filter(|_| alive);
         ServerSample {
             id: self.config.id.clone(),
             status: self.status,
@@ -257,8 +260,9 @@ impl Server {
                 .started_at
                 .filter(|_| alive)
                 .map(|at| now.duration_since(at).unwrap_or_default()),
-            cpu_time: self.cpu_time.filter(|_| alive),
-            rss_bytes: self.rss_bytes.filter(|_| alive),
+            cpu_time: sample.map(|s| s.cpu_time),
+            rss_bytes: sample.map(|s| s.rss_bytes),
+            processes: sample.map(|s| s.processes),
             ports: self.ports.iter().map(|p| (p.port, p.open)).collect(),
             orphaned: self.orphaned,
         }
@@ -376,9 +380,7 @@ impl ServerOrchestrator {
                 opened_once: false,
                 orphaned: false,
                 orphaned_pid: None,
-                cpu_percent: None,
-                rss_bytes: None,
-                cpu_time: None,
+                sample: None,
                 epoch: 0,
                 stopping: None,
                 pending_start: false,
@@ -947,9 +949,7 @@ impl ServerOrchestrator {
                 server.opened_once = false;
                 server.ports_ok = config.ports.is_empty();
                 server.ports = server.closed_ports();
-                server.cpu_percent = None;
-                server.rss_bytes = None;
-                server.cpu_time = None;
+                server.sample = None;
                 server.epoch += 1;
                 self.spawn_successes += 1;
                 self.by_pid.insert(spawned.pid, index);
@@ -1028,9 +1028,7 @@ impl ServerOrchestrator {
         let id = server.config.id.clone();
         let ran_for = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
         server.pid = None;
-        server.cpu_percent = None;
-        server.rss_bytes = None;
-        server.cpu_time = None;
+        server.sample = None;
         let (code, signal) = match exit.status {
             ExitStatus::Code(code) => (Some(code), None),
             ExitStatus::Signal(signal) => (None, Some(signal)),
@@ -1166,8 +1164,8 @@ impl ServerOrchestrator {
         server.pid = None;
         self.by_pid.remove(&pid);
         server.epoch += 1;
-        server.orphaned = false;
-        server.orphaned_pid = None;
+        // The orphan flags stay: an orphan outlives the stop, and the next round says whether
+        // it is still there (clearing them here made it reported anew).
         server.ports = server.closed_ports();
         server.adopted = false;
         let id = server.config.id.clone();
@@ -1209,25 +1207,24 @@ impl ServerOrchestrator {
                 // Nobody watching: keep the numbers for the API, skip building the event.
                 let watched = self.hub.subscriber_count() > 0;
                 let mut entries = Vec::with_capacity(if watched { stats.len() } else { 0 });
-                for (index, cpu, rss, cpu_time) in stats {
-                    let Some(server) = self.servers.get_mut(index) else {
+                for sample in stats {
+                    let sample_index = sample.index;
+                    let Some(server) = self.servers.get_mut(sample_index) else {
                         continue;
                     };
                     if server.pid.is_none() {
                         continue;
                     }
-                    server.cpu_percent = Some(cpu);
-                    server.rss_bytes = Some(rss);
-                    server.cpu_time = Some(cpu_time);
-                    self.list_json.forget(index);
-                    if !watched {
-                        continue;
+                    if watched {
+                        entries.push(StatsEntry {
+                            id: server.config.id.clone(),
+                            cpu_percent: sample.cpu_percent,
+                            rss_bytes: sample.rss_bytes,
+                            processes: sample.processes,
+                        });
                     }
-                    entries.push(StatsEntry {
-                        id: server.config.id.clone(),
-                        cpu_percent: cpu,
-                        rss_bytes: rss,
-                    });
+                    server.sample = Some(sample);
+                    self.list_json.forget(sample_index);
                 }
                 if !entries.is_empty() {
                     self.hub.publish(&Event::Stats(entries));
@@ -1258,6 +1255,16 @@ impl ServerOrchestrator {
         let id = server.config.id.clone();
         let newly_orphaned = observation.orphaned
             && (!server.orphaned || server.orphaned_pid != observation.orphaned_pid);
+        // The warning said which port; say the same one when it ends.
+        let cleared = (server.orphaned && !observation.orphaned).then(|| {
+            let port = server
+                .ports
+                .iter()
+                .find(|p| p.owner_pid.is_some() && p.owner_pid == server.orphaned_pid)
+                .or_else(|| server.ports.first())
+                .map_or(0, |p| p.port);
+            (server.orphaned_pid, port)
+        });
         let visible_change = server.ports != observation.ports
             || server.orphaned != observation.orphaned
             || server.orphaned_pid != observation.orphaned_pid;
@@ -1267,6 +1274,16 @@ impl ServerOrchestrator {
         server.orphaned_pid = observation.orphaned_pid;
         if visible_change {
             self.mark_changed(index);
+        }
+        if let Some((pid, port)) = cleared {
+            log::info!(target: "ProcessMonitor",
+                "Orphan on port {} of '{}' is gone (was PID {})", port, id,
+                pid.map_or("unknown".to_string(), |p| p.to_string()));
+            self.timeline(Timeline::OrphanCleared {
+                id: id.clone(),
+                pid,
+                port,
+            });
         }
         if newly_orphaned {
             let port = self.servers[index]

@@ -276,6 +276,11 @@ function renderMetrics(r) {
   const live = hasProcess(s);
   setText(r.e.cpuText, live && typeof s.cpuPercent === 'number' ? percent(s.cpuPercent) : '—');
   setText(r.e.memText, live && typeof s.rssBytes === 'number' ? bytes(s.rssBytes) : '—');
+  // The figures are the whole process group's; say so, and how many processes that is.
+  const group = live && typeof s.processes === 'number'
+    ? `${s.processes} process${s.processes === 1 ? '' : 'es'} (the server's process group)` : '';
+  r.e.cpuText.title = group;
+  r.e.memText.title = group;
   drawSpark(r.e.cpuSpark, live ? r.cpu : [], true);
   drawSpark(r.e.memSpark, live ? r.mem : [], false);
 }
@@ -346,7 +351,7 @@ function applyStats(list) {
   for (const st of list) {
     const r = rows.get(st && st.id);
     if (!r) continue;
-    r.s = { ...r.s, cpuPercent: st.cpuPercent, rssBytes: st.rssBytes };
+    r.s = { ...r.s, cpuPercent: st.cpuPercent, rssBytes: st.rssBytes, processes: st.processes };
     if (typeof st.cpuPercent === 'number') r.cpu.push(st.cpuPercent);
     if (typeof st.rssBytes === 'number') r.mem.push(st.rssBytes);
     if (r.cpu.length > HISTORY) r.cpu.splice(0, r.cpu.length - HISTORY);
@@ -457,6 +462,7 @@ const TIMELINE = {
   statusChange: (d) => [['crashed', 'fatal'].includes(d.to) ? 'bad' : d.to === 'unhealthy' ? 'warn' : 'muted',
     `${d.from} → ${d.to}`],
   orphanDetected: (d) => ['warn', `orphan PID ${d.pid || '?'} holds port ${d.port}`],
+  orphanCleared: (d) => ['ok', `orphan PID ${d.pid || '?'} no longer holds port ${d.port}`],
   orphanKilled: (d) => ['info', `orphan PID ${d.pid} killed${d.signal ? ` (${d.signal})` : ''}`],
 };
 

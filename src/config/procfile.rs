@@ -10,6 +10,10 @@
 //! wins over the inherited environment and `PORT` wins over `.env`, as in honcho's
 //! `os.environ.copy().update(env)` followed by `env['PORT'] = …`.
 //!
+//! Which ports are checked, as on Heroku: only the `web` process type is expected to bind
+//! `$PORT` (it stays `starting` until it does); every other type (`worker`, `clock`, …) gets a
+//! `PORT` too but is `running` once alive, since nothing asked it to open one.
+//!
 //! Where tend is stricter: foreman and honcho skip any line their regex does not match, so a
 //! typo silently drops a process; here it is an error, as unknown JSON keys are.
 
@@ -27,6 +31,9 @@ pub const DEFAULT_BASE_PORT: u16 = 5000;
 
 /// How far apart the entries' ports are (foreman and honcho).
 pub const PORT_STEP: u32 = 100;
+
+/// The one process type whose `PORT` is checked (Heroku routes HTTP only to `web`).
+pub const WEB: &str = "web";
 
 /// The env file read beside a Procfile.
 pub const ENV_FILE_NAME: &str = ".env";
@@ -188,7 +195,9 @@ pub fn parse(
         server.env = BTreeMap::from([("PORT".to_string(), port.to_string())]);
         // Read again at every start, like a JSON server's env_file, so edits apply on restart.
         server.env_file = dotenv.map(|_| base_dir.join(ENV_FILE_NAME));
-        server.ports = vec![port];
+        if name == WEB {
+            server.ports = vec![port];
+        }
         config.servers.push(server);
     }
     if first_line.is_empty() && problems.is_empty() {
@@ -372,7 +381,11 @@ mod tests {
                     panic!("a Procfile command runs through the shell: {:?}", s.command)
                 };
                 let port: u16 = s.env["PORT"].parse().unwrap();
-                assert_eq!(s.ports, [port], "the PORT is the server's checked port");
+                if s.id == "web" {
+                    assert_eq!(s.ports, [port], "web's PORT is its checked port");
+                } else {
+                    assert!(s.ports.is_empty(), "only web's PORT is checked");
+                }
                 (s.id.clone(), command.clone(), port)
             })
             .collect()

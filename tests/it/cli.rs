@@ -57,7 +57,14 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 fn without_moving_fields(mut list: Value) -> Value {
     for server in list.as_array_mut().unwrap() {
         let obj = server.as_object_mut().unwrap();
-        for key in ["uptimeMs", "cpuPercent", "rssBytes"] {
+        for key in [
+            "uptimeMs",
+            "cpuPercent",
+            "rssBytes",
+            "processes",
+            "mainCpuPercent",
+            "mainRssBytes",
+        ] {
             obj.remove(key);
         }
     }

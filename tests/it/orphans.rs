@@ -4,12 +4,13 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::support::{
-    GroupGuard, Listener, TempDir, Tend, demo_cmd, free_port, pid_alive, wait_until,
+    GroupGuard, Listener, SseReader, TempDir, Tend, WAIT, demo_cmd, free_port, group_members,
+    pid_alive, send_signal, tend_bin, wait_until,
 };
 
 /// A stopped server that would listen on `port`.
@@ -182,5 +183,118 @@ fn instance_behind_an_orphan_is_never_healthy() {
             .as_u64()
             .is_some_and(|p| p as u32 != listener.pid),
         "{last:#}"
+    );
+}
+
+/// The text of `GET /metrics`.
+fn metrics_text(tend: &Tend) -> String {
+    let (status, _, body) = tend.request_raw("GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+// See: issue 10, item 3.
+#[test]
+fn issue_10_workers_of_a_killed_master_are_never_called_orphans() {
+    let dir = TempDir::new("orphan_not_own_workers");
+    let port = free_port();
+    // A prefork server (as gunicorn): the master and its workers all hold the listening socket,
+    // and the workers hold some memory, so that dying takes them a moment.
+    let command = format!(
+        "'{}' serve-demo --print-every-ms 0 --port {port} --workers 4 --worker-mb 32",
+        tend_bin().display()
+    );
+    let config = json!({"health_interval_ms": 100, "servers": [
+        {"id": "web", "command": command, "ports": [port], "backoff_ms": 50}
+    ]});
+    let tend = Tend::start(&dir, &config);
+    let master = tend.wait_status("web", "running")["pid"].as_u64().unwrap() as u32;
+    let workers = wait_until("the master and its 4 workers", WAIT, || {
+        let members = group_members(master);
+        (members.len() == 5).then_some(members)
+    });
+    let mut sse = SseReader::connect(&tend.url, "/api/events", None);
+
+    send_signal(master as i32, libc::SIGKILL);
+    // Every event until the server runs again, with none of the old group left: no orphan.
+    let deadline = Instant::now() + WAIT;
+    let mut current: Option<Value> = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(event) = sse.next_event(left) else {
+            panic!("no recovery within {WAIT:?}; last server object: {current:#?}");
+        };
+        assert_ne!(event.event, "orphanDetected", "{}", event.data);
+        let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        let objects = match event.event.as_str() {
+            "servers" => data.as_array().cloned().unwrap_or_default(),
+            "server" => vec![data],
+            _ => Vec::new(),
+        };
+        for server in objects {
+            assert_eq!(server["orphaned"], false, "{server:#}");
+            assert_eq!(server["orphanedPid"], Value::Null, "{server:#}");
+            current = Some(server);
+        }
+        let recovered = current.as_ref().is_some_and(|s| {
+            s["status"] == "running" && s["pid"].as_u64().is_some_and(|p| p != u64::from(master))
+        });
+        if recovered && workers.iter().all(|&w| !pid_alive(w)) {
+            break;
+        }
+    }
+    // Status and metrics agree, a few rounds later too.
+    let rounds_later = Instant::now() + Duration::from_millis(300);
+    wait_until("a few health rounds", WAIT, || {
+        (Instant::now() >= rounds_later).then_some(())
+    });
+    let server = tend.server("web");
+    assert_eq!(server["orphaned"], false, "{server:#}");
+    let metrics = metrics_text(&tend);
+    assert!(
+        metrics.contains("tend_server_orphaned{server=\"web\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\ntend_orphans 0\n"), "{metrics}");
+    let log = std::fs::read_to_string(dir.join("tend.log")).unwrap_or_default();
+    assert!(!log.contains("Orphan"), "{log}");
+}
+
+// See: issue 10, item 3.
+#[test]
+fn issue_10_an_orphan_that_goes_away_is_cleared_in_timeline_status_and_metrics() {
+    let dir = TempDir::new("orphan_cleared");
+    let port = free_port();
+    let mut listener = Listener::start(port);
+    let tend = Tend::start(&dir, &idle_web(port));
+    let mut sse = SseReader::connect(&tend.url, "/api/events", None);
+    wait_orphaned_by(&tend, "web", listener.pid);
+    assert!(metrics_text(&tend).contains("\ntend_orphans 1\n"));
+
+    // It ends by itself (not through tend): the warning must not outlive it.
+    send_signal(-(listener.pid as i32), libc::SIGKILL);
+    listener.wait_gone(WAIT);
+    let cleared = sse.wait_for("orphanCleared", WAIT, |_| true);
+    let data: Value = serde_json::from_str(&cleared.data).unwrap();
+    assert_eq!(
+        data,
+        json!({"id": "web", "pid": listener.pid, "port": port}),
+        "{data}"
+    );
+    let server = tend.wait_server("web", "not orphaned", |s| s["orphaned"] == false);
+    assert_eq!(server["orphanedPid"], Value::Null, "{server:#}");
+    let metrics = metrics_text(&tend);
+    assert!(
+        metrics.contains("tend_server_orphaned{server=\"web\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\ntend_orphans 0\n"), "{metrics}");
+    let log = std::fs::read_to_string(dir.join("tend.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!(
+            "Orphan on port {port} of 'web' is gone (was PID {})",
+            listener.pid
+        )),
+        "{log}"
     );
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{GroupGuard, TempDir, WAIT, http_request, send_signal, tend_bin, wait_until};
+use crate::support::{
+    GroupGuard, SseReader, TempDir, WAIT, http_request, send_signal, tend_bin, wait_until,
+};
 
 const TOKEN: &str = "procfile-test-token";
 
@@ -203,7 +205,12 @@ fn tend_up_runs_the_procfile_with_port_and_dotenv_and_checks_the_ports() {
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).trim()
         ),
-        (Some(0), "./Procfile: OK (2 servers)"),
+        (
+            Some(0),
+            "./Procfile: OK (2 servers)\n  \
+             web: runs under /bin/sh -c: contains a redirection\n  \
+             api_v2-x: runs under /bin/sh -c: contains a redirection"
+        ),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -214,19 +221,23 @@ fn tend_up_runs_the_procfile_with_port_and_dotenv_and_checks_the_ports() {
         ("web", base, "seen-web"),
         ("api_v2-x", base + 100, "seen-api"),
     ];
-    let servers = wait_until("both servers running with their port open", WAIT, || {
+    let servers = wait_until("both servers running, web with its port open", WAIT, || {
         let servers = tend.servers();
         let ready = servers.len() == 2
-            && servers
-                .iter()
-                .all(|s| s["status"] == "running" && s["ports"][0]["open"] == true);
+            && servers.iter().all(|s| s["status"] == "running")
+            && servers[0]["ports"][0]["open"] == true;
         ready.then_some(servers)
     });
     for (server, (id, port, seen)) in servers.iter().zip(expected) {
         assert_eq!(server["id"], id);
-        assert_eq!(server["ports"].as_array().unwrap().len(), 1, "{server}");
-        assert_eq!(server["ports"][0]["port"], port, "{server}");
-        assert_eq!(server["ports"][0]["ownerPid"], server["pid"], "{server}");
+        // As on Heroku, only `web` is expected to bind its PORT; the others get one too.
+        if id == "web" {
+            assert_eq!(server["ports"].as_array().unwrap().len(), 1, "{server}");
+            assert_eq!(server["ports"][0]["port"], port, "{server}");
+            assert_eq!(server["ports"][0]["ownerPid"], server["pid"], "{server}");
+        } else {
+            assert_eq!(server["ports"], serde_json::json!([]), "{server}");
+        }
         assert_eq!(
             dir.read(seen).trim_end(),
             format!("{port}|hello world|from-dotenv"),
@@ -555,4 +566,101 @@ fn procfile_and_dotenv_are_read_as_honcho_reads_them() {
         "honcho and tend differ beyond README's list:\n{}",
         problems.join("\n")
     );
+}
+
+/// Every server object and status change the stream carries, checked with `check` as it comes.
+fn watch_servers(sse: &mut SseReader, until: impl Fn(&[Value]) -> bool, check: impl Fn(&Value)) {
+    let deadline = Instant::now() + WAIT;
+    let mut latest: Vec<Value> = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = sse
+            .next_event(left)
+            .unwrap_or_else(|| panic!("the stream ended or timed out; last seen: {latest:#?}"));
+        let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        let changed: Vec<Value> = match event.event.as_str() {
+            "servers" => data.as_array().cloned().unwrap_or_default(),
+            "server" => vec![data],
+            "statusChange" => {
+                check(&serde_json::json!({"id": data["id"], "status": data["to"]}));
+                continue;
+            }
+            _ => continue,
+        };
+        for server in changed {
+            check(&server);
+            latest.retain(|s| s["id"] != server["id"]);
+            latest.push(server);
+        }
+        if until(&latest) {
+            return;
+        }
+    }
+}
+
+// See: issue 10, item 4.
+#[test]
+fn issue_10_only_web_must_bind_its_port_other_process_types_run_without_one() {
+    let dir = TempDir::new("procfile-web-worker");
+    let base = free_port_base();
+    let demo = tend_bin();
+    // web binds only once the test says so, to show it is `starting` until then.
+    fs::write(
+        dir.path.join("Procfile"),
+        format!(
+            "web: while [ ! -e go ]; do sleep 0.05; done; exec '{}' serve-demo --port $PORT\n\
+             worker: sleep 1000\n",
+            demo.display()
+        ),
+    )
+    .unwrap();
+    let mut tend = ProcfileTend::start(&dir.path, &["--port", &base.to_string()]);
+    let auth = format!("Bearer {TOKEN}");
+    let mut sse = SseReader::connect_with(&tend.url, "/api/events", &[("Authorization", &auth)]);
+    let worker_is_fine = |server: &Value| {
+        if server["id"] == "worker" {
+            assert!(
+                server["status"] == "running",
+                "worker was not running: {server}"
+            );
+        }
+    };
+    let status_of = |servers: &[Value], id: &str| {
+        servers
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["status"].clone())
+    };
+    watch_servers(
+        &mut sse,
+        |servers| {
+            status_of(servers, "web") == Some("starting".into())
+                && status_of(servers, "worker") == Some("running".into())
+        },
+        worker_is_fine,
+    );
+    let servers = tend.servers();
+    let worker = &servers[1];
+    assert_eq!(worker["ports"], serde_json::json!([]), "{worker}");
+    let worker_pid = worker["pid"].as_u64().expect("worker's pid");
+    // Polled: right after the spawn the PID may still be the shell on its way to exec.
+    let port_var = format!("PORT={}", base + 100);
+    wait_until("the worker to have its PORT too", WAIT, || {
+        let environ = fs::read(format!("/proc/{worker_pid}/environ")).ok()?;
+        let has = |var: &[u8]| var == port_var.as_bytes();
+        environ.split(|b| *b == 0).any(has).then_some(())
+    });
+
+    fs::write(dir.path.join("go"), "").unwrap();
+    watch_servers(
+        &mut sse,
+        |servers| status_of(servers, "web") == Some("running".into()),
+        worker_is_fine,
+    );
+    let servers = tend.servers();
+    assert_eq!(servers[0]["ports"][0]["port"], base, "{servers:?}");
+    assert_eq!(servers[0]["ports"][0]["open"], true, "{servers:?}");
+    assert_eq!(servers[1]["status"], "running", "{servers:?}");
+    let log = fs::read_to_string(dir.path.join("tend.log")).unwrap();
+    assert!(!log.contains("unhealthy"), "{log}");
 }
