@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Listener, SseEvent, SseReader, TempDir, Tend, demo_cmd, free_port, header, send_signal,
-    wait_until,
+    Listener, SseEvent, SseReader, TempDir, Tend, connection_threads, demo_cmd, free_port, header,
+    send_signal, wait_until,
 };
 
 /// How long any one expected event may take (generous: the suite runs in parallel).
@@ -162,16 +162,6 @@ fn key_set(names: &[&str]) -> BTreeSet<String> {
 fn web(id: &str, port: u16, autostart: bool) -> Value {
     json!({"id": id, "command": demo_cmd(&["--port", &port.to_string(), "--print-every-ms", "0"]),
            "ports": [port], "autostart": autostart})
-}
-
-/// `Threads:` of /proc/PID/status.
-fn thread_count(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("tend's status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("a Threads: line")
 }
 
 #[test]
@@ -673,32 +663,33 @@ fn a_closed_client_is_noticed_and_its_thread_ends() {
         &json!({"health_interval_ms": 100, "servers": [web("web", port, true)]}),
     );
     tend.wait_status("web", "running");
-    // A count taken while a request's thread still ends only makes the check below easier.
-    let baseline = thread_count(tend.pid);
+    // Counted by name: the thread of a request that just closed its connection may still be
+    // ending, which a count of all threads would take for a client's.
+    wait_until("no connection thread", EVENT_WAIT, || {
+        (connection_threads(tend.pid) == 0).then_some(())
+    });
 
     let mut clients: Vec<SseReader> = (0..5).map(|_| connect(&tend)).collect();
     for client in &mut clients {
         read_snapshot(client);
     }
-    wait_until("a thread per client", EVENT_WAIT, || {
-        (thread_count(tend.pid) >= baseline + 5).then_some(())
-    });
+    assert_eq!(connection_threads(tend.pid), 5, "a thread per client");
     drop(clients);
 
     // Stats go out every round while `web` runs: the writes find the closed sockets.
     let deadline = Duration::from_secs(30);
-    let mut last = 0;
     let started = Instant::now();
+    let mut last = 5;
     while started.elapsed() < deadline {
-        last = thread_count(tend.pid);
-        if last <= baseline {
+        last = connection_threads(tend.pid);
+        if last == 0 {
             break;
         }
         thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        last <= baseline,
-        "tend has {last} threads {deadline:?} after its clients closed; {baseline} before"
+    assert_eq!(
+        last, 0,
+        "tend has {last} connection threads {deadline:?} after its 5 event stream clients closed"
     );
     assert_eq!(tend.get("/healthz").0, 200);
     // And it still streams to a new client.

@@ -130,6 +130,22 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
+/// tend's connection threads (named `http-conn`): one per open HTTP connection, event streams
+/// included. A thread whose connection just closed may still be counted for a moment.
+pub fn connection_threads(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter(|task| {
+                    fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|name| name.trim_end() == "http-conn")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// `/proc/PID/stat` exists and the process is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z" && s != "X"))
