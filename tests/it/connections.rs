@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{TempDir, Tend, demo_cmd, free_port, try_http_request};
+use crate::support::{TempDir, Tend, demo_cmd, free_port, try_http_request, wait_until};
 
 /// How long a probe may take: requests here take a millisecond, the suite runs in parallel.
 const PROMPT: Duration = Duration::from_secs(3);
@@ -272,16 +272,11 @@ fn no_stalled_client_delays_a_request_up_to_max_connections_minus_one() {
         held.push(stall(&tend, kind));
         probe(&tend, &format!("{n} stalled clients (the last: {kind:?})"));
     }
-    // The scrape is the 32nd connection: every stalled client still holds its own, none was
-    // closed to make room.
+    // None was closed to make room: the scrape is the 32nd connection. (Counting the open ones
+    // would race their own timeouts on a slow machine: an idle one closes after 10 s.)
     let metrics = scrape(&tend);
-    let (idle, reading, answering) = connection_states(&metrics);
-    assert_eq!(
-        idle + reading + answering,
-        limit as u64,
-        "31 stalled and the scrape (idle {idle}, reading {reading}, answering {answering})"
-    );
     assert_eq!(counter(&metrics, "tend_http_connections_evicted_total"), 0);
+    assert_eq!(counter(&metrics, "tend_http_connections_refused_total"), 0);
 }
 
 #[test]
@@ -293,8 +288,12 @@ fn no_half_sent_head_delays_a_request_up_to_the_default_limit() {
         held.push(stall(&tend, Stall::Head));
         probe(&tend, &format!("{n} half-sent heads"));
     }
-    let metrics = scrape(&tend);
-    assert_eq!(connection_states(&metrics), (0, 255, 1));
+    // The scrape is the 256th connection. The last head may not have been read yet: wait
+    // for every one to count as mid-request.
+    let metrics = wait_until("255 connections mid-request", PROMPT, || {
+        let metrics = scrape(&tend);
+        (connection_states(&metrics) == (0, 255, 1)).then_some(metrics)
+    });
     assert_eq!(counter(&metrics, "tend_http_connections_evicted_total"), 0);
 }
 
