@@ -726,3 +726,192 @@ fn a_real_prometheus_watches_two_tends_and_alerts_on_them() {
     // Stopped by PID; the tends and the orphan by their own guards.
     drop(prometheus);
 }
+
+// ---------------------------------------------------------------------------------------------
+// `tend status` across hosts.
+
+/// `tend ARGS…` run in `home` (also its HOME), with no token or URL from the test's own
+/// environment unless `token` is given, and no colours.
+fn fleet_cli(home: &TempDir, args: &[&str], token: Option<&str>) -> (i32, String, String) {
+    let mut command = Command::new(crate::support::tend_bin());
+    command
+        .args(args)
+        .current_dir(&home.path)
+        .env("HOME", &home.path)
+        .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("TEND_TOKEN")
+        .env_remove("TEND_URL")
+        .stdin(Stdio::null());
+    if let Some(token) = token {
+        command.env("TEND_TOKEN", token);
+    }
+    let output = command.output().expect("run the tend CLI");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The table's rows as `(HOST, ID, STATUS, NOTE)`, after checking its header.
+fn table_rows(stdout: &str) -> Vec<(String, String, String, String)> {
+    let mut lines = stdout.lines();
+    let header = lines.next().expect("a header");
+    let words: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        words,
+        [
+            "HOST", "ID", "STATUS", "PID", "UPTIME", "RESTARTS", "PORTS", "CPU%", "MEM", "NOTE"
+        ],
+        "{stdout}"
+    );
+    let note_at = header.find("NOTE").unwrap();
+    lines
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let note = line.get(note_at..).unwrap_or("").trim().to_string();
+            (words[0].into(), words[1].into(), words[2].into(), note)
+        })
+        .collect()
+}
+
+fn row(host: &str, id: &str, status: &str) -> (String, String, String) {
+    (host.into(), id.into(), status.into())
+}
+
+#[test]
+fn status_across_hosts_is_one_table_and_a_dead_host_is_a_row() {
+    let web1_port = free_port();
+    let web1_token = format!("web-1-token-{}", std::process::id());
+    let (_web1_dir, web1) = start_host(
+        "cli_web-1",
+        json!([
+            web_server(web1_port, json!({})),
+            {"id": "worker", "command": ["sleep", "1000"]},
+        ]),
+        json!(web1_token),
+    );
+    let lab1_port = free_port();
+    let (_lab1_dir, lab1) = start_host(
+        "cli_lab-1",
+        json!([web_server(lab1_port, json!({"autostart": false}))]),
+        Value::Null,
+    );
+    web1.wait_status("web", "running");
+    web1.wait_status("worker", "running");
+    let dead = format!("127.0.0.1:{}", free_port());
+
+    // The hosts file: names, a token file in the home folder, tend's own generated token file,
+    // and a host with neither (TEND_TOKEN, here none) that is down.
+    let home = TempDir::new("fleet_cli_home");
+    home.write("web-1.token", &format!("{web1_token}\n"));
+    let lab1_token_file = lab1.state_file.with_file_name("token");
+    let hosts = home.write(
+        ".config/tend/hosts",
+        &format!(
+            "# name  url  token file\n\
+             web-1 {}  ~/web-1.token   # the front\n\
+             \n\
+             lab-1 {} {}\n\
+             http://{dead}\n",
+            web1.url,
+            lab1.url,
+            lab1_token_file.display()
+        ),
+    );
+    let hosts = hosts.to_str().unwrap();
+    let (code, stdout, stderr) = fleet_cli(&home, &["status", "--hosts", hosts], None);
+    assert_eq!(code, 1, "a host could not be read: {stdout}{stderr}");
+    let rows = table_rows(&stdout);
+    let keys: Vec<(String, String, String)> =
+        rows.iter().map(|(h, i, s, _)| row(h, i, s)).collect();
+    assert_eq!(
+        keys,
+        [
+            row("web-1", "web", "running"),
+            row("web-1", "worker", "running"),
+            row("lab-1", "web", "stopped"),
+            row(&dead, "-", "unreachable"),
+        ],
+        "{stdout}"
+    );
+    assert!(rows[3].3.contains("connection refused"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // --json: the API's objects per host, and the failure in words.
+    let (code, stdout, _) = fleet_cli(&home, &["status", "--json", "--hosts", hosts], None);
+    assert_eq!(code, 1);
+    let list: Value = serde_json::from_str(&stdout).expect("JSON");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{stdout}");
+    assert_eq!(list[0]["host"], "web-1");
+    assert_eq!(list[0]["url"], web1.url);
+    assert_eq!(list[0]["servers"].as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["servers"][0]["id"], "web");
+    assert_eq!(list[1]["servers"][0]["status"], "stopped");
+    assert!(
+        list[2]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("unreachable: ") && e.contains(&dead)),
+        "{stdout}"
+    );
+
+    // Repeated --url with TEND_TOKEN for all: web-1 takes it, lab-1 refuses it (a row), and
+    // every host answering is exit 0.
+    let urls = ["status", "--url", &web1.url, "--url", &lab1.url];
+    let (code, stdout, _) = fleet_cli(&home, &urls, Some(&web1_token));
+    assert_eq!(code, 1, "{stdout}");
+    let rows = table_rows(&stdout);
+    let web1_name = web1.url.trim_start_matches("http://");
+    let lab1_name = lab1.url.trim_start_matches("http://");
+    assert_eq!(rows[0].0, web1_name, "{stdout}");
+    assert_eq!(
+        (rows[2].0.as_str(), rows[2].2.as_str(), rows[2].3.as_str()),
+        (lab1_name, "refused", "refused TEND_TOKEN"),
+        "{stdout}"
+    );
+    let both = home.write(
+        "both",
+        &format!(
+            "{} ~/web-1.token\n{} {}\n",
+            web1.url,
+            lab1.url,
+            lab1_token_file.display()
+        ),
+    );
+    let (code, stdout, stderr) =
+        fleet_cli(&home, &["status", "--hosts", both.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(table_rows(&stdout).len(), 3, "{stdout}");
+
+    // Control stays per host.
+    let (code, stdout, stderr) = fleet_cli(
+        &home,
+        &["restart", "worker", "--url", &web1.url],
+        Some(&web1_token),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("worker: running"), "{stdout}");
+    let (code, _, stderr) = fleet_cli(
+        &home,
+        &["restart", "worker", "--url", &web1.url, "--url", &lab1.url],
+        Some(&web1_token),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("only `tend status` reads several tends"),
+        "{stderr}"
+    );
+
+    // A bad hosts file names its line; nothing is asked of any host.
+    let bad = home.write("bad", &format!("web-1 {}\nlab-1 {dead}\n", web1.url));
+    let (code, stdout, stderr) =
+        fleet_cli(&home, &["status", "--hosts", bad.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!("{}:2: ", bad.display())) && stderr.contains("no http://"),
+        "{stderr}"
+    );
+}
