@@ -163,8 +163,8 @@ fn read_one(host: &Host, env_token: Option<&str>) -> Outcome {
         .map_err(|e| failure("unreachable", report(&e)))?;
     if status == 401 {
         let reason = match token {
-            None => "needs a token: give a token file after its URL in the hosts file, or set \
-                     TEND_TOKEN"
+            None => "needs a token: set TEND_TOKEN, or name its token file after its URL in a \
+                     hosts file"
                 .to_string(),
             Some(_) => format!("refused {source}"),
         };
