@@ -30,6 +30,13 @@ pub enum Command {
     Check,
     /// `tend status` (alias `ps`).
     Status { json: bool },
+    /// `tend status --url URL --url URL…` or `tend status --hosts FILE`: one table over many
+    /// tends (DESIGN §12 "Fleet"). `urls` in the order given, after the file's hosts.
+    FleetStatus {
+        json: bool,
+        urls: Vec<String>,
+        hosts_file: Option<PathBuf>,
+    },
     /// `tend start|stop|restart ID...|--all [--wait] [--timeout S] [--no-wait]`.
     Act {
         action: Action,
@@ -172,7 +179,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Error> {
     Parser {
         words,
         pos: 0,
-        url: None,
+        urls: Vec::new(),
         config: None,
         only_positionals: false,
     }
@@ -221,7 +228,8 @@ fn canonical_command(word: &str) -> Option<&'static str> {
 struct Parser {
     words: Vec<String>,
     pos: usize,
-    url: Option<String>,
+    /// Every `--url`, in order: several only make sense to `tend status`.
+    urls: Vec<String>,
     config: Option<PathBuf>,
     /// After `--` every word is positional (an id can then never pass for an option).
     only_positionals: bool,
@@ -292,9 +300,34 @@ impl Parser {
         self.finish(command)
     }
 
-    fn finish(self, command: Command) -> Result<Cli, Error> {
+    fn finish(mut self, command: Command) -> Result<Cli, Error> {
+        let several = self.urls.len() > 1;
+        let command = match command {
+            Command::Status { json } if several => Command::FleetStatus {
+                json,
+                urls: std::mem::take(&mut self.urls),
+                hosts_file: None,
+            },
+            Command::FleetStatus {
+                json, hosts_file, ..
+            } => Command::FleetStatus {
+                json,
+                urls: std::mem::take(&mut self.urls),
+                hosts_file,
+            },
+            // Control stays per host: one tend is acted on at a time, never a fleet by accident.
+            Command::Help { .. } => command,
+            _ if several => {
+                return Err(usage(format!(
+                    "'--url' is given {} times, but only `tend status` reads several tends; \
+                     act on one at a time (`tend restart web --url URL`)",
+                    self.urls.len()
+                )));
+            }
+            _ => command,
+        };
         Ok(Cli {
-            url: self.url,
+            url: self.urls.pop(),
             config: self.config,
             command,
         })
@@ -312,7 +345,7 @@ impl Parser {
         match name {
             "--url" => {
                 let value = self.value(name, inline)?;
-                self.url = Some(value);
+                self.urls.push(value);
                 Ok(true)
             }
             "--config" => {
@@ -402,16 +435,27 @@ impl Parser {
 
     fn parse_status(&mut self) -> Result<Command, Error> {
         let mut json = false;
+        let mut hosts_file = None;
         while let Some(arg) = self.next_arg()? {
             match arg {
                 Arg::Flag {
                     ref name,
                     inline: None,
                 } if name == "--json" => json = true,
+                Arg::Flag { name, inline } if name == "--hosts" => {
+                    hosts_file = Some(PathBuf::from(self.value(&name, inline)?));
+                }
                 other => return Err(unexpected("status", other)),
             }
         }
-        Ok(Command::Status { json })
+        Ok(match hosts_file {
+            None => Command::Status { json },
+            Some(file) => Command::FleetStatus {
+                json,
+                urls: Vec::new(),
+                hosts_file: Some(file),
+            },
+        })
     }
 
     fn parse_act(&mut self, action: Action) -> Result<Command, Error> {
@@ -680,6 +724,8 @@ Commands:
   check                   validate the config (tend.json, or a Procfile and its .env);
                           exit 1 with file:line:col and reason
   status [--json]         show every server (alias: ps)
+  status --url URL --url URL… | --hosts FILE
+                          one table over several tends, with a host column
   start ID...|--all [--timeout S] [--no-wait]
                           start servers; waits until they are running
   stop ID...|--all [--timeout S] [--no-wait]
@@ -734,14 +780,29 @@ every problem is printed as file:line:col: reason, and the exit code is 1 if the
 
 const HELP_STATUS: &str = "\
 Usage: tend status [--json]      (alias: tend ps)
+       tend status [--json] --url URL --url URL…
+       tend status [--json] --hosts FILE [--url URL…]
 
 Shows every server of the running tend: status, PID, uptime, restarts, ports (✓ open,
 ✗ closed, !PID held by an orphan), CPU, memory and notes. Statuses are coloured when stdout
 is a terminal, unless NO_COLOR is set; CLICOLOR_FORCE=1 colours them anyway.
 
+With several tends (--url more than once, or --hosts) it reads them all at once and prints
+one table with a HOST column. A tend that cannot be read is a row saying why (unreachable,
+refused, error); the exit code is then 1, after the whole table.
+
+A hosts file (for example ~/.config/tend/hosts) has one tend per line:
+  [NAME] http://HOST:PORT [TOKEN_FILE]
+NAME is the HOST column (default HOST:PORT); TOKEN_FILE holds that tend's token (`~/` is
+the home folder; a relative path is taken from the file's folder). Without one, TEND_TOKEN
+is sent. Blank lines and words from `#` on are ignored.
+
 Options:
-  --json            print the API's JSON array instead of a table
-  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+  --json            print the API's JSON array instead of a table; with several tends, a
+                    list of {\"host\", \"url\", \"servers\"} (or \"error\" instead of servers)
+  --url URL         the running tend (default: $TEND_URL, else the config's listen);
+                    repeat it to read several
+  --hosts FILE      read the tends listed in FILE
 ";
 
 const HELP_ACT: &str = "\
@@ -1112,6 +1173,60 @@ mod tests {
                 wait: Some(DEFAULT_WAIT_TIMEOUT),
             }
         );
+    }
+
+    #[test]
+    fn status_reads_several_tends_and_control_stays_per_host() {
+        let fleet = |urls: &[&str], hosts_file: Option<&str>, json: bool| Command::FleetStatus {
+            json,
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+            hosts_file: hosts_file.map(PathBuf::from),
+        };
+        let table = [
+            (
+                "--url h:1 status --url h:2",
+                fleet(&["h:1", "h:2"], None, false),
+            ),
+            (
+                "ps --json --url=h:1 --url h:2 --url h:3",
+                fleet(&["h:1", "h:2", "h:3"], None, true),
+            ),
+            (
+                "status --hosts ~/.config/tend/hosts",
+                fleet(&[], Some("~/.config/tend/hosts"), false),
+            ),
+            (
+                "status --hosts=f --url h:9 --json",
+                fleet(&["h:9"], Some("f"), true),
+            ),
+        ];
+        for (line, expected) in table {
+            let cli = parse_words(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(cli.command, expected, "{line}");
+            assert_eq!(cli.url, None, "{line}: the URLs belong to the command");
+        }
+        // One --url is the one tend, as before.
+        let cli = parse_words("status --url h:1").unwrap();
+        assert_eq!(cli.command, Command::Status { json: false });
+        assert_eq!(cli.url.as_deref(), Some("h:1"));
+
+        for line in [
+            "restart web --url h:1 --url h:2",
+            "--url h:1 --url h:2 logs web",
+        ] {
+            let message = usage_error(line);
+            assert!(
+                message.contains("given 2 times") && message.contains("tend restart web --url URL"),
+                "{line}: {message}"
+            );
+        }
+        assert_eq!(
+            command("--url h:1 --url h:2 status --help"),
+            Command::Help {
+                topic: Some("status".into())
+            }
+        );
+        assert!(usage_error("status --hosts").contains("'--hosts' needs a value"));
     }
 
     #[test]

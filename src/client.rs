@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod fleet;
 mod wait;
 
 use crate::cli::{Action, Cli, Command, Target};
@@ -132,6 +133,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
     if !matches!(
         cli.command,
         Command::Status { .. }
+            | Command::FleetStatus { .. }
             | Command::Act { .. }
             | Command::Logs { .. }
             | Command::KillOrphan { .. }
@@ -140,7 +142,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
             "internal: client::run got a command that is not a client's",
         ));
     }
-    let api = resolve_api(cli)?;
     let mut out = Stdout {
         inner: io::stdout().lock(),
         broken_pipe: false,
@@ -150,7 +151,16 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
         unsafe { libc::isatty(1) } == 1,
         |name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
     );
-    let result = execute(&cli.command, &api, &mut out, RECONNECT_DELAY, color);
+    let result = match &cli.command {
+        // Many tends, each with its own URL and token: no single API to resolve.
+        Command::FleetStatus {
+            json,
+            urls,
+            hosts_file,
+        } => fleet::run(urls, hosts_file.as_deref(), *json, color, &mut out),
+        command => resolve_api(cli)
+            .and_then(|api| execute(command, &api, &mut out, RECONNECT_DELAY, color)),
+    };
     // `tend logs web | head` closes the pipe early: that is the reader's choice, not a failure
     // (ripgrep's main.rs does the same).
     if out.broken_pipe {
@@ -415,6 +425,7 @@ fn execute(
             )?;
         }
         Command::Up(_)
+        | Command::FleetStatus { .. }
         | Command::Check
         | Command::Version
         | Command::Help { .. }
@@ -1128,7 +1139,8 @@ fn status_color(status: &str) -> Option<&'static str> {
     match status {
         "running" => Some("\x1b[32m"),
         "starting" | "stopping" | "unhealthy" | "backoff" => Some("\x1b[33m"),
-        "crashed" | "fatal" => Some("\x1b[31m"),
+        // The last three are a fleet table's rows for a tend that could not be read.
+        "crashed" | "fatal" | "unreachable" | "refused" | "error" => Some("\x1b[31m"),
         "stopped" | "exited" => Some("\x1b[2m"),
         _ => None,
     }
@@ -1140,29 +1152,40 @@ const STATUS_COLUMN: usize = 1;
 /// words are wrapped in escape codes after padding, so alignment counts only visible text.
 fn format_table(rows: &[ServerRow], color: bool) -> String {
     let cells: Vec<[String; 9]> = rows.iter().map(table_row).collect();
-    let header = COLUMNS.map(|(name, _)| name.to_string());
-    let mut widths = [0usize; 9];
-    for row in std::iter::once(&header).chain(&cells) {
+    render_table(&COLUMNS, &cells, STATUS_COLUMN, color)
+}
+
+/// Columns aligned by their visible width, a header first; with `color`, the cells of
+/// `status_column` are coloured as [`status_color`] says.
+fn render_table<const N: usize>(
+    columns: &[(&str, Align); N],
+    cells: &[[String; N]],
+    status_column: usize,
+    color: bool,
+) -> String {
+    let header = columns.map(|(name, _)| name.to_string());
+    let mut widths = [0usize; N];
+    for row in std::iter::once(&header).chain(cells) {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut text = String::new();
-    for (number, row) in std::iter::once(&header).chain(&cells).enumerate() {
+    for (number, row) in std::iter::once(&header).chain(cells).enumerate() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
             let pad = " ".repeat(widths[i] - cell.chars().count());
-            let sgr = (color && number > 0 && i == STATUS_COLUMN)
+            let sgr = (color && number > 0 && i == status_column)
                 .then(|| status_color(cell))
                 .flatten();
             let shown = match sgr {
                 Some(sgr) => format!("{sgr}{cell}\x1b[0m"),
                 None => cell.clone(),
             };
-            match COLUMNS[i].1 {
+            match columns[i].1 {
                 Align::Left => {
                     line.push_str(&shown);
                     line.push_str(&pad);

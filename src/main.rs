@@ -93,6 +93,7 @@ fn run() -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { .. }
+        | Command::FleetStatus { .. }
         | Command::Act { .. }
         | Command::Logs { .. }
         | Command::KillOrphan { .. } => client::run(&cli),

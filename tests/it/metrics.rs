@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
 use crate::support::{
-    Listener, SseReader, TempDir, Tend, WAIT, demo_cmd, free_port, header, http_request, wait_until,
+    Listener, SseReader, TempDir, Tend, WAIT, demo_cmd, ensure_prometheus_tools, free_port, header,
+    http_request, wait_until,
 };
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,19 +55,7 @@ fn value(samples: &Samples, series: &str) -> f64 {
 /// Runs `promtool check metrics` on `text` and fails on anything it says: it prints nothing and
 /// exits 0 only when the text parses and passes every lint rule.
 fn promtool_check(text: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/promtool.sh");
-    let install = Command::new("sh")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tests/tools/promtool.sh");
-    assert!(
-        install.status.success(),
-        "tests/tools/promtool.sh failed ({}):\n{}{}",
-        install.status,
-        String::from_utf8_lossy(&install.stdout),
-        String::from_utf8_lossy(&install.stderr)
-    );
+    ensure_prometheus_tools();
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -1027,6 +1027,25 @@ impl SseReader {
     }
 }
 
+/// Makes sure `promtool` and `prometheus` are on PATH, installing Debian's `prometheus`
+/// package when either is missing (tests/tools/promtool.sh); panics with the script's output
+/// when it cannot.
+pub fn ensure_prometheus_tools() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/promtool.sh");
+    let install = Command::new("sh")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tests/tools/promtool.sh");
+    assert!(
+        install.status.success(),
+        "tests/tools/promtool.sh failed ({}):\n{}{}",
+        install.status,
+        String::from_utf8_lossy(&install.stdout),
+        String::from_utf8_lossy(&install.stderr)
+    );
+}
+
 /// Reads a whole file as text, "" when missing.
 pub fn read_text(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
