@@ -118,12 +118,33 @@ impl Client {
             .unwrap_or_else(|e| panic!("GET {path} on a kept connection: {e}"))
     }
 
-    /// True once the server closed this connection: a read sees its end. Waits up to `wait`.
+    /// True once the server closed this connection: a read sees its end (or a reset, which a
+    /// close can also be). False when `wait` passed with the connection still open; panics on
+    /// bytes the server should not have sent.
     fn closed_within(&mut self, wait: Duration) -> bool {
-        self.stream.set_read_timeout(Some(wait)).unwrap();
+        use std::io::ErrorKind;
+        let deadline = Instant::now() + wait;
         let mut byte = [0u8];
-        let closed = matches!(self.reader.read(&mut byte), Ok(0))
-            || matches!(self.reader.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+        let closed = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.reader.read(&mut byte) {
+                Ok(0) => break true,
+                Ok(_) => panic!("a byte after the last answer: {:?}", byte[0] as char),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break false;
+                }
+                Err(e) => {
+                    // Shown with a failing test: a reset where an orderly close was expected.
+                    eprintln!("the connection ended with an error: {e} ({:?})", e.kind());
+                    break true;
+                }
+            }
+        };
         self.stream.set_read_timeout(Some(PROMPT)).unwrap();
         closed
     }
