@@ -433,28 +433,41 @@ fn exported_system_and_user_units_pass_systemd_analyze_verify() {
 /// `strv_env_clean_with_callback`, the two calls systemd's executor makes on each file
 /// (src/core/execute.c, `exec_context_load_environment`, systemd 252). No systemd runs here to
 /// start a unit, so this is the closest thing to it: the very code, not a re-implementation.
+///
+/// The library is loaded in a child process (python3's ctypes), never into this test process:
+/// its constructors and global state have no business in a harness whose threads share
+/// descriptors and signals with every other test.
 struct SystemdEnvReader {
-    load_env_file: LoadEnvFile,
-    strv_env_clean: StrvEnvClean,
-    strv_free: StrvFree,
+    library: String,
 }
 
-type LoadEnvFile = unsafe extern "C" fn(
-    *mut libc::FILE,
-    *const libc::c_char,
-    *mut *mut *mut libc::c_char,
-) -> libc::c_int;
-type InvalidEnvCallback = unsafe extern "C" fn(*const libc::c_char, *mut libc::c_void);
-type StrvEnvClean = unsafe extern "C" fn(
-    *mut *mut libc::c_char,
-    Option<InvalidEnvCallback>,
-    *mut libc::c_void,
-) -> *mut *mut libc::c_char;
-type StrvFree = unsafe extern "C" fn(*mut *mut libc::c_char) -> *mut *mut libc::c_char;
+/// Reads one env file with systemd's functions and prints the assignments as a JSON list.
+const READ_ENV_FILE: &str = r#"
+import ctypes, json, sys
+lib = ctypes.CDLL(sys.argv[1])
+strv = ctypes.POINTER(ctypes.c_char_p)
+lib.load_env_file.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(strv)]
+lib.load_env_file.restype = ctypes.c_int
+lib.strv_env_clean_with_callback.argtypes = [strv, ctypes.c_void_p, ctypes.c_void_p]
+lib.strv_env_clean_with_callback.restype = strv
+lib.strv_free.argtypes = [strv]
+lib.strv_free.restype = strv
+found = strv()
+rc = lib.load_env_file(None, sys.argv[2].encode(), ctypes.byref(found))
+if rc < 0:
+    sys.exit("systemd cannot read %s: error %d" % (sys.argv[2], rc))
+found = lib.strv_env_clean_with_callback(found, None, None)
+out, at = [], 0
+while found and found[at] is not None:
+    out.append(found[at].decode())
+    at += 1
+lib.strv_free(found)
+print(json.dumps(out))
+"#;
 
 impl SystemdEnvReader {
-    /// Loads the library systemd-analyze links (found with `ldd`, so its path is the
-    /// distribution's, whatever it is).
+    /// Finds the library systemd-analyze links (with `ldd`, so its path is the distribution's,
+    /// whatever it is).
     fn get() -> &'static SystemdEnvReader {
         static READER: OnceLock<SystemdEnvReader> = OnceLock::new();
         READER.get_or_init(|| {
@@ -471,66 +484,34 @@ impl SystemdEnvReader {
                 .unwrap_or_else(|| {
                     panic!("systemd-analyze links no libsystemd-shared:\n{listing}")
                 });
-            let name = std::ffi::CString::new(library).unwrap();
-            // SAFETY: dlopen of a path we own; the handle is kept for the process's life (never
-            // closed), so the function pointers below stay valid.
-            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-            assert!(!handle.is_null(), "dlopen {library} failed");
-            let symbol = |name: &str| {
-                let c = std::ffi::CString::new(name).unwrap();
-                // SAFETY: a live handle and a NUL-terminated name.
-                let found = unsafe { libc::dlsym(handle, c.as_ptr()) };
-                assert!(!found.is_null(), "{library} has no {name}");
-                found
-            };
-            // SAFETY: the symbols are these functions, with the signatures of systemd 252's
-            // src/basic/env-file.h and src/basic/strv.h / env-util.h.
-            unsafe {
-                SystemdEnvReader {
-                    load_env_file: std::mem::transmute::<*mut libc::c_void, LoadEnvFile>(symbol(
-                        "load_env_file",
-                    )),
-                    strv_env_clean: std::mem::transmute::<*mut libc::c_void, StrvEnvClean>(symbol(
-                        "strv_env_clean_with_callback",
-                    )),
-                    strv_free: std::mem::transmute::<*mut libc::c_void, StrvFree>(symbol(
-                        "strv_free",
-                    )),
-                }
+            SystemdEnvReader {
+                library: library.to_string(),
             }
         })
     }
 
     /// The assignments systemd takes from one env file, in its order.
     fn read(&self, path: &Path) -> Vec<String> {
-        let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        let mut list: *mut *mut libc::c_char = std::ptr::null_mut();
-        // SAFETY: a NUL-terminated path and an out-pointer to a null list; on success `list` is
-        // a NULL-terminated array of NUL-terminated strings that we own (freed below).
-        let rc = unsafe { (self.load_env_file)(std::ptr::null_mut(), name.as_ptr(), &mut list) };
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(READ_ENV_FILE)
+            .arg(&self.library)
+            .arg(path)
+            .output()
+            .expect("run python3");
         assert!(
-            rc >= 0,
-            "systemd cannot read {}: error {rc}",
-            path.display()
+            out.status.success(),
+            "reading {} with systemd's code failed: {}",
+            path.display(),
+            text(&out.stderr)
         );
-        // SAFETY: `list` is the array load_env_file gave; clean edits it in place and returns it.
-        let list = unsafe { (self.strv_env_clean)(list, None, std::ptr::null_mut()) };
-        let mut assignments = Vec::new();
-        let mut at = list;
-        // SAFETY: a NULL-terminated array of C strings, read up to its terminator and freed once.
-        unsafe {
-            while !at.is_null() && !(*at).is_null() {
-                assignments.push(
-                    std::ffi::CStr::from_ptr(*at)
-                        .to_str()
-                        .expect("systemd keeps only UTF-8 values")
-                        .to_string(),
-                );
-                at = at.add(1);
-            }
-            (self.strv_free)(list);
-        }
-        assignments
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "systemd's reading of {}: {e}: {}",
+                path.display(),
+                text(&out.stdout)
+            )
+        })
     }
 }
 
