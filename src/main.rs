@@ -26,6 +26,7 @@ mod probe;
 mod process;
 mod procfs;
 mod reaper;
+mod reload;
 mod sockdiag;
 mod store;
 mod supervisor;
