@@ -88,7 +88,8 @@ fn run() -> Result<ExitCode, Error> {
         Command::Status { .. }
         | Command::Act { .. }
         | Command::Logs { .. }
-        | Command::KillOrphan { .. } => client::run(&cli),
+        | Command::KillOrphan { .. }
+        | Command::Reload => client::run(&cli),
     }
 }
 

@@ -18,6 +18,7 @@ mod metrics;
 mod openapi;
 mod orphans;
 mod procfile;
+mod reload;
 mod restart;
 mod security;
 mod sse;
