@@ -1,7 +1,12 @@
 //! ServerOrchestrator (DESIGN §7): the "supervisor" thread, single owner of every server's
 //! state. It loops on `select!` over commands (from HTTP handlers), exits (reaper, pidwatch),
-//! monitor reports, shutdown signals and its own timers; it spawns through the ProcessManager,
+//! monitor reports, signals (shutdown, reload) and its own timers; it spawns through the ProcessManager,
 //! broadcasts every change as an event, and hands snapshots to the store.
+//!
+//! A config reload (SIGHUP or `Control::Reload`) is planned by `reload.rs` and applied here:
+//! the servers it removes or restarts are stopped first, then the server list is swapped for the
+//! new config's in one turn (every index-keyed record moved with it), and commands that came
+//! meanwhile run after it.
 //!
 //! It never sleeps and never blocks on a consumer: replies go to bounded(1) channels that may
 //! have been abandoned, SSE subscribers are dropped when full, the store takes the latest
@@ -275,13 +280,12 @@ impl Server {
             .stopping
             .as_ref()
             .is_some_and(|s| s.then == AfterStop::Start);
-        running
-            || restarting
-            || self.pending_start
-            || matches!(
+        let due_a_retry = self.pid.is_none()
+            && matches!(
                 self.status,
                 Status::Backoff | Status::Fatal | Status::Crashed
-            ) && self.pid.is_none()
+            );
+        running || restarting || self.pending_start || due_a_retry
     }
 
     fn uptime_ms(&self, now: SystemTime) -> Option<u64> {
@@ -1778,9 +1782,17 @@ impl ServerOrchestrator {
         self.state_dirty = true;
         self.hub.publish(&Event::Servers(self.views()));
         self.timeline(Timeline::ConfigReloaded(plan.clone()));
-        log::info!(target: LOG, "Config reloaded from {}: added {:?}, removed {:?}, restarted {:?}, \
-            updated {:?}, {} unchanged", plan.config, plan.added, plan.removed, plan.restarted,
-            plan.updated, plan.unchanged.len());
+        let named = |ids: &[String]| match ids {
+            [] => "none".to_string(),
+            ids => ids
+                .iter()
+                .map(|id| format!("'{id}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        log::info!(target: LOG, "Config reloaded from {}: added {}; removed {}; restarted {}; \
+            updated {}; {} unchanged", plan.config, named(&plan.added), named(&plan.removed),
+            named(&plan.restarted), named(&plan.updated), plan.unchanged.len());
         if !plan.needs_tend_restart.is_empty() {
             log::warn!(target: LOG, "Changed in the config but kept until tend restarts: {}",
                 plan.needs_tend_restart.join(", "));
