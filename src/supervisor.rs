@@ -1,7 +1,7 @@
 //! ServerOrchestrator (DESIGN §7): the "supervisor" thread, single owner of every server's
 //! state. It loops on `select!` over commands (from HTTP handlers), exits (reaper, pidwatch),
-//! monitor reports, signals (shutdown, reload) and its own timers; it spawns through the ProcessManager,
-//! broadcasts every change as an event, and hands snapshots to the store.
+//! monitor reports, signals (shutdown, reload) and its own timers; it spawns through the
+//! ProcessManager, broadcasts every change as an event, and hands snapshots to the store.
 //!
 //! A config reload (SIGHUP or `Control::Reload`) is planned by `reload.rs` and applied here:
 //! the servers it removes or restarts are stopped first, then the server list is swapped for the
