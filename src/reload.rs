@@ -398,7 +398,8 @@ mod tests {
     #[test]
     fn the_same_config_is_all_unchanged_whatever_its_lines() {
         let old = config(
-            r#"{"id": "a", "command": "x", "depends_on": ["b", "c"]}, {"id": "b", "command": "x"}, {"id": "c", "command": "x"}"#,
+            r#"{"id": "a", "command": "x", "depends_on": ["b", "c"]},
+               {"id": "b", "command": "x"}, {"id": "c", "command": "x"}"#,
         );
         let new = config(
             r#"
