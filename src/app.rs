@@ -95,12 +95,12 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     let pidwatch = PidWatcher::start(exits_tx).context("cannot start the pid watcher")?;
     let store =
         ProcessStateStore::spawn(config.state_file.clone()).context("cannot start the store")?;
-    logrotate::start(
-        config.log_dir.clone(),
+    let log_limits = Arc::new(logrotate::Limits::new(
         config.log_max_bytes,
         config.log_keep,
-    )
-    .context("cannot watch the log folder")?;
+    ));
+    logrotate::start(config.log_dir.clone(), Arc::clone(&log_limits))
+        .context("cannot watch the log folder")?;
     monitor::start(config.health_interval, monitor_rx, reports_tx)
         .context("cannot start the monitor")?;
 
@@ -146,6 +146,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         store,
         pidwatch,
         known_ids,
+        log_limits,
     };
     let mut supervisor = ServerOrchestrator::new(&config, outputs, tend_bin, boot_id, source);
     supervisor.boot(stored);

@@ -195,8 +195,9 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
 }
 
 /// Top-level keys that differ and cannot change under a running tend: the listening socket,
-/// the state file and its lock, the log folder and its rotation thread, the token and the host
-/// policy every connection is checked against, and the monitor's interval.
+/// the state file and its lock, the log folder (children hold files in it), the token and the
+/// host policy every connection is checked against, and the monitor's interval. (`on_exit`,
+/// `max_sse_clients`, `log_max_bytes` and `log_keep` are applied by the supervisor.)
 pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let Config {
         path: _,
@@ -208,8 +209,8 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         auth,
         allowed_hosts,
         on_exit: _,
-        log_max_bytes,
-        log_keep,
+        log_max_bytes: _,
+        log_keep: _,
         max_connections,
         max_sse_clients: _,
         servers: _,
@@ -229,8 +230,6 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     check(*auth != old.auth, "auth_token");
     check(*allowed_hosts != old.allowed_hosts, "allowed_hosts");
-    check(*log_max_bytes != old.log_max_bytes, "log_max_bytes");
-    check(*log_keep != old.log_keep, "log_keep");
     check(*max_connections != old.max_connections, "max_connections");
     changed
 }
@@ -518,6 +517,7 @@ mod tests {
         new.health_interval = Duration::from_secs(1);
         new.on_exit = config::OnExit::Keep;
         new.max_sse_clients = 1;
+        new.log_keep = 1;
         assert_eq!(fixed_changes(&old, &new), ["listen", "health_interval_ms"]);
     }
 }

@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, Sender, after, never, select};
 use crate::config::{Config, ConfigErrors, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
 use crate::listjson::ListJson;
+use crate::logrotate;
 use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{
     Action, Event, PortView, ReloadPlan, ServerView, StatsEntry, Status, Timeline, signal_name,
@@ -384,6 +385,8 @@ pub struct Outputs {
     pub pidwatch: PidWatcher,
     /// The ids HTTP handlers check log requests against; replaced on reload.
     pub known_ids: Arc<KnownIds>,
+    /// Log rotation's limits; set on reload.
+    pub log_limits: Arc<logrotate::Limits>,
 }
 
 pub struct ServerOrchestrator {
@@ -1773,6 +1776,11 @@ impl ServerOrchestrator {
         self.max_sse_clients = config.max_sse_clients;
         self.settings.on_exit = config.on_exit;
         self.settings.max_sse_clients = config.max_sse_clients;
+        self.settings.log_max_bytes = config.log_max_bytes;
+        self.settings.log_keep = config.log_keep;
+        self.outputs
+            .log_limits
+            .set(config.log_max_bytes, config.log_keep);
         self.outputs
             .known_ids
             .replace(config.servers.iter().map(|s| s.id.clone()));

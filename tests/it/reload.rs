@@ -507,3 +507,29 @@ fn the_event_stream_gets_the_new_list_and_a_config_reloaded_event() {
     );
     assert!(reloaded.id.is_some(), "a timeline event has an id");
 }
+
+#[test]
+fn new_log_limits_apply_to_running_servers_without_touching_them() {
+    let dir = TempDir::new("reload_log_limits");
+    let talker = json!({"id": "talker",
+        "command": ["sh", "-c", "while :; do echo 'a line of about forty bytes, again'; sleep 0.005; done"]});
+    let tend = Tend::start(
+        &dir,
+        &json!({"log_max_bytes": 1048576, "servers": [talker.clone()]}),
+    );
+    let pid = running_pid(&tend, "talker");
+    let rotated = tend.log_dir.join("talker.log.1");
+    assert!(!rotated.exists());
+
+    write_config(
+        &dir,
+        &json!({"log_max_bytes": 4096, "log_keep": 2, "servers": [talker]}),
+    );
+    let plan = reload(&tend);
+    assert_eq!(ids(&plan["unchanged"]), ["talker"], "{plan:#}");
+    assert_eq!(plan["needsTendRestart"], json!([]), "{plan:#}");
+    wait_until("a rotation at the new limit", WAIT, || {
+        rotated.exists().then_some(())
+    });
+    assert_eq!(pid_of(&tend.server("talker")), pid);
+}
