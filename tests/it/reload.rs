@@ -533,3 +533,45 @@ fn new_log_limits_apply_to_running_servers_without_touching_them() {
     });
     assert_eq!(pid_of(&tend.server("talker")), pid);
 }
+
+#[test]
+fn a_reload_during_a_persons_stop_leaves_the_server_stopped() {
+    let dir = TempDir::new("reload_during_stop");
+    let slow = |tag: &str| {
+        json!({"id": "slow", "stop_timeout_ms": 800,
+            "command": ["sh", "-c", format!("trap '' TERM; while :; do sleep 0.05; done # {tag}")]})
+    };
+    // `going` first: removing it moves `slow` to another index in the middle of its stop, with
+    // its escalation timer, its PID record and the stop's pending answer.
+    let tend = Tend::start(&dir, &json!({"servers": [sleeper("going"), slow("one")]}));
+    let slow_pid = running_pid(&tend, "slow");
+    let going = running_pid(&tend, "going");
+    write_config(&dir, &json!({"servers": [slow("two")]}));
+    let plan = std::thread::scope(|scope| {
+        let stop = scope.spawn(|| tend.act("slow", "stop"));
+        tend.wait_status("slow", "stopping");
+        let plan = reload(&tend);
+        let (status, body) = stop.join().unwrap();
+        assert_eq!(status, 200, "{body:#}");
+        plan
+    });
+    // Someone is stopping it: the new command is taken, nothing is started.
+    assert_eq!(ids(&plan["updated"]), ["slow"], "{plan:#}");
+    assert_eq!(ids(&plan["removed"]), ["going"], "{plan:#}");
+    wait_group_empty(going);
+    let now = tend.wait_status("slow", "stopped");
+    assert_eq!(now["pid"], Value::Null, "{now:#}");
+    assert!(
+        now["command"].as_str().unwrap().ends_with("# two"),
+        "{now:#}"
+    );
+    // The escalation armed before the swap still fired after it.
+    assert!(
+        now["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("SIGKILL")),
+        "{now:#}"
+    );
+    wait_group_empty(slow_pid);
+    assert_eq!(list_ids(&tend), ["slow"]);
+}
