@@ -3,7 +3,6 @@
 //! snapshot), prints the dashboard URL and runs the supervisor on the main thread until a
 //! shutdown signal has been honoured.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +20,7 @@ use crate::pidwatch::PidWatcher;
 use crate::process::{TOKEN_VAR, ensure_private_dir};
 use crate::procfs;
 use crate::reaper;
+use crate::reload::{ConfigSource, KnownIds};
 use crate::store::{self, LoadOutcome, ProcessStateStore};
 use crate::supervisor::{Inbox, Outputs, ServerOrchestrator};
 
@@ -43,25 +43,13 @@ pub fn load_config(explicit: Option<&Path>, port: Option<u16>) -> Result<Config,
     Ok(config::procfile::load(&path, port)?)
 }
 
-/// Applies `tend up`'s options (`--port` is taken by [`load_config`]); their paths resolve
-/// against the working directory.
-fn apply_options(config: &mut Config, options: &UpOptions) -> Result<(), Error> {
-    let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    if let Some(listen) = options.listen {
-        config.listen = listen;
-    }
-    if let Some(state) = &options.state {
-        config.state_file = cwd.join(state);
-    }
-    if let Some(log_dir) = &options.log_dir {
-        config.log_dir = cwd.join(log_dir);
-    }
-    Ok(())
-}
-
 pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Error> {
     let mut config = load_config(explicit_config, options.port)?;
-    apply_options(&mut config, options)?;
+    // A reload reads the same file with the same options (`--port` is taken by load_config;
+    // the options' paths resolve against the working directory).
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let source = ConfigSource::new(&config.path, options, &cwd);
+    source.apply(&mut config);
     let state_dir = config
         .state_file
         .parent()
@@ -98,25 +86,25 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     };
 
     let (exits_tx, exits_rx) = unbounded();
-    let (shutdown_tx, shutdown_rx) = unbounded();
+    let (signals_tx, signals_rx) = unbounded();
     let (control_tx, control_rx) = bounded(4096);
     let (monitor_tx, monitor_rx) = unbounded();
     let (reports_tx, reports_rx) = unbounded();
 
-    reaper::start(exits_tx.clone(), shutdown_tx).context("cannot start the reaper")?;
+    reaper::start(exits_tx.clone(), signals_tx).context("cannot start the reaper")?;
     let pidwatch = PidWatcher::start(exits_tx).context("cannot start the pid watcher")?;
     let store =
         ProcessStateStore::spawn(config.state_file.clone()).context("cannot start the store")?;
-    logrotate::start(
-        config.log_dir.clone(),
+    let log_limits = Arc::new(logrotate::Limits::new(
         config.log_max_bytes,
         config.log_keep,
-    )
-    .context("cannot watch the log folder")?;
+    ));
+    logrotate::start(config.log_dir.clone(), Arc::clone(&log_limits))
+        .context("cannot watch the log folder")?;
     monitor::start(config.health_interval, monitor_rx, reports_tx)
         .context("cannot start the monitor")?;
 
-    let ids: HashSet<String> = config.servers.iter().map(|s| s.id.clone()).collect();
+    let known_ids = Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone())));
     let policy = http::guard::Policy::new(
         auth.token().map(str::to_string),
         config.listen,
@@ -125,7 +113,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     let shared = Arc::new(http::Shared::new(
         control_tx,
         config.log_dir.clone(),
-        ids,
+        Arc::clone(&known_ids),
         config.max_connections,
         policy,
     ));
@@ -157,14 +145,16 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         monitor: monitor_tx,
         store,
         pidwatch,
+        known_ids,
+        log_limits,
     };
-    let mut supervisor = ServerOrchestrator::new(&config, outputs, tend_bin, boot_id);
+    let mut supervisor = ServerOrchestrator::new(&config, outputs, tend_bin, boot_id, source);
     supervisor.boot(stored);
     supervisor.run(Inbox {
         control: control_rx,
         exits: exits_rx,
         reports: reports_rx,
-        shutdowns: shutdown_rx,
+        signals: signals_rx,
     });
     Ok(())
 }

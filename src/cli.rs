@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// `tend kill-orphan ID`.
     KillOrphan { id: String },
+    /// `tend reload`: apply the changed config to the running tend.
+    Reload,
     /// `tend export systemd [--user] [--out DIR]`, `tend export procfile`.
     Export(ExportFormat),
     /// `tend version`, `tend --version`.
@@ -149,7 +151,7 @@ pub const DEFAULT_LOG_LINES: usize = 200;
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The commands `tend help` lists (and accepts as topics), with their aliases.
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 12] = [
     "up",
     "check",
     "status",
@@ -158,6 +160,7 @@ const COMMANDS: [&str; 11] = [
     "restart",
     "logs",
     "kill-orphan",
+    "reload",
     "export",
     "version",
     "help",
@@ -198,6 +201,7 @@ pub fn help_text(topic: Option<&str>) -> Result<String, Error> {
         Some("start" | "stop" | "restart") => HELP_ACT,
         Some("logs") => HELP_LOGS,
         Some("kill-orphan") => HELP_KILL_ORPHAN,
+        Some("reload") => HELP_RELOAD,
         Some("export") => HELP_EXPORT,
         Some("version") => HELP_VERSION,
         Some("help") => HELP_HELP,
@@ -288,6 +292,10 @@ impl Parser {
             "restart" => self.parse_act(Action::Restart)?,
             "logs" => self.parse_logs()?,
             "kill-orphan" => self.parse_kill_orphan()?,
+            "reload" => {
+                self.no_more_args(name)?;
+                Command::Reload
+            }
             "export" => self.parse_export()?,
             "version" => {
                 self.no_more_args(name)?;
@@ -734,6 +742,7 @@ Commands:
                           restart servers (a stopped one is started); waits as start
   logs ID [-n N] [-f]     print a server's last N log lines (default 200); -f follows
   kill-orphan ID          kill the orphan process that holds ID's port
+  reload                  apply the changed config: only the servers that changed move
   export systemd [--user] [--out DIR] | export procfile
                           write the config as systemd units or as a Procfile
   version                 print tend's version
@@ -844,6 +853,21 @@ Usage: tend kill-orphan ID
 
 Kills the orphan process that holds one of ID's configured ports from outside its own
 process tree: SIGTERM, then SIGKILL after 1 s. Managed servers are stopped with `tend stop`.
+
+Options:
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_RELOAD: &str = "\
+Usage: tend reload
+
+Makes the running tend read its config again (the file it was started with) and apply what
+changed, server by server: added servers appear (and start if autostart), removed ones are
+stopped and dropped, a server whose process settings changed (command, cwd, env, env_file or
+its contents, ports, stop_signal, depends_on) is restarted with the servers that depend on it,
+one whose supervision settings changed keeps its process, and the rest are not touched.
+An invalid config changes nothing: every problem is printed and the exit status is 1.
+SIGHUP to `tend up` does the same.
 
 Options:
   --url URL         the running tend (default: $TEND_URL, else the config's listen)
@@ -1038,6 +1062,7 @@ mod tests {
                 },
             ),
             ("kill-orphan web", Command::KillOrphan { id: "web".into() }),
+            ("reload", Command::Reload),
             (
                 "export systemd",
                 Command::Export(ExportFormat::Systemd {
@@ -1305,6 +1330,7 @@ mod tests {
             "restart",
             "logs",
             "kill-orphan",
+            "reload",
             "export",
             "systemd",
             "procfile",

@@ -137,6 +137,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
             | Command::Act { .. }
             | Command::Logs { .. }
             | Command::KillOrphan { .. }
+            | Command::Reload
     ) {
         return Err(Error::other(
             "internal: client::run got a command that is not a client's",
@@ -424,6 +425,10 @@ fn execute(
                 &format!("killed orphan PID {} ({})\n", killed.pid, killed.signal),
             )?;
         }
+        Command::Reload => {
+            let plan: Plan = api.call_json("POST", "/api/reload", None)?;
+            emit(out, &format_plan(&plan))?;
+        }
         Command::Up(_)
         | Command::FleetStatus { .. }
         | Command::Check
@@ -436,6 +441,54 @@ fn execute(
     }
     out.flush().context("writing to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The answer of `POST /api/reload`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Plan {
+    config: String,
+    added: Vec<String>,
+    removed: Vec<String>,
+    restarted: Vec<String>,
+    updated: Vec<String>,
+    unchanged: Vec<String>,
+    #[serde(default)]
+    changes: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    needs_tend_restart: Vec<String>,
+}
+
+/// A reload's plan as lines a person reads: one line per non-empty list, each id with why.
+fn format_plan(plan: &Plan) -> String {
+    let mut text = format!("reloaded {}\n", plan.config);
+    let lists = [
+        ("added", &plan.added),
+        ("removed", &plan.removed),
+        ("restarted", &plan.restarted),
+        ("updated", &plan.updated),
+        ("unchanged", &plan.unchanged),
+    ];
+    for (name, ids) in lists {
+        if ids.is_empty() {
+            continue;
+        }
+        let described: Vec<String> = ids
+            .iter()
+            .map(|id| match plan.changes.get(id) {
+                Some(why) => format!("{id} ({why})"),
+                None => id.clone(),
+            })
+            .collect();
+        text.push_str(&format!("  {name:<10} {}\n", described.join(", ")));
+    }
+    if !plan.needs_tend_restart.is_empty() {
+        text.push_str(&format!(
+            "changed, but kept as they were until tend restarts: {}\n",
+            plan.needs_tend_restart.join(", ")
+        ));
+    }
+    text
 }
 
 /// The answer of `DELETE /api/kill`.
@@ -1966,6 +2019,25 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
         let seen = seen.recv().unwrap();
         assert_eq!(seen.request_line(), "DELETE /api/kill HTTP/1.1");
         assert_eq!(seen.body, r#"{"id":"web"}"#);
+    }
+
+    #[test]
+    fn reload_prints_each_list_with_why() {
+        let answer = r#"{"config":"tend.json","added":["api"],"removed":[],"restarted":["web"],
+            "updated":[],"unchanged":["db","cache"],"changes":{"web":"command changed"},
+            "needsTendRestart":["listen"]}"#;
+        let (url, seen) = fake_tend(vec![json_answer(200, answer)]);
+        let (result, out) = run_command(&api(url, None), Command::Reload);
+        assert!(result.is_ok());
+        assert_eq!(
+            out,
+            "reloaded tend.json\n  added      api\n  restarted  web (command changed)\n  \
+             unchanged  db, cache\nchanged, but kept as they were until tend restarts: listen\n"
+        );
+        assert_eq!(
+            seen.recv().unwrap().request_line(),
+            "POST /api/reload HTTP/1.1"
+        );
     }
 
     #[test]

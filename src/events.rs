@@ -98,6 +98,10 @@ impl EventHub {
     pub fn publish(&mut self, event: &Event) {
         let frame = match event {
             Event::Stats(stats) => return self.fan_out(&encode(None, "stats", stats)),
+            Event::Servers(views) => {
+                let id = self.next_id();
+                encode(Some(id), "servers", views)
+            }
             Event::Server(view) => {
                 let id = self.next_id();
                 encode(Some(id), "server", view)

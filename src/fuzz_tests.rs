@@ -4,8 +4,8 @@
 //! nothing panics and every refusal is a well-formed error. A seeded generator keeps failures
 //! reproducible: the failing input is printed.
 
-use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use crossbeam_channel::unbounded;
 
@@ -13,6 +13,8 @@ use crate::http::api::{Outcome, route};
 use crate::http::guard::{Policy, check};
 use crate::http::{ApiRequest, Shared, parse_query};
 use crate::metrics::{self, Histogram};
+use crate::model::ReloadPlan;
+use crate::reload::KnownIds;
 use crate::supervisor::{Control, ControlError};
 
 const CASES: usize = 100_000;
@@ -244,10 +246,15 @@ fn fake_supervisor() -> Shared {
                     let histogram = Histogram::new(metrics::HEALTH_BUCKETS);
                     let _ = reply.send(metrics::Snapshot::new(Vec::new(), histogram));
                 }
+                Control::Reload { reply } => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(ReloadPlan::default()));
+                    }
+                }
             }
         }
     });
-    let ids: HashSet<String> = ["web".to_string(), "db".to_string()].into();
+    let ids = Arc::new(KnownIds::new(["web".to_string(), "db".to_string()]));
     let policy = Policy::new(
         Some("s3cret".into()),
         "127.0.0.1:7070".parse().expect("addr"),

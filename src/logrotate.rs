@@ -22,8 +22,8 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 const LOG: &str = "LogRotation";
 
@@ -155,10 +155,39 @@ fn shift(path: &Path, keep: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// `log_max_bytes` and `log_keep` as the "logs" thread reads them at each rotation, so a config
+/// reload changes them without restarting anything.
+#[derive(Debug)]
+pub struct Limits {
+    max_bytes: AtomicU64,
+    keep: AtomicU32,
+}
+
+impl Limits {
+    pub fn new(max_bytes: u64, keep: u32) -> Limits {
+        Limits {
+            max_bytes: AtomicU64::new(max_bytes),
+            keep: AtomicU32::new(keep),
+        }
+    }
+
+    pub fn set(&self, max_bytes: u64, keep: u32) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+        self.keep.store(keep, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u64, u32) {
+        (
+            self.max_bytes.load(Ordering::Relaxed),
+            self.keep.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Starts the "logs" thread: an inotify watch on `log_dir`; any `<id>.log` that grows past
-/// `max_bytes` is rotated. Existing logs are checked once at start (an adopted child may have
+/// the limit is rotated. Existing logs are checked once at start (an adopted child may have
 /// written a lot while tend was down).
-pub fn start(log_dir: PathBuf, max_bytes: u64, keep: u32) -> io::Result<()> {
+pub fn start(log_dir: PathBuf, limits: Arc<Limits>) -> io::Result<()> {
     // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
     let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
     if fd < 0 {
@@ -176,13 +205,14 @@ pub fn start(log_dir: PathBuf, max_bytes: u64, keep: u32) -> io::Result<()> {
     std::thread::Builder::new()
         .name("logs".into())
         .spawn(move || {
-            check_all(&log_dir, max_bytes, keep);
-            watch(fd, &log_dir, max_bytes, keep);
+            check_all(&log_dir, &limits);
+            watch(fd, &log_dir, &limits);
         })?;
     Ok(())
 }
 
-fn check_all(log_dir: &Path, max_bytes: u64, keep: u32) {
+fn check_all(log_dir: &Path, limits: &Limits) {
+    let (max_bytes, keep) = limits.get();
     let Ok(entries) = fs::read_dir(log_dir) else {
         return;
     };
@@ -207,7 +237,7 @@ fn rotate_logged(path: &Path, max_bytes: u64, keep: u32) {
     }
 }
 
-fn watch(fd: i32, log_dir: &Path, max_bytes: u64, keep: u32) {
+fn watch(fd: i32, log_dir: &Path, limits: &Limits) {
     // Room for many events at once; each is a header plus a NUL-padded name.
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -242,6 +272,7 @@ fn watch(fd: i32, log_dir: &Path, max_bytes: u64, keep: u32) {
             }
             offset = name_end;
         }
+        let (max_bytes, keep) = limits.get();
         for name in names {
             rotate_logged(&log_dir.join(name), max_bytes, keep);
         }

@@ -27,6 +27,7 @@ mod probe;
 mod process;
 mod procfs;
 mod reaper;
+mod reload;
 mod shell;
 mod sockdiag;
 mod store;
@@ -96,7 +97,8 @@ fn run() -> Result<ExitCode, Error> {
         | Command::FleetStatus { .. }
         | Command::Act { .. }
         | Command::Logs { .. }
-        | Command::KillOrphan { .. } => client::run(&cli),
+        | Command::KillOrphan { .. }
+        | Command::Reload => client::run(&cli),
     }
 }
 

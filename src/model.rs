@@ -138,6 +138,9 @@ pub struct StatsEntry {
 /// them for SSE clients.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// The whole list, after a config reload added, removed or reordered servers: a client
+    /// replaces its rows with these.
+    Servers(Vec<ServerView>),
     /// One server changed (status, pid, ports, flags or restarts).
     Server(ServerView),
     /// CPU and memory of running servers after a health round.
@@ -196,6 +199,8 @@ pub enum Timeline {
         pid: u32,
         signal: String,
     },
+    /// A config reload was applied; carries its plan.
+    ConfigReloaded(ReloadPlan),
 }
 
 impl Timeline {
@@ -210,8 +215,29 @@ impl Timeline {
             Timeline::OrphanDetected { .. } => "orphanDetected",
             Timeline::OrphanCleared { .. } => "orphanCleared",
             Timeline::OrphanKilled { .. } => "orphanKilled",
+            Timeline::ConfigReloaded(_) => "configReloaded",
         }
     }
+}
+
+/// What a config reload did, by server id (the answer of `POST /api/reload`, the
+/// `configReloaded` event). Each id is in exactly one of the five lists; README "Changing the
+/// config" says what each means.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadPlan {
+    /// The config file read again.
+    pub config: String,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Why each restarted or updated server is: "command, env changed", "follows 'db'".
+    pub changes: std::collections::BTreeMap<String, String>,
+    /// Top-level keys that changed but take effect only when tend itself is restarted; tend
+    /// keeps their old values.
+    pub needs_tend_restart: Vec<String>,
 }
 
 /// Where to reach something bound to `bound`: its own address, or loopback for a wildcard

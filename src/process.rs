@@ -53,11 +53,13 @@ pub fn raise_descriptor_limit() {
 pub const TOKEN_VAR: &str = "TEND_TOKEN";
 
 /// A freshly spawned process; its PID is also its process group and session id (setsid).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spawned {
     pub pid: u32,
     /// /proc start time, the PID's identity for later adoption (DESIGN §6).
     pub start_ticks: u64,
+    /// The env_file text the process was given, so a reload can tell whether it changed.
+    pub env_file_text: Option<String>,
 }
 
 /// Where a server's output goes: `<log_dir>/<id>.log`.
@@ -96,12 +98,18 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
             server.cwd.display()
         ));
     }
-    let env_from_file = match &server.env_file {
-        Some(path) => {
-            let text = fs::read_to_string(path)
-                .map_err(|e| format!("cannot read env_file {}: {e}", path.display()))?;
-            parse_env_file(&text).map_err(|e| format!("env_file {}: {e}", path.display()))?
-        }
+    let env_file_text = match &server.env_file {
+        Some(path) => Some(
+            fs::read_to_string(path)
+                .map_err(|e| format!("cannot read env_file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let env_from_file = match &env_file_text {
+        Some(text) => parse_env_file(text).map_err(|e| {
+            let path = server.env_file.as_deref().unwrap_or(Path::new(""));
+            format!("env_file {}: {e}", path.display())
+        })?,
         None => Vec::new(),
     };
     let log = open_log(log_dir, &server.id)
@@ -171,7 +179,11 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
     // A process that already exited has no stat left; 0 never matches a live process later.
     let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
     log::info!(target: LOG, "Process '{}' started (PID: {})", server.id, pid);
-    Ok(Spawned { pid, start_ticks })
+    Ok(Spawned {
+        pid,
+        start_ticks,
+        env_file_text,
+    })
 }
 
 /// Marks every descriptor above stderr close-on-exec in a freshly forked child. tend opens all

@@ -1,6 +1,6 @@
 //! The reaper: the only code in tend that waits for children; nothing else may call
-//! `Command::wait/status/output` (clippy.toml forbids them). It also turns SIGINT/SIGTERM/SIGHUP
-//! into messages for the supervisor.
+//! `Command::wait/status/output` (clippy.toml forbids them). It also turns SIGINT/SIGTERM (shut
+//! down) and SIGHUP (reload the config) into messages for the supervisor.
 //!
 //! Signal handlers only write the signal number to a CLOEXEC, non-blocking self-pipe; the
 //! "reaper" thread reads it and does the work, so nothing but `write` runs in a handler. tend is
@@ -34,9 +34,9 @@ pub struct Exit {
     pub status: ExitStatus,
 }
 
-/// A signal asking tend to shut down.
+/// A signal to tend itself: SIGINT or SIGTERM ask it to shut down, SIGHUP to reload its config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shutdown {
+pub struct Signal {
     pub signal: i32,
 }
 
@@ -57,7 +57,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
 
 /// Makes tend a child subreaper, installs the handlers and starts the "reaper" thread. Call once,
 /// before the first spawn, so no exit can come before the handler exists.
-pub fn start(exits: Sender<Exit>, shutdowns: Sender<Shutdown>) -> io::Result<()> {
+pub fn start(exits: Sender<Exit>, signals: Sender<Signal>) -> io::Result<()> {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         log::warn!(target: LOG, "Cannot become child subreaper: {}", io::Error::last_os_error());
@@ -80,7 +80,7 @@ pub fn start(exits: Sender<Exit>, shutdowns: Sender<Shutdown>) -> io::Result<()>
     }
     std::thread::Builder::new()
         .name("reaper".into())
-        .spawn(move || run(read_fd, exits, shutdowns))?;
+        .spawn(move || run(read_fd, exits, signals))?;
     Ok(())
 }
 
@@ -99,7 +99,7 @@ fn install(signal: i32) -> io::Result<()> {
     Ok(())
 }
 
-fn run(read_fd: i32, exits: Sender<Exit>, shutdowns: Sender<Shutdown>) {
+fn run(read_fd: i32, exits: Sender<Exit>, signals: Sender<Signal>) {
     // Children may have exited before the handler was installed.
     drain(&exits);
     let mut buf = [0u8; 64];
@@ -120,7 +120,7 @@ fn run(read_fd: i32, exits: Sender<Exit>, shutdowns: Sender<Shutdown>) {
                 saw_child = true;
             } else {
                 log::info!(target: LOG, "Received {}", crate::model::signal_name(signal));
-                let _ = shutdowns.send(Shutdown { signal });
+                let _ = signals.send(Signal { signal });
             }
         }
         if saw_child && !drain(&exits) {

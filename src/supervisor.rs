@@ -1,7 +1,12 @@
 //! ServerOrchestrator (DESIGN §7): the "supervisor" thread, single owner of every server's
 //! state. It loops on `select!` over commands (from HTTP handlers), exits (reaper, pidwatch),
-//! monitor reports, shutdown signals and its own timers; it spawns through the ProcessManager,
-//! broadcasts every change as an event, and hands snapshots to the store.
+//! monitor reports, signals (shutdown, reload) and its own timers; it spawns through the
+//! ProcessManager, broadcasts every change as an event, and hands snapshots to the store.
+//!
+//! A config reload (SIGHUP or `Control::Reload`) is planned by `reload.rs` and applied here:
+//! the servers it removes or restarts are stopped first, then the server list is swapped for the
+//! new config's in one turn (every index-keyed record moved with it), and commands that came
+//! meanwhile run after it.
 //!
 //! It never sleeps and never blocks on a consumer: replies go to bounded(1) channels that may
 //! have been abandoned, SSE subscribers are dropped when full, the store takes the latest
@@ -9,26 +14,28 @@
 //! stop, so a stale timer is ignored when it fires instead of being cancelled.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, after, never, select};
 
-use crate::config::{Config, OnExit, ServerConfig};
+use crate::config::{Config, ConfigErrors, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
 use crate::listjson::ListJson;
+use crate::logrotate;
 use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{
-    Action, Event, PortView, ServerView, StatsEntry, Status, Timeline, signal_name,
+    Action, Event, PortView, ReloadPlan, ServerView, StatsEntry, Status, Timeline, signal_name,
 };
 use crate::monitor::{MonitorCmd, Observation, Report, Sample, Watch};
 use crate::pidwatch::PidWatcher;
 use crate::policy::{self, AfterExit, ExitKind};
 use crate::process::{self, SignalError};
 use crate::procfs;
-use crate::reaper::{Exit, ExitStatus, Shutdown};
+use crate::reaper::{Exit, ExitStatus, Signal};
+use crate::reload::{self, ConfigSource, Current, KnownIds};
 use crate::store::{StateFile, StoreHandle, StoredProcess};
 
 const LOG: &str = "ServerOrchestrator";
@@ -84,6 +91,8 @@ pub enum Control {
     },
     /// What `/metrics` shows of the servers and of the supervisor's own counters.
     Metrics { reply: Sender<metrics::Snapshot> },
+    /// Read the config again and apply what changed (`None`: SIGHUP, nobody to answer).
+    Reload { reply: Option<Reply<ReloadPlan>> },
 }
 
 /// Why a command was refused; the HTTP layer maps each to a status code (DESIGN §4).
@@ -107,6 +116,8 @@ pub enum ControlError {
     NoOrphan(String),
     TooManyClients,
     ShuttingDown,
+    /// A reload found the config invalid; nothing was changed.
+    InvalidConfig(ConfigErrors),
 }
 
 impl std::fmt::Display for ControlError {
@@ -144,6 +155,9 @@ impl std::fmt::Display for ControlError {
             }
             ControlError::TooManyClients => f.write_str("too many live event clients"),
             ControlError::ShuttingDown => f.write_str("tend is shutting down"),
+            ControlError::InvalidConfig(errors) => {
+                write!(f, "the config is invalid; nothing was changed:\n{errors}")
+            }
         }
     }
 }
@@ -211,9 +225,66 @@ struct Server {
     /// Indices of the servers that depend on this one.
     dependents: Vec<usize>,
     dependencies: Vec<usize>,
+    /// The monitor's number for this server. Indices move when a reload adds or removes
+    /// servers; a slot never does, so a report the monitor sent before it heard of the reload
+    /// still reaches the right server (or none).
+    slot: usize,
+    /// The env_file text the current process was started with (see [`reload::Current`]).
+    env_file_text: Option<String>,
 }
 
 impl Server {
+    /// A server as configured, not started; `dependencies` are filled in by the caller.
+    fn new(config: &ServerConfig, slot: usize) -> Server {
+        let mut server = Server {
+            config: Arc::new(config.clone()),
+            status: Status::Stopped,
+            pid: None,
+            last_leader: 0,
+            start_ticks: 0,
+            started_at: None,
+            spawned_at: None,
+            adopted: false,
+            restarts: 0,
+            streak: 0,
+            exit_code: None,
+            exit_signal: None,
+            last_error: None,
+            spawn_error: None,
+            ports: Vec::new(),
+            ports_ok: config.ports.is_empty(),
+            opened_once: false,
+            orphaned: false,
+            orphaned_pid: None,
+            sample: None,
+            epoch: 0,
+            stopping: None,
+            pending_start: false,
+            pending_stop: false,
+            dependents: Vec::new(),
+            dependencies: Vec::new(),
+            slot,
+            env_file_text: None,
+        };
+        server.ports = server.closed_ports();
+        server
+    }
+
+    /// It runs or is meant to, and nobody is stopping it (see [`reload::Current`]).
+    fn wants_process(&self) -> bool {
+        let running = self.pid.is_some() && self.stopping.is_none() && !self.pending_stop;
+        let restarting = self
+            .stopping
+            .as_ref()
+            .is_some_and(|s| s.then == AfterStop::Start);
+        let due_a_retry = self.pid.is_none()
+            && matches!(
+                self.status,
+                Status::Backoff | Status::Fatal | Status::Crashed
+            );
+        running || restarting || self.pending_start || due_a_retry
+    }
+
     fn uptime_ms(&self, now: SystemTime) -> Option<u64> {
         self.started_at
             .filter(|_| self.pid.is_some())
@@ -306,7 +377,7 @@ pub struct Inbox {
     pub control: Receiver<Control>,
     pub exits: Receiver<Exit>,
     pub reports: Receiver<Report>,
-    pub shutdowns: Receiver<Shutdown>,
+    pub signals: Receiver<Signal>,
 }
 
 /// Where the supervisor's outputs go.
@@ -314,6 +385,10 @@ pub struct Outputs {
     pub monitor: Sender<MonitorCmd>,
     pub store: StoreHandle,
     pub pidwatch: PidWatcher,
+    /// The ids HTTP handlers check log requests against; replaced on reload.
+    pub known_ids: Arc<KnownIds>,
+    /// Log rotation's limits; set on reload.
+    pub log_limits: Arc<logrotate::Limits>,
 }
 
 pub struct ServerOrchestrator {
@@ -347,54 +422,43 @@ pub struct ServerOrchestrator {
     spawn_successes: u64,
     spawn_failures: u64,
     health_rounds: Histogram,
+    /// Where a reload reads the config, and the top-level settings in effect (its `servers`
+    /// are not kept here: `servers` above is the truth).
+    source: ConfigSource,
+    settings: Config,
+    /// Server index by monitor slot (`None`: the server was removed by a reload).
+    slots: Vec<Option<usize>>,
+    /// The reload being applied: it waits for the servers it stops.
+    reloading: Option<Reloading>,
+    /// Commands that arrived while a reload was applied: reloads and actions wait for it, so
+    /// they act on the config it leaves, never on a half-applied one.
+    deferred: VecDeque<Control>,
+}
+
+/// A reload between its plan and its swap: the servers it removes or restarts are stopping.
+struct Reloading {
+    config: Config,
+    plan: ReloadPlan,
+    /// Indices (before the swap) of the servers that must be down before the swap.
+    stopping: Vec<usize>,
+    reply: Option<Reply<ReloadPlan>>,
 }
 
 impl ServerOrchestrator {
-    pub fn new(config: &Config, outputs: Outputs, tend_bin: PathBuf, boot_id: String) -> Self {
-        let index_of: HashMap<String, usize> = config
+    pub fn new(
+        config: &Config,
+        outputs: Outputs,
+        tend_bin: PathBuf,
+        boot_id: String,
+        source: ConfigSource,
+    ) -> Self {
+        let servers: Vec<Server> = config
             .servers
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.id.clone(), i))
+            .map(|(slot, cfg)| Server::new(cfg, slot))
             .collect();
-        let mut servers: Vec<Server> = config
-            .servers
-            .iter()
-            .map(|cfg| Server {
-                config: Arc::new(cfg.clone()),
-                status: Status::Stopped,
-                pid: None,
-                last_leader: 0,
-                start_ticks: 0,
-                started_at: None,
-                spawned_at: None,
-                adopted: false,
-                restarts: 0,
-                streak: 0,
-                exit_code: None,
-                exit_signal: None,
-                last_error: None,
-                spawn_error: None,
-                ports: Vec::new(),
-                ports_ok: cfg.ports.is_empty(),
-                opened_once: false,
-                orphaned: false,
-                orphaned_pid: None,
-                sample: None,
-                epoch: 0,
-                stopping: None,
-                pending_start: false,
-                pending_stop: false,
-                dependents: Vec::new(),
-                dependencies: cfg.depends_on.iter().map(|d| index_of[d]).collect(),
-            })
-            .collect();
-        for index in 0..servers.len() {
-            servers[index].ports = servers[index].closed_ports();
-            for dep in servers[index].dependencies.clone() {
-                servers[dep].dependents.push(index);
-            }
-        }
+        let (servers, index_of) = link(servers);
         let count = servers.len();
         ServerOrchestrator {
             servers,
@@ -425,6 +489,14 @@ impl ServerOrchestrator {
             spawn_successes: 0,
             spawn_failures: 0,
             health_rounds: Histogram::new(metrics::HEALTH_BUCKETS),
+            source,
+            settings: Config {
+                servers: Vec::new(),
+                ..config.clone()
+            },
+            slots: (0..count).map(Some).collect(),
+            reloading: None,
+            deferred: VecDeque::new(),
         }
     }
 
@@ -488,6 +560,7 @@ impl ServerOrchestrator {
             server.started_at = Some(UNIX_EPOCH + Duration::from_millis(stored.start_time));
             server.spawned_at = Some(Instant::now());
             server.adopted = true;
+            server.env_file_text = None;
             server.epoch += 1;
             server.opened_once = false;
             self.set_status(index, Status::Starting);
@@ -537,14 +610,15 @@ impl ServerOrchestrator {
                         self.on_report(report);
                     }
                 },
-                recv(inbox.shutdowns) -> signal => {
+                recv(inbox.signals) -> signal => {
                     if let Ok(signal) = signal {
-                        self.on_shutdown(signal);
+                        self.on_signal(signal);
                     }
                 },
                 recv(timer) -> _ => self.on_timers(),
             }
             self.advance();
+            self.continue_reload();
             self.flush();
             if self.shutting_down && self.all_settled_for_exit() {
                 return self.finish_shutdown();
@@ -555,6 +629,13 @@ impl ServerOrchestrator {
     // ---- commands -------------------------------------------------------------------------
 
     fn on_control(&mut self, control: Control) {
+        let control = match control {
+            Control::Act { .. } | Control::Reload { .. } if self.reloading.is_some() => {
+                self.deferred.push_back(control);
+                return;
+            }
+            control => control,
+        };
         match control {
             Control::List { reply } => {
                 let _ = reply.send(self.list_json());
@@ -597,6 +678,7 @@ impl ServerOrchestrator {
             Control::Metrics { reply } => {
                 let _ = reply.send(self.metrics());
             }
+            Control::Reload { reply } => self.start_reload(reply),
         }
     }
 
@@ -940,6 +1022,7 @@ impl ServerOrchestrator {
                 server.pid = Some(spawned.pid);
                 server.last_leader = spawned.pid;
                 server.start_ticks = spawned.start_ticks;
+                server.env_file_text = spawned.env_file_text;
                 server.started_at = Some(SystemTime::now());
                 server.spawned_at = Some(Instant::now());
                 server.adopted = false;
@@ -1196,22 +1279,31 @@ impl ServerOrchestrator {
 
     // ---- reports --------------------------------------------------------------------------
 
+    /// The server a monitor slot stands for now.
+    fn slot_index(&self, slot: usize) -> Option<usize> {
+        self.slots.get(slot).copied().flatten()
+    }
+
     fn on_report(&mut self, report: Report) {
         match report {
             Report::Observed {
-                index,
+                index: slot,
                 pid,
                 observation,
-            } => self.on_observed(index, pid, observation),
+            } => {
+                if let Some(index) = self.slot_index(slot) {
+                    self.on_observed(index, pid, observation);
+                }
+            }
             Report::Stats(stats) => {
                 // Nobody watching: keep the numbers for the API, skip building the event.
                 let watched = self.hub.subscriber_count() > 0;
                 let mut entries = Vec::with_capacity(if watched { stats.len() } else { 0 });
                 for sample in stats {
-                    let sample_index = sample.index;
-                    let Some(server) = self.servers.get_mut(sample_index) else {
+                    let Some(index) = self.slot_index(sample.index) else {
                         continue;
                     };
+                    let server = &mut self.servers[index];
                     if server.pid.is_none() {
                         continue;
                     }
@@ -1224,14 +1316,15 @@ impl ServerOrchestrator {
                         });
                     }
                     server.sample = Some(sample);
-                    self.list_json.forget(sample_index);
+                    self.list_json.forget(index);
                 }
                 if !entries.is_empty() {
                     self.hub.publish(&Event::Stats(entries));
                 }
             }
-            Report::Vanished { index, pid } => {
-                if self.servers.get(index).is_some_and(|s| s.pid == Some(pid)) {
+            Report::Vanished { index: slot, pid } => {
+                let index = self.slot_index(slot);
+                if index.is_some_and(|index| self.servers[index].pid == Some(pid)) {
                     self.on_exit(Exit {
                         pid,
                         status: ExitStatus::Unknown,
@@ -1246,9 +1339,7 @@ impl ServerOrchestrator {
     }
 
     fn on_observed(&mut self, index: usize, pid: Option<u32>, observation: Observation) {
-        let Some(server) = self.servers.get_mut(index) else {
-            return;
-        };
+        let server = &mut self.servers[index];
         if server.pid != pid {
             return; // About a process that has since changed.
         }
@@ -1425,7 +1516,19 @@ impl ServerOrchestrator {
 
     // ---- shutdown -------------------------------------------------------------------------
 
-    fn on_shutdown(&mut self, signal: Shutdown) {
+    fn on_signal(&mut self, signal: Signal) {
+        if signal.signal == libc::SIGHUP {
+            if self.shutting_down {
+                log::warn!(target: LOG, "SIGHUP while shutting down: not reloading the config");
+            } else {
+                self.on_control(Control::Reload { reply: None });
+            }
+            return;
+        }
+        self.on_shutdown(signal);
+    }
+
+    fn on_shutdown(&mut self, signal: Signal) {
         if self.shutting_down {
             log::warn!(target: LOG, "Second {}: killing every server now", signal_name(signal.signal));
             for index in 0..self.servers.len() {
@@ -1440,6 +1543,7 @@ impl ServerOrchestrator {
             return;
         }
         self.shutting_down = true;
+        self.abandon_reload();
         match self.on_exit {
             OnExit::Keep => {
                 log::info!(target: LOG, "Shutting down; leaving servers running (on_exit: keep)");
@@ -1483,6 +1587,254 @@ impl ServerOrchestrator {
             stats.writes, stats.failures);
     }
 
+    // ---- reload ---------------------------------------------------------------------------
+
+    /// Reads the config again, plans what changes and stops what the plan removes or restarts;
+    /// the swap to the new config waits in [`Self::continue_reload`] until those are down. An
+    /// invalid config changes nothing.
+    fn start_reload(&mut self, reply: Option<Reply<ReloadPlan>>) {
+        let answer = |reply: Option<Reply<ReloadPlan>>, result| {
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        };
+        if self.shutting_down {
+            return answer(reply, Err(ControlError::ShuttingDown));
+        }
+        // The only files the supervisor reads: a config and its env files are small and local,
+        // and reading them here means the plan compares with the very state it changes.
+        let config = match self.source.load() {
+            Ok(config) => config,
+            Err(errors) => {
+                for error in &errors.0 {
+                    log::error!(target: LOG, "Config not reloaded: {error}");
+                }
+                return answer(reply, Err(ControlError::InvalidConfig(errors)));
+            }
+        };
+        let current: Vec<Current> = self
+            .servers
+            .iter()
+            .map(|s| Current {
+                config: &s.config,
+                env_file_text: s.env_file_text.as_deref().filter(|_| s.pid.is_some()),
+                wants_process: s.wants_process(),
+            })
+            .collect();
+        let mut plan = reload::plan(&current, &config, |path| std::fs::read_to_string(path).ok());
+        plan.needs_tend_restart = reload::fixed_changes(&self.settings, &config)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let mut stopping = Vec::new();
+        for id in plan.removed.iter().chain(&plan.restarted) {
+            let index = self.index_of[id];
+            let server = &self.servers[index];
+            // A person's stop in progress, a pending restart or a retry timer: all are ended by
+            // a stop, and a removed server is gone only once its whole group is.
+            let busy = server.pid.is_some()
+                || server.stopping.is_some()
+                || server.pending_start
+                || server.pending_stop
+                || matches!(server.status, Status::Backoff | Status::Fatal);
+            if busy {
+                self.request_stop(index, true);
+                stopping.push(index);
+            }
+        }
+        log::info!(target: LOG, "Reloading {}: {} added, {} removed, {} restarted, {} updated, {} unchanged",
+            plan.config, plan.added.len(), plan.removed.len(), plan.restarted.len(),
+            plan.updated.len(), plan.unchanged.len());
+        self.reloading = Some(Reloading {
+            config,
+            plan,
+            stopping,
+            reply,
+        });
+    }
+
+    /// Swaps in the reloaded config once the servers it stops are down, then runs the commands
+    /// that waited for it (another reload among them) in the order they came.
+    fn continue_reload(&mut self) {
+        loop {
+            match &self.reloading {
+                Some(reloading) => {
+                    let down = reloading.stopping.iter().all(|&index| {
+                        let s = &self.servers[index];
+                        s.pid.is_none() && s.stopping.is_none() && !s.pending_stop
+                    });
+                    if !down {
+                        return;
+                    }
+                    self.finish_reload();
+                    self.advance();
+                }
+                None => match self.deferred.pop_front() {
+                    Some(control) => {
+                        self.on_control(control);
+                        self.advance();
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// Shutting down: a reload waiting for its stops is not applied.
+    fn abandon_reload(&mut self) {
+        if let Some(Reloading {
+            reply: Some(reply), ..
+        }) = self.reloading.take()
+        {
+            let _ = reply.send(Err(ControlError::ShuttingDown));
+        }
+    }
+
+    /// The swap: servers in the new config's order, every index-keyed structure moved with
+    /// them, removed servers dropped (they are down), then the restarted and added ones started.
+    fn finish_reload(&mut self) {
+        let Some(Reloading {
+            config,
+            plan,
+            reply,
+            ..
+        }) = self.reloading.take()
+        else {
+            return;
+        };
+        // Events already owed go out under the indices they were recorded with.
+        self.publish_changed();
+        let mut old: Vec<Option<Server>> = std::mem::take(&mut self.servers)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let old_ids: Vec<String> = old.iter().flatten().map(|s| s.config.id.clone()).collect();
+        let mut remap: Vec<Option<usize>> = vec![None; old.len()];
+        let mut watch_again = Vec::new();
+        let mut servers = Vec::with_capacity(config.servers.len());
+        for (index, cfg) in config.servers.iter().enumerate() {
+            let server = match self.index_of.get(&cfg.id) {
+                Some(&was) => {
+                    remap[was] = Some(index);
+                    let mut server = old[was].take().expect("server ids are unique");
+                    if server.config.ports != cfg.ports {
+                        watch_again.push(index);
+                    }
+                    server.config = Arc::new(cfg.clone());
+                    if watch_again.last() == Some(&index) {
+                        server.ports = server.closed_ports();
+                        server.ports_ok = cfg.ports.is_empty();
+                        server.orphaned = false;
+                        server.orphaned_pid = None;
+                    }
+                    server
+                }
+                None => {
+                    let slot = self.slots.len();
+                    self.slots.push(None);
+                    watch_again.push(index);
+                    Server::new(cfg, slot)
+                }
+            };
+            servers.push(server);
+        }
+        for server in old.into_iter().flatten() {
+            self.slots[server.slot] = None;
+            let _ = self.outputs.monitor.send(MonitorCmd::Set {
+                index: server.slot,
+                watch: Watch::default(),
+            });
+            if let Some(pid) = server
+                .pid
+                .or(server.stopping.as_ref().map(|_| server.last_leader))
+            {
+                // Only after processes survived SIGKILL (uninterruptible sleep): say so loudly.
+                log::error!(target: LOG, "Removed '{}' while PGID {} still had processes that \
+                    survived SIGKILL; they are no longer managed", server.config.id, pid);
+            }
+        }
+        let (servers, index_of) = link(servers);
+        for (index, server) in servers.iter().enumerate() {
+            self.slots[server.slot] = Some(index);
+        }
+        let count = servers.len();
+        self.servers = servers;
+        self.index_of = index_of;
+        self.by_pid = std::mem::take(&mut self.by_pid)
+            .into_iter()
+            .filter_map(|(pid, index)| remap[index].map(|index| (pid, index)))
+            .collect();
+        self.timers = std::mem::take(&mut self.timers)
+            .into_iter()
+            .filter_map(|Reverse(t)| remap[t.index].map(|index| Reverse(Timer { index, ..t })))
+            .collect();
+        for mut waiter in std::mem::take(&mut self.waiters) {
+            let gone = waiter
+                .targets
+                .iter()
+                .find(|&&t| remap[t].is_none())
+                .copied();
+            waiter.targets = waiter.targets.iter().filter_map(|&t| remap[t]).collect();
+            match gone {
+                Some(was) if waiter.single => {
+                    let _ = waiter
+                        .reply
+                        .send(Err(ControlError::NotFound(old_ids[was].clone())));
+                }
+                _ => self.waiters.push(waiter),
+            }
+        }
+        self.changed = vec![false; count];
+        self.changed_order.clear();
+        self.list_json = ListJson::new(count);
+        self.has_pending = true;
+        self.on_exit = config.on_exit;
+        self.max_sse_clients = config.max_sse_clients;
+        self.settings.on_exit = config.on_exit;
+        self.settings.max_sse_clients = config.max_sse_clients;
+        self.settings.log_max_bytes = config.log_max_bytes;
+        self.settings.log_keep = config.log_keep;
+        self.outputs
+            .log_limits
+            .set(config.log_max_bytes, config.log_keep);
+        self.outputs
+            .known_ids
+            .replace(config.servers.iter().map(|s| s.id.clone()));
+        for index in watch_again {
+            self.send_watch(index);
+        }
+        self.state_dirty = true;
+        self.hub.publish(&Event::Servers(self.views()));
+        self.timeline(Timeline::ConfigReloaded(plan.clone()));
+        let named = |ids: &[String]| match ids {
+            [] => "none".to_string(),
+            ids => ids
+                .iter()
+                .map(|id| format!("'{id}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        log::info!(target: LOG, "Config reloaded from {}: added {}; removed {}; restarted {}; \
+            updated {}; {} unchanged", plan.config, named(&plan.added), named(&plan.removed),
+            named(&plan.restarted), named(&plan.updated), plan.unchanged.len());
+        if !plan.needs_tend_restart.is_empty() {
+            log::warn!(target: LOG, "Changed in the config but kept until tend restarts: {}",
+                plan.needs_tend_restart.join(", "));
+        }
+        for id in &plan.restarted {
+            self.request_start(self.index_of[id], true);
+        }
+        for id in &plan.added {
+            let index = self.index_of[id];
+            if self.servers[index].config.autostart {
+                self.request_start(index, true);
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(Ok(plan));
+        }
+    }
+
     // ---- outputs --------------------------------------------------------------------------
 
     fn set_status(&mut self, index: usize, to: Status) {
@@ -1523,7 +1875,11 @@ impl ServerOrchestrator {
             adopted: server.adopted,
             quick: server.status == Status::Starting && server.pid.is_some(),
         };
-        let _ = self.outputs.monitor.send(MonitorCmd::Set { index, watch });
+        let slot = server.slot;
+        let _ = self
+            .outputs
+            .monitor
+            .send(MonitorCmd::Set { index: slot, watch });
     }
 
     fn settle_waiters(&mut self) {
@@ -1596,12 +1952,7 @@ impl ServerOrchestrator {
     /// Ends a turn: one `server` event per changed server, and a snapshot for the store when
     /// one is due.
     fn flush(&mut self) {
-        let now = SystemTime::now();
-        for index in std::mem::take(&mut self.changed_order) {
-            self.changed[index] = false;
-            let view = self.servers[index].view(now);
-            self.hub.publish(&Event::Server(view));
-        }
+        self.publish_changed();
         if self.state_dirty && self.state_due.is_none() {
             // The first change after a quiet spell is written at once; a burst waits its turn.
             let due = self
@@ -1611,6 +1962,15 @@ impl ServerOrchestrator {
         }
         if self.state_due.is_some_and(|due| due <= Instant::now()) {
             self.save_state();
+        }
+    }
+
+    fn publish_changed(&mut self) {
+        let now = SystemTime::now();
+        for index in std::mem::take(&mut self.changed_order) {
+            self.changed[index] = false;
+            let view = self.servers[index].view(now);
+            self.hub.publish(&Event::Server(view));
         }
     }
 
@@ -1645,6 +2005,30 @@ impl ServerOrchestrator {
         }
         state
     }
+}
+
+/// Numbers the servers by position and links each to its dependencies and dependents.
+fn link(mut servers: Vec<Server>) -> (Vec<Server>, HashMap<String, usize>) {
+    let index_of: HashMap<String, usize> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.config.id.clone(), i))
+        .collect();
+    for server in &mut servers {
+        server.dependents.clear();
+        server.dependencies = server
+            .config
+            .depends_on
+            .iter()
+            .map(|d| index_of[d])
+            .collect();
+    }
+    for index in 0..servers.len() {
+        for dep in servers[index].dependencies.clone() {
+            servers[dep].dependents.push(index);
+        }
+    }
+    (servers, index_of)
 }
 
 fn describe_exit(status: ExitStatus) -> String {

@@ -464,6 +464,7 @@ const TIMELINE = {
   orphanDetected: (d) => ['warn', `orphan PID ${d.pid || '?'} holds port ${d.port}`],
   orphanCleared: (d) => ['ok', `orphan PID ${d.pid || '?'} no longer holds port ${d.port}`],
   orphanKilled: (d) => ['info', `orphan PID ${d.pid} killed${d.signal ? ` (${d.signal})` : ''}`],
+  configReloaded: (d) => ['info', `reloaded: ${planSummary(d)}`],
 };
 
 function addTimeline(kind, d) {
@@ -485,6 +486,11 @@ $('timeline-clear').addEventListener('click', () => {
 });
 
 function onTimeline(kind, d) {
+  if (kind === 'configReloaded') {
+    // Rows come and go with the `servers` snapshot sent before it; this is the note of why.
+    if (d && typeof d === 'object') addTimeline(kind, { ...d, id: 'config' });
+    return;
+  }
   if (!d || typeof d.id !== 'string') return;
   addTimeline(kind, d);
   const r = rows.get(d.id);
@@ -497,6 +503,63 @@ function onTimeline(kind, d) {
     announce(`${d.id} failed to start: ${d.error}`);
   }
 }
+
+// ---------- config reload ----------
+const PLAN_LISTS = ['added', 'removed', 'restarted', 'updated', 'unchanged'];
+const planIds = (plan, key) => (Array.isArray(plan[key]) ? plan[key] : []);
+
+/** "added c; removed b; 2 unchanged": the timeline's one line for a reload. */
+function planSummary(plan) {
+  const parts = [];
+  for (const key of PLAN_LISTS) {
+    const ids = planIds(plan, key);
+    if (!ids.length) continue;
+    parts.push(key === 'unchanged' ? `${ids.length} unchanged` : `${key} ${ids.join(', ')}`);
+  }
+  return parts.join('; ') || 'no servers';
+}
+
+/** One line per non-empty list, each id with why it moved. */
+function planLines(plan) {
+  const why = plan.changes && typeof plan.changes === 'object' ? plan.changes : {};
+  const lines = [];
+  for (const key of PLAN_LISTS) {
+    const ids = planIds(plan, key);
+    if (ids.length) lines.push(`${key}: ${ids.map((id) => (why[id] ? `${id} (${why[id]})` : id)).join(', ')}`);
+  }
+  const kept = planIds(plan, 'needsTendRestart');
+  if (kept.length) lines.push(`changed, but kept until tend restarts: ${kept.join(', ')}`);
+  return lines;
+}
+
+function showReload(title, lines, error) {
+  setText($('reload-title'), title);
+  $('reload-lines').replaceChildren(...lines.map((line) => el('li', null, line)));
+  $('reload-result').classList.toggle('error', error);
+  $('reload-result').hidden = false;
+}
+
+async function reloadConfig() {
+  const b = $('reload');
+  if (b.disabled) return;
+  b.disabled = true;
+  setText(b, 'Reloading…');
+  try {
+    const plan = await api('POST', '/api/reload', {});
+    showReload(`Reloaded ${plan.config}`, planLines(plan), false);
+    announce(`Config reloaded: ${planSummary(plan)}`);
+  } catch (err) {
+    // An invalid config: the first line says nothing changed, each problem follows on its own.
+    const [first, ...problems] = err.message.split('\n');
+    showReload(`Reload failed: ${first}`, problems, true);
+    announce(`Reload failed: ${first}`);
+  } finally {
+    b.disabled = false;
+    setText(b, 'Reload config');
+  }
+}
+$('reload').addEventListener('click', reloadConfig);
+$('reload-dismiss').addEventListener('click', () => { $('reload-result').hidden = true; $('reload').focus(); });
 
 // ---------- connection ----------
 let source = null;

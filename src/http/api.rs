@@ -64,7 +64,9 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         ("POST", ["api", "servers", id]) => act(request, shared, Some(id)),
         ("GET", ["api", "servers", id, "logs"]) => logs(request, shared, id),
         ("DELETE", ["api", "kill"]) => kill(request, shared),
+        ("POST", ["api", "reload"]) => reload(request, shared),
         (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])
+        | (_, ["api", "reload"])
         | (_, ["api", "servers", _, "logs"] | ["healthz"] | ["api", "openapi.json"])
         | (_, ["metrics"]) => Reply::error(
             405,
@@ -87,6 +89,14 @@ fn not_found(path: &str) -> Reply {
 
 /// Maps a refusal to its status and code (DESIGN §4).
 pub fn error_reply(error: &ControlError) -> Reply {
+    if let ControlError::InvalidConfig(errors) = error {
+        // Each problem on its own as well, for programs (and the dashboard) to list.
+        let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        return Reply::json(
+            400,
+            &serde_json::json!({ "error": error.to_string(), "code": "invalid_config", "errors": list }),
+        );
+    }
     let (status, code) = match error {
         ControlError::NotFound(_) => (404, "not_found"),
         ControlError::AlreadyRunning(_) => (409, "already_running"),
@@ -98,6 +108,7 @@ pub fn error_reply(error: &ControlError) -> Reply {
         ControlError::NoOrphan(_) => (409, "no_orphan"),
         ControlError::TooManyClients => (503, "too_many_clients"),
         ControlError::ShuttingDown => (503, "shutting_down"),
+        ControlError::InvalidConfig(_) => (400, "invalid_config"),
     };
     Reply::error(status, code, error)
 }
@@ -234,6 +245,21 @@ fn act(request: &ApiRequest, shared: &Shared, id: Option<&str>) -> Reply {
             None => Reply::error(500, "internal", "no server in the reply"),
         },
         Ok(Ok(views)) => Reply::json(200, &views),
+        Ok(Err(error)) => error_reply(&error),
+        Err(reply) => reply,
+    }
+}
+
+/// `POST /api/reload`: the plan once it is applied (the servers it restarts or adds are
+/// starting), or 400 with every problem of an invalid config.
+fn reload(request: &ApiRequest, shared: &Shared) -> Reply {
+    if let Err(reply) = check_json_body(request) {
+        return reply;
+    }
+    match ask(shared, ACTION_TIMEOUT, |reply| Control::Reload {
+        reply: Some(reply),
+    }) {
+        Ok(Ok(plan)) => Reply::json(200, &plan),
         Ok(Err(error)) => error_reply(&error),
         Err(reply) => reply,
     }

@@ -14,7 +14,6 @@ pub mod connections;
 pub mod guard;
 pub mod sse;
 
-use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::net::{TcpListener, TcpStream};
@@ -24,6 +23,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use crate::reload::KnownIds;
 use crate::supervisor::Control;
 use connections::KeepAlive;
 
@@ -36,7 +36,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct Shared {
     pub control: Sender<Control>,
     pub log_dir: PathBuf,
-    pub server_ids: HashSet<String>,
+    pub server_ids: Arc<KnownIds>,
     pub max_connections: usize,
     pub heartbeat: Duration,
     pub policy: guard::Policy,
@@ -47,7 +47,7 @@ impl Shared {
     pub fn new(
         control: Sender<Control>,
         log_dir: PathBuf,
-        server_ids: HashSet<String>,
+        server_ids: Arc<KnownIds>,
         max_connections: usize,
         policy: guard::Policy,
     ) -> Shared {

@@ -432,3 +432,37 @@ test('with a token, the printed link signs the browser in and the dashboard work
     else process.stderr.write(`# evidence kept in ${dir}\n`);
   }
 });
+
+test('Reload config adds a row and drops a removed one without a page reload', { timeout: 60000 }, async () => {
+  const sleeper = (id) => ({ id, command: ['sleep', '1000'] });
+  await withTend('reload', [sleeper('keep'), sleeper('old')], async ({ page, dir, config }) => {
+    await statusIs(page, 'keep', 'running');
+    await statusIs(page, 'old', 'running');
+    const keptPid = await text(row(page, 'keep').locator('.c-pid'));
+    await page.evaluate(() => { window.notReloaded = true; });
+
+    h.writeConfig(dir, [sleeper('keep'), sleeper('fresh')]);
+    await page.getByRole('button', { name: 'Reload config', exact: true }).click();
+    await statusIs(page, 'fresh', 'running');
+    await until('the removed row to go', () => row(page, 'old').count(), (n) => n === 0);
+    const ids = await page.locator('tbody.srv').evaluateAll((bodies) => bodies.map((b) => b.dataset.id));
+    assert.deepEqual(ids, ['keep', 'fresh'], 'rows in config order');
+    assert.equal(await text(row(page, 'keep').locator('.c-pid')), keptPid, 'keep was not touched');
+    const result = page.locator('#reload-result');
+    await until('the plan shown', () => text(result),
+      (t) => t.includes('added: fresh') && t.includes('removed: old') && t.includes('unchanged: keep'));
+    await until('the timeline note', () => text(page.locator('#timeline li[data-kind="configReloaded"]').first()),
+      (t) => t.includes('added fresh') && t.includes('removed old'));
+
+    // An invalid file: nothing changes and each problem is listed with its position.
+    fs.writeFileSync(config, '{"servers": [\n  {"id": "keep", "command": "x", "typo": 1}\n]}\n');
+    await page.getByRole('button', { name: 'Reload config', exact: true }).click();
+    await until('the error shown', () => result.getAttribute('class'), (c) => c.includes('error'));
+    const problem = await text(result.locator('li').first());
+    assert.ok(problem.startsWith(`${config}:2:`) && problem.includes('typo'), problem);
+    assert.deepEqual(
+      await page.locator('tbody.srv').evaluateAll((bodies) => bodies.map((b) => b.dataset.id)),
+      ['keep', 'fresh']);
+    assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not reloaded');
+  });
+});

@@ -20,6 +20,7 @@ mod openapi;
 mod orphans;
 mod procfile;
 mod program;
+mod reload;
 mod restart;
 mod security;
 mod sse;

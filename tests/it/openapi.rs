@@ -295,6 +295,28 @@ fn recipes() -> Vec<Recipe> {
             let plain = ("Content-Type", "text/plain");
             authed(c, "DELETE", "/api/kill", &[plain], b"pid=1")
         }),
+        ("/api/reload", "post", 200, |c| {
+            authed(c, "POST", "/api/reload", &[], b"")
+        }),
+        ("/api/reload", "post", 400, |c| {
+            authed(c, "POST", "/api/reload", &[JSON], b"{")
+        }),
+        ("/api/reload", "post", 401, |c| {
+            anon(c, "POST", "/api/reload", &[], b"")
+        }),
+        ("/api/reload", "post", 403, |c| {
+            authed(c, "POST", "/api/reload", &[CROSS_SITE], b"")
+        }),
+        ("/api/reload", "post", 413, |c| {
+            authed(c, "POST", "/api/reload", &[JSON], &big_body())
+        }),
+        ("/api/reload", "post", 415, |c| {
+            let plain = ("Content-Type", "text/plain");
+            authed(c, "POST", "/api/reload", &[plain], b"now")
+        }),
+        ("/api/reload", "post", 503, |c| {
+            past_connection_cap(c, "/api/reload")
+        }),
         ("/api/events", "get", 200, |c| {
             let auth = bearer();
             events(&c.tend.url, "/api/events", &[("Authorization", &auth)])
@@ -431,6 +453,7 @@ fn every_route_tend_answers_is_documented() {
         ("post", "/api/servers/{id}"),
         ("get", "/api/servers/{id}/logs"),
         ("delete", "/api/kill"),
+        ("post", "/api/reload"),
         ("get", "/api/events"),
     ];
     let missing: Vec<String> = routes

@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{
     GroupGuard, SseReader, TempDir, WAIT, http_request, send_signal, tend_bin, wait_until,
@@ -663,4 +663,44 @@ fn issue_10_only_web_must_bind_its_port_other_process_types_run_without_one() {
     assert_eq!(servers[1]["status"], "running", "{servers:?}");
     let log = fs::read_to_string(dir.path.join("tend.log")).unwrap();
     assert!(!log.contains("unhealthy"), "{log}");
+}
+
+#[test]
+fn a_procfile_that_gained_a_line_starts_it_on_reload() {
+    // See: issue 12
+    let dir = TempDir::new("procfile-reload");
+    let base = free_port_base();
+    let web = "web: exec \"$TEND_BIN\" serve-demo --port $PORT\n";
+    dir.write("Procfile", web);
+    let mut tend = ProcfileTend::start(&dir.path, &["--port", &base.to_string()]);
+    let running = |tend: &mut ProcfileTend, count: usize| {
+        wait_until("the servers running", WAIT, || {
+            let servers = tend.servers();
+            let ready = servers.len() == count && servers.iter().all(|s| s["status"] == "running");
+            ready.then_some(servers)
+        })
+    };
+    let before = running(&mut tend, 1);
+
+    dir.write(
+        "Procfile",
+        &format!("{web}worker: exec \"$TEND_BIN\" serve-demo --port $PORT\n"),
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let (status, _, body) = http_request(
+        &tend.url,
+        "POST",
+        "/api/reload",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    let plan: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{plan:#}");
+    assert_eq!(plan["added"], json!(["worker"]), "{plan:#}");
+    assert_eq!(plan["unchanged"], json!(["web"]), "{plan:#}");
+    let after = running(&mut tend, 2);
+    assert_eq!(after[0]["pid"], before[0]["pid"], "web was not touched");
+    assert_eq!(after[1]["id"], "worker");
+    // Only `web` must bind $PORT (issue 10): the new worker runs without a checked port.
+    assert_eq!(after[1]["ports"], json!([]), "{:#}", after[1]);
 }
