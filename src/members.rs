@@ -59,7 +59,11 @@ impl Members {
         let mut members: HashMap<u32, Vec<ProcStat>> = HashMap::with_capacity(sessions.len());
         for pid in procfs::all_pids() {
             let stat = match self.session_of.get_mut(&pid) {
-                Some((session, listed)) if !sessions.contains(session) => {
+                // A watched session's leader is read whatever was filed: it may have been listed
+                // a moment before its setsid(), still in its parent's session.
+                Some((session, listed))
+                    if !sessions.contains(session) && !sessions.contains(&pid) =>
+                {
                     *listed = this_scan;
                     continue;
                 }
