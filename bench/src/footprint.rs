@@ -20,8 +20,10 @@ pub const SSE: &str = "socket: SSE client connection";
 pub const LISTENER: &str = "socket: TCP listener";
 pub const OTHER_TCP: &str = "socket: other TCP connection (a request, keep-alive)";
 
-/// How long a quiet moment must last: longer than tiny_http's idle pool threads live (5 s),
-/// so a request thread left over from the last request has ended before the figures are taken.
+/// How long a quiet moment must last. tend answers each connection on its own thread, which
+/// ends with the connection (and the quiet moment has none but the SSE clients'); 8 s also
+/// outlasts the idle workers of a thread pool that keeps them 5 s (tiny_http's own `Server`),
+/// should tend answer through one again.
 const QUIET: Duration = Duration::from_secs(8);
 /// How long to wait for a quiet moment: tend closes an idle keep-alive connection after 10 s,
 /// and starting every server again after churn takes a few seconds.
@@ -224,21 +226,43 @@ pub fn take(pid: u32, dir: &Path, port: u16, sse_ports: &HashSet<u16>) -> Footpr
     footprint
 }
 
-/// The servers' PIDs once every one of them runs, or None after `limit`.
-pub fn all_running(tend: &TendRun, servers: usize, limit: Duration) -> Option<BTreeSet<u32>> {
+/// The servers' PIDs once every one of them runs; after `limit`, Err names those that did not.
+pub fn all_running(
+    tend: &TendRun,
+    servers: usize,
+    limit: Duration,
+) -> Result<BTreeSet<u32>, String> {
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    loop {
         let list = tend.get("/api/servers");
         let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
         if list.len() == servers && list.iter().all(|s| s["status"] == "running") {
-            return list
+            return Ok(list
                 .iter()
-                .map(|s| s["pid"].as_u64().map(|p| p as u32))
+                .filter_map(|s| s["pid"].as_u64().map(|p| p as u32))
+                .collect());
+        }
+        if Instant::now() > deadline {
+            let late: Vec<String> = list
+                .iter()
+                .filter(|s| s["status"] != "running")
+                .map(|s| {
+                    format!(
+                        "{} {} (pid {}, restarts {}, exit {} {}, ports {}, orphaned {}, last error {})",
+                        s["id"], s["status"], s["pid"], s["restarts"], s["exitCode"],
+                        s["exitSignal"], s["ports"], s["orphaned"], s["lastError"]
+                    )
+                })
                 .collect();
+            return Err(format!(
+                "{} of {servers} servers listed, not running after {} s: {}",
+                list.len(),
+                limit.as_secs(),
+                late.join("; ")
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    None
 }
 
 /// What keeps a figure from being comparable, or None when it is: every server's
@@ -282,8 +306,7 @@ pub fn settle(
     sse_ports: impl Fn() -> HashSet<u16>,
 ) -> Result<Footprint, String> {
     let _ = crate::http::request(tend.port, "POST", "/api/servers?action=start", None);
-    let pids = all_running(tend, servers, SETTLE_LIMIT)
-        .ok_or_else(|| "not every server was running again within 60 s".to_string())?;
+    let pids = all_running(tend, servers, SETTLE_LIMIT)?;
     let deadline = Instant::now() + SETTLE_LIMIT;
     let mut quiet: Option<(Instant, Footprint)> = None;
     loop {

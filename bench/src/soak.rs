@@ -77,8 +77,18 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         .collect();
     let mut config = TendRun::config(&programs, true);
     config["health_interval_ms"] = 1000.into();
+    // Every process of every server inherits this mark: what is left after "stop all" is found
+    // by it, not by session id (over a long soak PIDs wrap, and a session id seen early can be
+    // another program's later).
+    let mark = format!(
+        "TEND_SOAK_MARK={}-{}",
+        std::process::id(),
+        procs::now_nanos()
+    );
+    let (mark_key, mark_value) = mark.split_once('=').expect("a NAME=VALUE mark");
     for s in config["servers"].as_array_mut().expect("servers") {
         s["backoff_ms"] = 100.into();
+        s["env"] = serde_json::json!({ mark_key: mark_value });
     }
     let mut tend = TendRun::start(tend_bin, "soak", &config, "warn");
     let state_file = tend.dir.join(".tend/process-state.json");
@@ -87,7 +97,7 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         tend.pid, tend.port
     );
     assert!(
-        footprint::all_running(&tend, SERVERS, Duration::from_secs(60)).is_some(),
+        footprint::all_running(&tend, SERVERS, Duration::from_secs(60)).is_ok(),
         "servers did not start"
     );
 
@@ -224,10 +234,7 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     let cold = settle(&tend);
     show("at start, settled", &cold);
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
+    let seed = procs::now_nanos() as u64 | 1;
     let mut rng = Rng(seed);
     let mut actions = [0u64; 4];
     let mut statuses: std::collections::BTreeMap<u16, u64> = Default::default();
@@ -308,10 +315,9 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
             .into_iter()
             .filter(|&p| procs::stat(p).is_some_and(|s| s.ppid == tend.pid && s.state == 'Z'))
             .collect();
-        let known = sessions.lock().unwrap().clone();
         strays = procs::all_pids()
             .into_iter()
-            .filter(|&p| procs::stat(p).is_some_and(|s| known.contains(&s.session)))
+            .filter(|&p| procs::environ_has(p, mark.as_bytes()))
             .collect();
     }
     stop.store(true, Ordering::Relaxed);
@@ -422,7 +428,7 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         zombies.is_empty() && !tend_died,
     ));
     checks.push((
-        format!("no process left in any server's session after stop all: {strays:?}"),
+        format!("no process of any server left after stop all: {strays:?}"),
         strays.is_empty() && !tend_died,
     ));
     checks.push((
@@ -454,6 +460,13 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         println!("  unparsable state file: {text:?}");
     }
     let ok = checks.iter().all(|(_, ok)| *ok);
+    if !ok {
+        // tend's folder goes with `tend`; its log is what explains a failure afterwards.
+        let kept = std::env::temp_dir().join(format!("tend-soak-{seed}.log"));
+        if std::fs::copy(tend.dir.join("tend.log"), &kept).is_ok() {
+            println!("tend's log (RUST_LOG=warn) kept in {}", kept.display());
+        }
+    }
     println!("\nverdict: {}", if ok { "PASS" } else { "FAIL" });
     ok
 }
