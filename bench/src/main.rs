@@ -11,6 +11,7 @@
 
 mod bench;
 mod child;
+mod footprint;
 mod http;
 mod managers;
 mod procs;

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 pub struct Stat {
     pub state: char,
     pub ppid: u32,
-    pub session: u32,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
     pub threads: u64,
@@ -29,7 +28,6 @@ pub fn stat(pid: u32) -> Option<Stat> {
     Some(Stat {
         state: fields.first()?.chars().next()?,
         ppid: num(1)? as u32,
-        session: num(3)? as u32,
         cpu_ticks: num(11)? + num(12)?,
         threads: num(17)?,
     })
@@ -88,6 +86,19 @@ pub fn threads(pid: u32) -> usize {
 
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// True if `pid`'s environment holds exactly `entry` (`NAME=VALUE`).
+pub fn environ_has(pid: u32, entry: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == entry))
+}
+
+/// Nanoseconds since the Unix epoch: a value no earlier run of the bench had.
+pub fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 pub fn all_pids() -> Vec<u32> {

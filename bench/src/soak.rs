@@ -1,8 +1,10 @@
 //! `make soak`: random start / stop / restart / kill -9 over 100 servers for `--seconds` while
 //! 10 SSE clients listen and the state file is read and parsed over and over; then checks that
-//! tend's descriptors, threads and RSS are back near where they started, that no child of tend
-//! is a zombie, that nothing of any server's session is left after "stop all", that every state
-//! file generation read parsed, and that tend exits 0 on SIGTERM. Prints a verdict.
+//! tend holds no more descriptors of any kind and no more threads of any name than after the
+//! warm-up (both measured at a like moment, see footprint.rs) and that RSS is back near it,
+//! that no child of tend is a zombie, that nothing of any server's session is left after "stop
+//! all", that every state file generation read parsed, and that tend exits 0 on SIGTERM.
+//! Prints a verdict.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::footprint::{self, Footprint};
 use crate::http;
 use crate::managers::{Program, TendRun, free_port_range};
 use crate::procs;
@@ -33,36 +36,20 @@ impl Rng {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Usage {
+/// What is cheap to read after every action during the churn, for the peaks.
+#[derive(Clone, Copy, Debug, Default)]
+struct Peak {
     fds: usize,
     threads: u64,
     rss: u64,
 }
 
-fn usage(pid: u32) -> Usage {
-    Usage {
-        fds: procs::fd_count(pid),
-        threads: procs::stat(pid).map_or(0, |s| s.threads),
-        rss: procs::rss_pss(pid).map_or(0, |(r, _)| r),
+impl Peak {
+    fn update(&mut self, pid: u32) {
+        self.fds = self.fds.max(procs::fd_count(pid));
+        self.threads = self.threads.max(procs::stat(pid).map_or(0, |s| s.threads));
+        self.rss = self.rss.max(procs::rss_pss(pid).map_or(0, |(r, _)| r));
     }
-}
-
-fn all_running(tend: &TendRun) -> bool {
-    tend.get("/api/servers")
-        .as_array()
-        .is_some_and(|l| l.len() == SERVERS && l.iter().all(|s| s["status"] == "running"))
-}
-
-fn wait_all_running(tend: &TendRun, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if all_running(tend) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 pub fn run(tend_bin: &Path, seconds: u64) -> bool {
@@ -90,8 +77,18 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         .collect();
     let mut config = TendRun::config(&programs, true);
     config["health_interval_ms"] = 1000.into();
+    // Every process of every server inherits this mark: what is left after "stop all" is found
+    // by it, not by session id (over a long soak PIDs wrap, and a session id seen early can be
+    // another program's later).
+    let mark = format!(
+        "TEND_SOAK_MARK={}-{}",
+        std::process::id(),
+        procs::now_nanos()
+    );
+    let (mark_key, mark_value) = mark.split_once('=').expect("a NAME=VALUE mark");
     for s in config["servers"].as_array_mut().expect("servers") {
         s["backoff_ms"] = 100.into();
+        s["env"] = serde_json::json!({ mark_key: mark_value });
     }
     let mut tend = TendRun::start(tend_bin, "soak", &config, "warn");
     let state_file = tend.dir.join(".tend/process-state.json");
@@ -100,7 +97,7 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         tend.pid, tend.port
     );
     assert!(
-        wait_all_running(&tend, Duration::from_secs(60)),
+        footprint::all_running(&tend, SERVERS, Duration::from_secs(60)).is_ok(),
         "servers did not start"
     );
 
@@ -116,14 +113,18 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     let events = Arc::new(AtomicU64::new(0));
     let reconnects = Arc::new(AtomicU64::new(0));
     let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+    // Each client's connection by its local port: how tend's side of it is told apart from
+    // request connections.
+    let sse_ports: Arc<Mutex<Vec<Option<u16>>>> = Arc::new(Mutex::new(vec![None; CLIENTS]));
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (stop, events, reconnects, streams, sessions) = (
+        let (stop, events, reconnects, streams, sessions, sse_ports) = (
             stop.clone(),
             events.clone(),
             reconnects.clone(),
             streams.clone(),
             sessions.clone(),
+            sse_ports.clone(),
         );
         let port = tend.port;
         clients.push(std::thread::spawn(move || {
@@ -135,6 +136,7 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
                 if let Ok(clone) = stream.try_clone() {
                     streams.lock().unwrap().push(clone);
                 }
+                sse_ports.lock().unwrap()[c] = stream.local_addr().ok().map(|a| a.port());
                 let _ = write!(
                     stream,
                     "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -161,6 +163,7 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
                         }
                     }
                 }
+                sse_ports.lock().unwrap()[c] = None;
                 if !stop.load(Ordering::Relaxed) {
                     reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -209,28 +212,33 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         })
     };
 
-    // Baseline, with every server running and every client connected.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while streams.lock().unwrap().len() < CLIENTS && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let before = usage(tend.pid);
-    println!(
-        "soak: at start: {} fds, {} threads, RSS {:.2} MiB",
-        before.fds,
-        before.threads,
-        before.rss as f64 / 1048576.0
-    );
+    let sse_ports = move || -> HashSet<u16> {
+        sse_ports
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
+    };
+    let settle = |tend: &TendRun| footprint::settle(tend, SERVERS, CLIENTS, &sse_ports);
+    let show = |when: &str, f: &Result<Footprint, String>| match f {
+        Ok(f) => println!(
+            "soak: {when}: {} fds, {} threads, RSS {:.2} MiB",
+            f.fd_total(),
+            f.thread_total(),
+            f.rss as f64 / 1048576.0
+        ),
+        Err(e) => println!("soak: {when}: {e}"),
+    };
+    let cold = settle(&tend);
+    show("at start, settled", &cold);
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
+    let seed = procs::now_nanos() as u64 | 1;
     let mut rng = Rng(seed);
     let mut actions = [0u64; 4];
     let mut statuses: std::collections::BTreeMap<u16, u64> = Default::default();
-    let mut peak = before;
+    let mut peak = Peak::default();
     let mut tend_died = false;
     let tend_pid = tend.pid;
     let port = tend.port;
@@ -264,12 +272,7 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
                 }
             };
             *statuses.entry(status).or_default() += 1;
-            let now = usage(tend_pid);
-            peak = Usage {
-                fds: peak.fds.max(now.fds),
-                threads: peak.threads.max(now.threads),
-                rss: peak.rss.max(now.rss),
-            };
+            peak.update(tend_pid);
             if procs::stat(tend_pid).is_none_or(|s| s.state == 'Z') {
                 tend_died = true;
                 break;
@@ -287,44 +290,24 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
             std::thread::sleep(Duration::from_millis(5 + rng.below(20) as u64));
         }
     };
-    // Every server running again, request threads gone: the figures to compare.
-    let settle = |tend: &TendRun, reference: Usage| -> (bool, Usage) {
-        let _ = http::request(tend.port, "POST", "/api/servers?action=start", None);
-        let restored = wait_all_running(tend, Duration::from_secs(60));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            let now = usage(tend.pid);
-            if (now.threads <= reference.threads && now.fds <= reference.fds)
-                || Instant::now() > deadline
-            {
-                return (restored, now);
-            }
-        }
-    };
-
     // Warm-up: tend's SSE replay buffer (4096 events, events.rs) and its allocator arenas fill
     // up to their working size; the baseline is taken after it.
     let warmup = (seconds / 4).clamp(10, 30);
     churn(warmup, "warm-up");
-    let (_, warm) = settle(&tend, before);
-    println!(
-        "soak: after {warmup} s of warm-up churn: {} fds, {} threads, RSS {:.2} MiB (the baseline)",
-        warm.fds,
-        warm.threads,
-        warm.rss as f64 / 1048576.0
+    let before = settle(&tend);
+    show(
+        &format!("after {warmup} s of warm-up churn (the baseline)"),
+        &before,
     );
-    let cold = before;
-    let before = warm;
     churn(seconds, "churn");
 
-    let mut restored = false;
-    let mut after = before;
+    let mut after = Err("tend died during the churn".to_string());
     let mut zombies = Vec::new();
     let mut strays = Vec::new();
     let mut exit = None;
     if !tend_died {
-        (restored, after) = settle(&tend, before);
+        after = settle(&tend);
+        show("after the churn, settled", &after);
         let reply = http::request(tend.port, "POST", "/api/servers?action=stop", None)
             .map_or(0, |r| r.status);
         println!("soak: stop all answered {reply}");
@@ -332,10 +315,9 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
             .into_iter()
             .filter(|&p| procs::stat(p).is_some_and(|s| s.ppid == tend.pid && s.state == 'Z'))
             .collect();
-        let known = sessions.lock().unwrap().clone();
         strays = procs::all_pids()
             .into_iter()
-            .filter(|&p| procs::stat(p).is_some_and(|s| known.contains(&s.session)))
+            .filter(|&p| procs::environ_has(p, mark.as_bytes()))
             .collect();
     }
     stop.store(true, Ordering::Relaxed);
@@ -376,47 +358,77 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
     );
     let mut checks: Vec<(String, bool)> = Vec::new();
     checks.push(("tend alive through the churn".to_string(), !tend_died));
-    checks.push((
-        "every server running again after the churn".into(),
-        restored,
-    ));
-    println!(
-        "cold start (before any churn): {} fds, {} threads, RSS {:.2} MiB",
-        cold.fds,
-        cold.threads,
-        mib(cold.rss)
-    );
-    checks.push((
-        format!(
-            "open fds back near the start: {} → {} (peak {}), allowed +2",
-            before.fds, after.fds, peak.fds
-        ),
-        after.fds <= before.fds + 2,
-    ));
-    checks.push((
-        format!(
-            "threads back near the start: {} → {} (peak {}), allowed +2",
-            before.threads, after.threads, peak.threads
-        ),
-        after.threads <= before.threads + 2,
-    ));
-    let rss_allowed = before.rss + (before.rss / 4).max(1 << 20);
-    checks.push((
-        format!(
-            "RSS back near the start: {:.2} → {:.2} MiB (peak {:.2}), allowed {:.2}",
-            mib(before.rss),
-            mib(after.rss),
-            mib(peak.rss),
-            mib(rss_allowed)
-        ),
-        after.rss <= rss_allowed,
-    ));
+    for (what, figure) in [
+        ("at start", &cold),
+        ("after the warm-up", &before),
+        ("after the churn", &after),
+    ] {
+        checks.push((
+            match figure {
+                Ok(_) => format!("settled {what}: every server running, every server's /proc/PID/stat held, {CLIENTS} SSE connections and no other"),
+                Err(e) => format!("settled {what}: {e}"),
+            },
+            figure.is_ok(),
+        ));
+    }
+    if let (Ok(cold), Ok(before), Ok(after)) = (&cold, &before, &after) {
+        let columns = |pick: fn(&Footprint) -> &std::collections::BTreeMap<String, usize>| {
+            [
+                ("at start", pick(cold)),
+                ("baseline", pick(before)),
+                ("end", pick(after)),
+            ]
+        };
+        print!(
+            "\n{}",
+            footprint::table("descriptors by kind", &columns(|f| &f.fds))
+        );
+        print!(
+            "\n{}",
+            footprint::table("threads by name", &columns(|f| &f.threads))
+        );
+        println!();
+        let grown = footprint::grown(&before.fds, &after.fds);
+        checks.push((
+            format!(
+                "no kind of descriptor grew from the baseline: {} → {} in all (peak {} during the churn){}",
+                before.fd_total(),
+                after.fd_total(),
+                peak.fds,
+                if grown.is_empty() { String::new() } else { format!("; grew: {}", grown.join(", ")) }
+            ),
+            grown.is_empty(),
+        ));
+        let grown = footprint::grown(&before.threads, &after.threads);
+        checks.push((
+            format!(
+                "no thread name grew in number from the baseline: {} → {} in all (peak {} during the churn){}",
+                before.thread_total(),
+                after.thread_total(),
+                peak.threads,
+                if grown.is_empty() { String::new() } else { format!("; grew: {}", grown.join(", ")) }
+            ),
+            grown.is_empty(),
+        ));
+        let rss_allowed = before.rss + (before.rss / 4).max(1 << 20);
+        checks.push((
+            format!(
+                "RSS back near the baseline: {:.2} → {:.2} MiB (peak {:.2}, at start {:.2}), allowed {:.2}",
+                mib(before.rss),
+                mib(after.rss),
+                mib(peak.rss),
+                mib(cold.rss),
+                mib(rss_allowed)
+            ),
+            after.rss <= rss_allowed,
+        ));
+    }
     checks.push((
         format!("no zombie children of tend: {zombies:?}"),
         zombies.is_empty() && !tend_died,
     ));
     checks.push((
-        format!("no process left in any server's session after stop all: {strays:?}"),
+        format!("no process of any server left after stop all: {strays:?}"),
         strays.is_empty() && !tend_died,
     ));
     checks.push((
@@ -448,6 +460,13 @@ pub fn run(tend_bin: &Path, seconds: u64) -> bool {
         println!("  unparsable state file: {text:?}");
     }
     let ok = checks.iter().all(|(_, ok)| *ok);
+    if !ok {
+        // tend's folder goes with `tend`; its log is what explains a failure afterwards.
+        let kept = std::env::temp_dir().join(format!("tend-soak-{seed}.log"));
+        if std::fs::copy(tend.dir.join("tend.log"), &kept).is_ok() {
+            println!("tend's log (RUST_LOG=warn) kept in {}", kept.display());
+        }
+    }
     println!("\nverdict: {}", if ok { "PASS" } else { "FAIL" });
     ok
 }
