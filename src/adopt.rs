@@ -99,6 +99,20 @@ pub fn examine(server: &ServerConfig, holder: u32) -> Result<Adoptable, String> 
     })
 }
 
+/// `now` (judged right before adopting) is the very process `seen` was when the orphan showed:
+/// same PID and same start time, so a PID the kernel gave to another process in between is
+/// never taken for the one that was judged.
+pub fn same_process(seen: &Adoptable, now: &Adoptable) -> Result<(), String> {
+    if seen.pid == now.pid && seen.start_ticks == now.start_ticks {
+        return Ok(());
+    }
+    Err(format!(
+        "PID {} is not the process seen when the orphan showed (its start time changed: the PID \
+         was reused); the next health round judges the new one",
+        seen.pid
+    ))
+}
+
 /// Checks that must all pass; pure, so each refusal is unit-tested with made-up facts.
 pub fn judge(server: &ServerConfig, facts: &Facts, our_uid: u32, cwd: &Path) -> Result<(), String> {
     let pid = facts.pid;
@@ -372,6 +386,28 @@ mod tests {
             check(array, &f).unwrap_err(),
             "PID 42 belongs to user 0, not to tend's user (1000)"
         );
+    }
+
+    #[test]
+    fn a_pid_reused_since_it_was_seen_is_not() {
+        let seen = Adoptable {
+            pid: 42,
+            start_ticks: 1000,
+            started_at: UNIX_EPOCH,
+            evidence: String::new(),
+        };
+        assert_eq!(same_process(&seen, &seen.clone()), Ok(()));
+        let reused = Adoptable {
+            start_ticks: 2000,
+            ..seen.clone()
+        };
+        let error = same_process(&seen, &reused).unwrap_err();
+        assert!(error.contains("PID was reused"), "{error}");
+        let other = Adoptable {
+            pid: 43,
+            ..seen.clone()
+        };
+        assert!(same_process(&seen, &other).is_err());
     }
 
     #[test]

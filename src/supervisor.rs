@@ -654,13 +654,8 @@ impl ServerOrchestrator {
         let seen = server.adoptable.clone();
         let now = adopt::examine(&server.config, holder).map_err(ControlError::NotAdoptable)?;
         match seen {
-            Some(seen) if seen.pid == now.pid && seen.start_ticks == now.start_ticks => {}
             Some(seen) => {
-                return Err(ControlError::NotAdoptable(format!(
-                    "PID {} is not the process seen when the orphan showed (its start time \
-                     changed: the PID was reused); wait for the next health round",
-                    seen.pid
-                )));
+                adopt::same_process(&seen, &now).map_err(ControlError::NotAdoptable)?;
             }
             None => {
                 return Err(ControlError::NotAdoptable(
