@@ -362,6 +362,19 @@ impl Server {
         }
     }
 
+    /// Whether the orphan (if any) is this server's own lost process, by the current config.
+    fn judge_orphan(&mut self) {
+        let judged = match self.orphaned_pid.filter(|_| self.orphaned) {
+            Some(holder) => Some(adopt::examine(&self.config, holder)),
+            None if self.orphaned => Some(Err(
+                "tend cannot see which process holds the port (another user's?)".to_string(),
+            )),
+            None => None,
+        };
+        self.adoptable = judged.clone().and_then(Result::ok);
+        self.not_adoptable = judged.and_then(Result::err);
+    }
+
     fn closed_ports(&self) -> Vec<PortView> {
         self.config
             .ports
@@ -1553,15 +1566,7 @@ impl ServerOrchestrator {
         server.orphaned_pid = observation.orphaned_pid;
         if newly_orphaned || !observation.orphaned {
             // Judged once per orphan (a few /proc reads), and again by `tend adopt`.
-            let judged = match observation.orphaned_pid.filter(|_| observation.orphaned) {
-                Some(holder) => Some(adopt::examine(&server.config, holder)),
-                None if observation.orphaned => Some(Err(
-                    "tend cannot see which process holds the port (another user's?)".to_string(),
-                )),
-                None => None,
-            };
-            server.adoptable = judged.clone().and_then(Result::ok);
-            server.not_adoptable = judged.and_then(Result::err);
+            server.judge_orphan();
         }
         if visible_change {
             self.mark_changed(index);
@@ -1937,6 +1942,9 @@ impl ServerOrchestrator {
                         server.orphaned_pid = None;
                         server.adoptable = None;
                         server.not_adoptable = None;
+                    } else if server.orphaned {
+                        // The command or cwd the orphan was judged by may have changed.
+                        server.judge_orphan();
                     }
                     server
                 }

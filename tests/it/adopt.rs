@@ -218,3 +218,44 @@ fn a_forged_server_id_with_another_command_or_folder_is_not_adoptable() {
     assert_eq!(status, 409, "{body}");
     assert!(pid_alive(elsewhere.pid));
 }
+
+/// The verdict follows the config: a reload that makes the server's command the orphan's makes
+/// it adoptable (and the server keeps its place and its orphan through the reload).
+#[test]
+fn a_reload_judges_the_orphan_by_the_new_command() {
+    let dir = TempDir::new("adopt_reload");
+    let port = free_port();
+    let (extra, web_other) = (free_port(), free_port());
+    let server = |args: &[&str]| json!({"id": "web", "command": demo_cmd(args), "ports": [port], "autostart": false});
+    let before = json!({"servers": [
+        {"id": "first", "command": ["sleep", "1000"], "ports": [web_other], "autostart": false},
+        server(&["--port", &port.to_string()])]});
+    let lost_args = ["--port", &port.to_string(), "--print-every-ms", "3"];
+    let argv: Vec<String> = demo_cmd(&lost_args)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let lost = LookAlike::start("web", &argv, &dir.path, port);
+    let tend = Tend::start(&dir, &before);
+    tend.wait_server("web", "not adoptable", |s| {
+        s["orphanedPid"] == lost.pid && s["notAdoptable"].is_string()
+    });
+
+    // The new config drops `first` (so web's index moves) and gives web the orphan's command.
+    let after = json!({"servers": [
+        server(&lost_args),
+        {"id": "extra", "command": ["sleep", "1000"], "ports": [extra], "autostart": false}]});
+    let text = serde_json::to_string_pretty(&Tend::full_config(&dir, &after)).unwrap();
+    fs::write(&tend.config_path, text).unwrap();
+    let (status, body) = tend.post("/api/reload", None);
+    assert_eq!(status, 200, "{body}");
+    let web = tend.wait_server("web", "adoptable after the reload", |s| {
+        s["adoptable"]["pid"] == lost.pid
+    });
+    assert_eq!(web["notAdoptable"], Value::Null, "{web:#}");
+    let (status, body) = tend.act("web", "adopt");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pid"], lost.pid, "{body}");
+}
