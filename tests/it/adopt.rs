@@ -259,3 +259,40 @@ fn a_reload_judges_the_orphan_by_the_new_command() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["pid"], lost.pid, "{body}");
 }
+
+/// Another user's process is never adopted, even one that matches in every other way. Making
+/// one needs root: as another user the test has nothing to show and says so.
+#[test]
+fn another_users_process_is_not_adoptable() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: cannot start a process as another user; nothing to test");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = TempDir::new("adopt_other_user");
+    let port = free_port();
+    let args = ["--port", &port.to_string()];
+    let config = json!({"servers": [
+        {"id": "web", "command": demo_cmd(&args), "ports": [port], "autostart": false}]});
+    let argv: Vec<String> = demo_cmd(&args)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let theirs = LookAlike::start_as(Some(NOBODY), "web", &argv, &dir.path, port);
+    let tend = Tend::start(&dir, &config);
+    let web = tend.wait_server("web", "not adoptable", |s| {
+        s["orphanedPid"] == theirs.pid && s["notAdoptable"].is_string()
+    });
+    let why = web["notAdoptable"].as_str().unwrap();
+    assert!(why.contains(&format!("belongs to user {NOBODY}")), "{why}");
+    let (status, body) = tend.act("web", "adopt");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("belongs to user"),
+        "{body}"
+    );
+    assert!(pid_alive(theirs.pid));
+}

@@ -843,6 +843,17 @@ pub struct LookAlike {
 
 impl LookAlike {
     pub fn start(id: &str, argv: &[String], cwd: &Path, port: u16) -> LookAlike {
+        LookAlike::start_as(None, id, argv, cwd, port)
+    }
+
+    /// As [`LookAlike::start`], run as user `uid` (needs root).
+    pub fn start_as(
+        uid: Option<u32>,
+        id: &str,
+        argv: &[String],
+        cwd: &Path,
+        port: u16,
+    ) -> LookAlike {
         let mut command = Command::new(&argv[0]);
         command
             .args(&argv[1..])
@@ -851,6 +862,9 @@ impl LookAlike {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(uid) = uid {
+            command.uid(uid).gid(uid);
+        }
         // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             command.pre_exec(|| {
