@@ -828,7 +828,10 @@ impl ServerOrchestrator {
 
     fn on_control(&mut self, control: Control) {
         let control = match control {
-            Control::Act { .. } | Control::Reload { .. } if self.reloading.is_some() => {
+            // An adoption too: a server the reload is stopping must not get a process meanwhile.
+            Control::Act { .. } | Control::Adopt { .. } | Control::Reload { .. }
+                if self.reloading.is_some() =>
+            {
                 self.deferred.push_back(control);
                 return;
             }
