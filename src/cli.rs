@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// `tend kill-orphan ID`.
     KillOrphan { id: String },
+    /// `tend adopt ID`.
+    Adopt { id: String },
     /// `tend reload`: apply the changed config to the running tend.
     Reload,
     /// `tend export systemd [--user] [--out DIR]`, `tend export procfile`.
@@ -151,7 +153,7 @@ pub const DEFAULT_LOG_LINES: usize = 200;
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The commands `tend help` lists (and accepts as topics), with their aliases.
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "up",
     "check",
     "status",
@@ -160,6 +162,7 @@ const COMMANDS: [&str; 12] = [
     "restart",
     "logs",
     "kill-orphan",
+    "adopt",
     "reload",
     "export",
     "version",
@@ -201,6 +204,7 @@ pub fn help_text(topic: Option<&str>) -> Result<String, Error> {
         Some("start" | "stop" | "restart") => HELP_ACT,
         Some("logs") => HELP_LOGS,
         Some("kill-orphan") => HELP_KILL_ORPHAN,
+        Some("adopt") => HELP_ADOPT,
         Some("reload") => HELP_RELOAD,
         Some("export") => HELP_EXPORT,
         Some("version") => HELP_VERSION,
@@ -292,6 +296,7 @@ impl Parser {
             "restart" => self.parse_act(Action::Restart)?,
             "logs" => self.parse_logs()?,
             "kill-orphan" => self.parse_kill_orphan()?,
+            "adopt" => self.parse_adopt()?,
             "reload" => {
                 self.no_more_args(name)?;
                 Command::Reload
@@ -564,6 +569,22 @@ impl Parser {
         }
     }
 
+    fn parse_adopt(&mut self) -> Result<Command, Error> {
+        let mut id = None;
+        while let Some(arg) = self.next_arg()? {
+            match arg {
+                Arg::Positional(word) if id.is_none() => id = Some(word),
+                other => return Err(unexpected("adopt", other)),
+            }
+        }
+        match id {
+            Some(id) => Ok(Command::Adopt { id }),
+            None => Err(usage(
+                "`tend adopt` needs a server id; see `tend help adopt`".into(),
+            )),
+        }
+    }
+
     fn parse_export(&mut self) -> Result<Command, Error> {
         let mut format = None;
         let mut user = false;
@@ -742,6 +763,7 @@ Commands:
                           restart servers (a stopped one is started); waits as start
   logs ID [-n N] [-f]     print a server's last N log lines (default 200); -f follows
   kill-orphan ID          kill the orphan process that holds ID's port
+  adopt ID                take over ID's orphan when it is provably ID's own lost process
   reload                  apply the changed config: only the servers that changed move
   export systemd [--user] [--out DIR] | export procfile
                           write the config as systemd units or as a Procfile
@@ -853,6 +875,21 @@ Usage: tend kill-orphan ID
 
 Kills the orphan process that holds one of ID's configured ports from outside its own
 process tree: SIGTERM, then SIGKILL after 1 s. Managed servers are stopped with `tend stop`.
+
+Options:
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_ADOPT: &str = "\
+Usage: tend adopt ID
+
+Takes over the orphan that holds one of ID's ports when it is provably ID's own process,
+lost when tend's state was: it leads its own session, runs as tend's user, has
+TEND_SERVER_ID=ID in its environment, runs ID's command (as tend would have run it) in ID's
+cwd, and is still the process seen when the orphan showed (same start time). tend then
+watches, stops and restarts it like any server it adopted. Refused (exit status 1, with the
+reason) when a check fails or ID has a process of its own. `\"adopt_orphans\": true` in the
+config does this on `tend up` for every such orphan.
 
 Options:
   --url URL         the running tend (default: $TEND_URL, else the config's listen)
@@ -1062,6 +1099,7 @@ mod tests {
                 },
             ),
             ("kill-orphan web", Command::KillOrphan { id: "web".into() }),
+            ("adopt web", Command::Adopt { id: "web".into() }),
             ("reload", Command::Reload),
             (
                 "export systemd",
@@ -1256,7 +1294,7 @@ mod tests {
 
     #[test]
     fn mistakes_are_usage_errors_naming_the_bad_word() {
-        let table: [(&str, &[&str]); 29] = [
+        let table: [(&str, &[&str]); 30] = [
             ("frobnicate", &["'frobnicate'", "tend help"]),
             ("--bogus status", &["'--bogus'", "tend help"]),
             ("status --bogus", &["'--bogus'", "tend help status"]),
@@ -1275,6 +1313,7 @@ mod tests {
             ("logs web -n many", &["'many'", "-n"]),
             ("logs web -n -3", &["'-3'"]),
             ("kill-orphan", &["needs a server id"]),
+            ("adopt", &["needs a server id"]),
             ("up --listen localhost", &["'localhost'", "IP:PORT"]),
             ("up --port 70000", &["'70000'"]),
             ("up web", &["'web'"]),
@@ -1330,6 +1369,7 @@ mod tests {
             "restart",
             "logs",
             "kill-orphan",
+            "adopt",
             "reload",
             "export",
             "systemd",

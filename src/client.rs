@@ -1,4 +1,4 @@
-//! The client commands (`tend status|start|stop|restart|logs|kill-orphan`, DESIGN §1) and the
+//! The client commands (`tend status|start|stop|restart|logs|kill-orphan|adopt`, DESIGN §1) and the
 //! small blocking HTTP/1.1 client they share with the tests.
 //!
 //! Runs on the main thread of a short-lived `tend` process. It talks to a running `tend up`
@@ -137,6 +137,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
             | Command::Act { .. }
             | Command::Logs { .. }
             | Command::KillOrphan { .. }
+            | Command::Adopt { .. }
             | Command::Reload
     ) {
         return Err(Error::other(
@@ -425,6 +426,19 @@ fn execute(
                 &format!("killed orphan PID {} ({})\n", killed.pid, killed.signal),
             )?;
         }
+        Command::Adopt { id } => {
+            let path = format!("/api/servers/{}?action=adopt", encode_component(id));
+            let server: Adopted = api.call_json("POST", &path, None)?;
+            emit(
+                out,
+                &format!(
+                    "adopted '{}': PID {} is managed by tend now ({})\n",
+                    server.id,
+                    server.pid.map_or("?".to_string(), |p| p.to_string()),
+                    server.status
+                ),
+            )?;
+        }
         Command::Reload => {
             let plan: Plan = api.call_json("POST", "/api/reload", None)?;
             emit(out, &format_plan(&plan))?;
@@ -441,6 +455,14 @@ fn execute(
     }
     out.flush().context("writing to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `tend adopt` prints of the server object it gets back.
+#[derive(Debug, Deserialize)]
+struct Adopted {
+    id: String,
+    pid: Option<u32>,
+    status: String,
 }
 
 /// The answer of `POST /api/reload`.

@@ -75,6 +75,9 @@ pub struct Config {
     pub log_keep: u32,
     pub max_connections: usize,
     pub max_sse_clients: usize,
+    /// Take over, on `tend up`, the orphans that are provably this config's lost processes
+    /// (see `adopt.rs`) instead of leaving them to be killed.
+    pub adopt_orphans: bool,
     /// In file order; ids are unique and dependencies acyclic.
     pub servers: Vec<ServerConfig>,
 }
@@ -135,6 +138,7 @@ impl Config {
             log_keep: 3,
             max_connections: 256,
             max_sse_clients: 64,
+            adopt_orphans: false,
             servers: Vec::new(),
         }
     }
@@ -182,6 +186,7 @@ const TOP_KEYS: &[&str] = &[
     "log_keep",
     "max_connections",
     "max_sse_clients",
+    "adopt_orphans",
     "servers",
 ];
 
@@ -904,6 +909,11 @@ impl Checker<'_> {
                         config.max_sse_clients = n as usize;
                     }
                 }
+                "adopt_orphans" => {
+                    if let Some(adopt) = self.boolean(&field, value) {
+                        config.adopt_orphans = adopt;
+                    }
+                }
                 "servers" => config.servers = self.servers(&field, value),
                 _ => self.unknown_key(&field.path, key, "", TOP_KEYS),
             }
@@ -1609,6 +1619,7 @@ mod tests {
             log_keep: 3,
             max_connections: 256,
             max_sse_clients: 64,
+            adopt_orphans: false,
             servers: vec![server_defaults("web", 3)],
         };
         assert_eq!(config, expected);
@@ -1648,7 +1659,8 @@ mod tests {
       "depends_on": ["db"]
     },
     {"id": "db", "command": "pg", "restart": "no", "stop_signal": 9, "retry_fatal_ms": 1000}
-  ]
+  ],
+  "adopt_orphans": true
 }"#,
         );
         assert_eq!(config.listen, "[::1]:9000".parse().expect("literal"));
@@ -1662,6 +1674,7 @@ mod tests {
         assert_eq!(config.log_keep, 100);
         assert_eq!(config.max_connections, 1);
         assert_eq!(config.max_sse_clients, 2);
+        assert!(config.adopt_orphans);
         let web = &config.servers[0];
         let expected_web = ServerConfig {
             id: "web.1_a-B".to_string(),
@@ -1939,6 +1952,11 @@ mod tests {
                 "max_sse_clients",
                 "65537",
                 &["3:22: max_sse_clients: must be at most 65536, found 65537"],
+            ),
+            (
+                "adopt_orphans",
+                "\"yes\"",
+                &["3:20: adopt_orphans: expected true or false, found a string"],
             ),
         ];
         for (key, value, expected) in cases {
@@ -2372,7 +2390,7 @@ mod tests {
             ),
             (
                 r#"{"servers": [], "zzz": 1}"#,
-                "1:17: unknown key 'zzz' (allowed keys: listen, state_file, log_dir, health_interval_ms, auth_token, allowed_hosts, on_exit, log_max_bytes, log_keep, max_connections, max_sse_clients, servers)",
+                "1:17: unknown key 'zzz' (allowed keys: listen, state_file, log_dir, health_interval_ms, auth_token, allowed_hosts, on_exit, log_max_bytes, log_keep, max_connections, max_sse_clients, adopt_orphans, servers)",
             ),
             (
                 r#"{"servers": [], "command": "x"}"#,

@@ -242,6 +242,9 @@ fn fake_supervisor() -> Shared {
                     let _ = reply.send(Err(ControlError::TooManyClients));
                 }
                 Control::OrphanGone { .. } => {}
+                Control::Adopt { id, reply } => {
+                    let _ = reply.send(Err(ControlError::NoOrphan(id)));
+                }
                 Control::Metrics { reply } => {
                     let histogram = Histogram::new(metrics::HEALTH_BUCKETS);
                     let _ = reply.send(metrics::Snapshot::new(Vec::new(), histogram));

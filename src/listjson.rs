@@ -135,6 +135,8 @@ mod tests {
             orphaned: false,
             orphaned_pid: None,
             adopted: false,
+            adoptable: None,
+            not_adoptable: None,
             cpu_percent: Some(1.5),
             rss_bytes: Some(4096),
             processes: Some(3),

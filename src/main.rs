@@ -1,6 +1,7 @@
 //! tend: a tiny process supervisor with a live browser dashboard. `main` only parses the command
 //! line, runs the command and turns its outcome into an exit code.
 
+mod adopt;
 mod app;
 mod auth;
 mod cli;
@@ -98,6 +99,7 @@ fn run() -> Result<ExitCode, Error> {
         | Command::Act { .. }
         | Command::Logs { .. }
         | Command::KillOrphan { .. }
+        | Command::Adopt { .. }
         | Command::Reload => client::run(&cli),
     }
 }

@@ -110,6 +110,10 @@ pub struct ServerView {
     pub orphaned: bool,
     pub orphaned_pid: Option<u32>,
     pub adopted: bool,
+    /// The orphan is provably this server's own lost process (`tend adopt` takes it over).
+    pub adoptable: Option<AdoptableView>,
+    /// Why the orphan is not adoptable, when tend could look at it.
+    pub not_adoptable: Option<String>,
     /// CPU of the server's whole process group (every live process of its session), in % of
     /// one core over the last health round.
     pub cpu_percent: Option<f64>,
@@ -121,6 +125,17 @@ pub struct ServerView {
     pub main_cpu_percent: Option<f64>,
     pub main_rss_bytes: Option<u64>,
     pub last_error: Option<String>,
+}
+
+/// An adoptable orphan: the process tend would take over, and what proves it is the server's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptableView {
+    pub pid: u32,
+    /// "same id, command and folder; started 3 h ago" (the age as of when it was seen).
+    pub evidence: String,
+    /// When the process started, in milliseconds since the Unix epoch.
+    pub start_time: u64,
 }
 
 /// CPU and memory of one running server, sent once per health round (DESIGN §5 `stats`).
@@ -382,6 +397,8 @@ mod tests {
             orphaned: true,
             orphaned_pid: Some(7),
             adopted: false,
+            adoptable: None,
+            not_adoptable: None,
             cpu_percent: None,
             rss_bytes: None,
             processes: None,

@@ -197,7 +197,8 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
 /// Top-level keys that differ and cannot change under a running tend: the listening socket,
 /// the state file and its lock, the log folder (children hold files in it), the token and the
 /// host policy every connection is checked against, and the monitor's interval. (`on_exit`,
-/// `max_sse_clients`, `log_max_bytes` and `log_keep` are applied by the supervisor.)
+/// `max_sse_clients`, `log_max_bytes` and `log_keep` are applied by the supervisor;
+/// `adopt_orphans` only ever acts on `tend up`.)
 pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let Config {
         path: _,
@@ -213,6 +214,7 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         log_keep: _,
         max_connections,
         max_sse_clients: _,
+        adopt_orphans: _,
         servers: _,
     } = new;
     let mut changed = Vec::new();

@@ -180,6 +180,40 @@ pub fn script_for(line: &str) -> String {
     }
 }
 
+/// One word of the argv a string command's program is exec'd with, as far as tend can know it
+/// without running a shell: `expands` words still hold their `$NAME`/`${…}` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgWord {
+    pub text: String,
+    pub expands: bool,
+    pub is_pattern: bool,
+}
+
+/// For a string command that runs by `exec` ([`Plan::Exec`]), the words its program receives
+/// as argv (assignments and an `exec` of its own left out); `None` when it keeps its shell.
+/// Used to recognise a running process as this command's (`adopt.rs`).
+pub fn exec_argv(line: &str) -> Option<Vec<ArgWord>> {
+    if !matches!(plan(line), Plan::Exec { .. }) {
+        return None;
+    }
+    let words = split_words(line).ok()?;
+    let mut rest = words
+        .into_iter()
+        .skip_while(|w| is_assignment(&line[w.start..]))
+        .peekable();
+    if rest.peek().is_some_and(|w| w.text == "exec") {
+        rest.next();
+    }
+    Some(
+        rest.map(|w| ArgWord {
+            text: w.text,
+            expands: w.expands,
+            is_pattern: w.is_pattern,
+        })
+        .collect(),
+    )
+}
+
 /// `NAME=` at the start of a word's source text, NAME a shell name (XCU 2.9.1: a word before
 /// the command name that looks like this is an assignment). A quoted `=` or name is not.
 fn is_assignment(source: &str) -> bool {

@@ -21,13 +21,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, after, never, select};
 
+use crate::adopt::{self, Adoptable};
+
 use crate::config::{Config, ConfigErrors, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
 use crate::listjson::ListJson;
 use crate::logrotate;
 use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{
-    Action, Event, PortView, ReloadPlan, ServerView, StatsEntry, Status, Timeline, signal_name,
+    Action, AdoptableView, Event, PortView, ReloadPlan, ServerView, StatsEntry, Status, Timeline,
+    signal_name,
 };
 use crate::monitor::{MonitorCmd, Observation, Report, Sample, Watch};
 use crate::pidwatch::PidWatcher;
@@ -36,6 +39,7 @@ use crate::process::{self, SignalError};
 use crate::procfs;
 use crate::reaper::{Exit, ExitStatus, Signal};
 use crate::reload::{self, ConfigSource, Current, KnownIds};
+use crate::sockdiag;
 use crate::store::{StateFile, StoreHandle, StoredProcess};
 
 const LOG: &str = "ServerOrchestrator";
@@ -91,6 +95,11 @@ pub enum Control {
     },
     /// What `/metrics` shows of the servers and of the supervisor's own counters.
     Metrics { reply: Sender<metrics::Snapshot> },
+    /// Take over the server's orphan, when it is provably the server's own lost process.
+    Adopt {
+        id: String,
+        reply: Reply<ServerView>,
+    },
     /// Read the config again and apply what changed (`None`: SIGHUP, nobody to answer).
     Reload { reply: Option<Reply<ReloadPlan>> },
 }
@@ -114,6 +123,8 @@ pub enum ControlError {
     /// A PID that tend must not signal, or that is not an orphan.
     Refused(String),
     NoOrphan(String),
+    /// `tend adopt` refused: the reason says which check failed.
+    NotAdoptable(String),
     TooManyClients,
     ShuttingDown,
     /// A reload found the config invalid; nothing was changed.
@@ -147,9 +158,9 @@ impl std::fmt::Display for ControlError {
             ControlError::SpawnFailed { id, reason } => {
                 write!(f, "server '{id}' failed to start: {reason}")
             }
-            ControlError::BadRequest(message) | ControlError::Refused(message) => {
-                f.write_str(message)
-            }
+            ControlError::BadRequest(message)
+            | ControlError::Refused(message)
+            | ControlError::NotAdoptable(message) => f.write_str(message),
             ControlError::NoOrphan(id) => {
                 write!(f, "no orphan holds a port of server '{id}'")
             }
@@ -216,6 +227,10 @@ struct Server {
     opened_once: bool,
     orphaned: bool,
     orphaned_pid: Option<u32>,
+    /// The orphan is this server's own lost process (judged once, when it was first seen), or
+    /// why it is not.
+    adoptable: Option<Adoptable>,
+    not_adoptable: Option<String>,
     /// The monitor's last figures for the process group (and its main process), while alive.
     sample: Option<Sample>,
     epoch: u64,
@@ -256,6 +271,8 @@ impl Server {
             opened_once: false,
             orphaned: false,
             orphaned_pid: None,
+            adoptable: None,
+            not_adoptable: None,
             sample: None,
             epoch: 0,
             stopping: None,
@@ -310,6 +327,12 @@ impl Server {
             orphaned: self.orphaned,
             orphaned_pid: self.orphaned_pid,
             adopted: self.adopted,
+            adoptable: self.adoptable.as_ref().map(|a| AdoptableView {
+                pid: a.pid,
+                evidence: a.evidence.clone(),
+                start_time: epoch_ms(a.started_at),
+            }),
+            not_adoptable: self.not_adoptable.clone(),
             cpu_percent: sample.map(|s| s.cpu_percent),
             rss_bytes: sample.map(|s| s.rss_bytes),
             processes: sample.map(|s| s.processes),
@@ -337,6 +360,19 @@ impl Server {
             ports: self.ports.iter().map(|p| (p.port, p.open)).collect(),
             orphaned: self.orphaned,
         }
+    }
+
+    /// Whether the orphan (if any) is this server's own lost process, by the current config.
+    fn judge_orphan(&mut self) {
+        let judged = match self.orphaned_pid.filter(|_| self.orphaned) {
+            Some(holder) => Some(adopt::examine(&self.config, holder)),
+            None if self.orphaned => Some(Err(
+                "tend cannot see which process holds the port (another user's?)".to_string(),
+            )),
+            None => None,
+        };
+        self.adoptable = judged.clone().and_then(Result::ok);
+        self.not_adoptable = judged.and_then(Result::err);
     }
 
     fn closed_ports(&self) -> Vec<PortView> {
@@ -509,6 +545,9 @@ impl ServerOrchestrator {
         if let Some(state) = stored {
             self.adopt(state);
         }
+        if self.settings.adopt_orphans {
+            self.adopt_orphans_at_boot();
+        }
         for index in 0..self.servers.len() {
             if self.servers[index].config.autostart && self.servers[index].pid.is_none() {
                 self.request_start(index, true);
@@ -553,32 +592,191 @@ impl ServerOrchestrator {
                     continue;
                 }
             }
-            let server = &mut self.servers[index];
-            server.pid = Some(stored.pid);
-            server.last_leader = stored.pgid;
-            server.start_ticks = stored.proc_start_ticks;
-            server.started_at = Some(UNIX_EPOCH + Duration::from_millis(stored.start_time));
-            server.spawned_at = Some(Instant::now());
-            server.adopted = true;
-            server.env_file_text = None;
-            server.epoch += 1;
-            server.opened_once = false;
-            self.set_status(index, Status::Starting);
-            if self.servers[index].config.ports.is_empty() {
-                self.set_status(index, Status::Running);
-            }
-            self.by_pid.insert(stored.pid, index);
-            if !self.outputs.pidwatch.watch(stored.pid) {
-                log::debug!(target: LOG, "No pidfd for PID {}; the monitor polls it", stored.pid);
-            }
-            log::info!(target: LOG, "Adopted '{}' (PID: {})", id, stored.pid);
-            self.arm(
+            self.take_over(
                 index,
-                TimerKind::StartGrace,
-                self.servers[index].config.start_timeout,
+                stored.pid,
+                stored.proc_start_ticks,
+                UNIX_EPOCH + Duration::from_millis(stored.start_time),
             );
-            self.send_watch(index);
-            self.state_dirty = true;
+            log::info!(target: LOG, "Adopted '{}' (PID: {})", id, stored.pid);
+        }
+    }
+
+    /// Makes `pid` (a session leader, not tend's child) the server's process, as after a
+    /// restart of tend: watched by pidfd (the monitor polls where there is none), stopped by
+    /// its group, recorded in the state file with its start time.
+    fn take_over(&mut self, index: usize, pid: u32, start_ticks: u64, started_at: SystemTime) {
+        let server = &mut self.servers[index];
+        server.pid = Some(pid);
+        server.last_leader = pid;
+        server.start_ticks = start_ticks;
+        server.started_at = Some(started_at);
+        server.spawned_at = Some(Instant::now());
+        server.adopted = true;
+        server.env_file_text = None;
+        server.epoch += 1;
+        server.opened_once = false;
+        self.mark_changed(index);
+        self.set_status(index, Status::Starting);
+        if self.servers[index].config.ports.is_empty() {
+            self.set_status(index, Status::Running);
+        }
+        self.by_pid.insert(pid, index);
+        if !self.outputs.pidwatch.watch(pid) {
+            log::debug!(target: LOG, "No pidfd for PID {}; the monitor polls it", pid);
+        }
+        self.arm(
+            index,
+            TimerKind::StartGrace,
+            self.servers[index].config.start_timeout,
+        );
+        self.send_watch(index);
+        self.state_dirty = true;
+    }
+
+    /// `tend adopt ID`: takes over the server's orphan once every check of `adopt.rs` passes
+    /// again now, on the same process that was judged when the orphan showed.
+    fn adopt_orphan(&mut self, id: &str) -> Result<ServerView, ControlError> {
+        if self.shutting_down {
+            return Err(ControlError::ShuttingDown);
+        }
+        let index = self.find(id)?;
+        let server = &self.servers[index];
+        if let Some(pid) = server
+            .pid
+            .or(server.stopping.as_ref().map(|_| server.last_leader))
+        {
+            return Err(ControlError::NotAdoptable(format!(
+                "server '{id}' has its own process (PID {pid}); only a stopped server adopts \
+                 its orphan"
+            )));
+        }
+        if server.pending_start {
+            return Err(ControlError::NotAdoptable(format!(
+                "server '{id}' is being started; only a stopped server adopts its orphan"
+            )));
+        }
+        if !server.orphaned {
+            return Err(ControlError::NoOrphan(id.to_string()));
+        }
+        let Some(holder) = server.orphaned_pid else {
+            return Err(ControlError::NotAdoptable(format!(
+                "tend cannot see which process holds the port of '{id}' (another user's?)"
+            )));
+        };
+        let seen = server.adoptable.clone();
+        let now = adopt::examine(&server.config, holder).map_err(ControlError::NotAdoptable)?;
+        match seen {
+            Some(seen) => {
+                adopt::same_process(&seen, &now).map_err(ControlError::NotAdoptable)?;
+            }
+            None => {
+                return Err(ControlError::NotAdoptable(
+                    server
+                        .not_adoptable
+                        .clone()
+                        .unwrap_or_else(|| "the orphan was not judged adoptable".to_string()),
+                ));
+            }
+        }
+        self.check_adoptable_pid(now.pid)?;
+        self.adopt_checked(index, now, "on request");
+        Ok(self.view(index))
+    }
+
+    /// Never tend itself, PID 1, or another server's process.
+    fn check_adoptable_pid(&self, pid: u32) -> Result<(), ControlError> {
+        if !process::is_signallable(pid) {
+            return Err(ControlError::NotAdoptable(format!(
+                "PID {pid} is PID 1, tend or in tend's own process group"
+            )));
+        }
+        if self.servers.iter().any(|s| s.pid == Some(pid)) {
+            return Err(ControlError::NotAdoptable(format!(
+                "PID {pid} is already a managed server"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes over a process `adopt::examine` just vouched for; the orphan warning ends.
+    fn adopt_checked(&mut self, index: usize, found: Adoptable, how: &str) {
+        // The start time is read once more right here: between the check and now the process
+        // may have exited and its PID been given to another.
+        if procfs::start_ticks(found.pid) != Some(found.start_ticks) {
+            log::warn!(target: LOG, "Not adopting PID {}: it exited just now", found.pid);
+            return;
+        }
+        let server = &mut self.servers[index];
+        let id = server.config.id.clone();
+        let port = server
+            .ports
+            .iter()
+            .find(|p| p.owner_pid.is_some() && p.owner_pid == server.orphaned_pid)
+            .or_else(|| server.ports.first())
+            .map_or(0, |p| p.port);
+        let was = server.orphaned_pid;
+        let orphaned = server.orphaned;
+        server.orphaned = false;
+        server.orphaned_pid = None;
+        server.adoptable = None;
+        server.not_adoptable = None;
+        server.last_error = None;
+        log::info!(target: LOG, "Adopted orphan PID {} of '{}' {} ({})", found.pid, id, how, found.evidence);
+        self.take_over(index, found.pid, found.start_ticks, found.started_at);
+        if orphaned {
+            self.timeline(Timeline::OrphanCleared { id, pid: was, port });
+        }
+    }
+
+    /// `adopt_orphans: true` on `tend up`: every port holder outside tend that is provably a
+    /// server's own process is taken over before anything is started (a start would only
+    /// fail behind it). The rest are left to the monitor, which reports them as orphans.
+    fn adopt_orphans_at_boot(&mut self) {
+        let listeners = match sockdiag::listening_sockets() {
+            Ok(list) => list,
+            Err(e) => {
+                log::warn!(target: LOG, "adopt_orphans: cannot list listening sockets: {e}");
+                return;
+            }
+        };
+        let wanted: std::collections::HashSet<u64> = listeners
+            .iter()
+            .filter(|l| {
+                self.servers
+                    .iter()
+                    .any(|s| s.pid.is_none() && s.config.ports.contains(&l.port))
+            })
+            .map(|l| l.inode)
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let owners = procfs::find_socket_owners(&wanted, procfs::all_pids());
+        for index in 0..self.servers.len() {
+            if self.servers[index].pid.is_some() {
+                continue;
+            }
+            let holders: Vec<u32> = listeners
+                .iter()
+                .filter(|l| self.servers[index].config.ports.contains(&l.port))
+                .filter_map(|l| owners.get(&l.inode).copied())
+                .collect();
+            let Some(&holder) = holders.first() else {
+                continue;
+            };
+            let id = self.servers[index].config.id.clone();
+            match adopt::examine(&self.servers[index].config, holder) {
+                Ok(found) => match self.check_adoptable_pid(found.pid) {
+                    Ok(()) => self.adopt_checked(index, found, "on start (adopt_orphans)"),
+                    Err(e) => {
+                        log::warn!(target: LOG, "Not adopting PID {} for '{}': {}", holder, id, e)
+                    }
+                },
+                Err(reason) => {
+                    log::warn!(target: LOG, "Not adopting PID {} for '{}': {}", holder, id, reason);
+                }
+            }
         }
     }
 
@@ -630,7 +828,10 @@ impl ServerOrchestrator {
 
     fn on_control(&mut self, control: Control) {
         let control = match control {
-            Control::Act { .. } | Control::Reload { .. } if self.reloading.is_some() => {
+            // An adoption too: a server the reload is stopping must not get a process meanwhile.
+            Control::Act { .. } | Control::Adopt { .. } | Control::Reload { .. }
+                if self.reloading.is_some() =>
+            {
                 self.deferred.push_back(control);
                 return;
             }
@@ -677,6 +878,9 @@ impl ServerOrchestrator {
             }
             Control::Metrics { reply } => {
                 let _ = reply.send(self.metrics());
+            }
+            Control::Adopt { id, reply } => {
+                let _ = reply.send(self.adopt_orphan(&id));
             }
             Control::Reload { reply } => self.start_reload(reply),
         }
@@ -1363,6 +1567,10 @@ impl ServerOrchestrator {
         server.ports_ok = observation.ports_ok;
         server.orphaned = observation.orphaned;
         server.orphaned_pid = observation.orphaned_pid;
+        if newly_orphaned || !observation.orphaned {
+            // Judged once per orphan (a few /proc reads), and again by `tend adopt`.
+            server.judge_orphan();
+        }
         if visible_change {
             self.mark_changed(index);
         }
@@ -1383,9 +1591,18 @@ impl ServerOrchestrator {
                 .find(|p| p.owner_pid.is_some() && p.owner_pid == observation.orphaned_pid)
                 .or_else(|| self.servers[index].ports.iter().find(|p| p.open))
                 .map_or(0, |p| p.port);
+            let server = &self.servers[index];
+            let verdict = match (&server.adoptable, &server.not_adoptable) {
+                (Some(found), _) => format!(
+                    "adoptable: PID {} ({}); take it over with `tend adopt {}`",
+                    found.pid, found.evidence, id
+                ),
+                (None, Some(why)) => format!("not adoptable: {why}"),
+                (None, None) => "not adoptable".to_string(),
+            };
             log::warn!(target: "ProcessMonitor",
-                "Orphan on port {} of '{}': PID {}", port, id,
-                observation.orphaned_pid.map_or("unknown".to_string(), |p| p.to_string()));
+                "Orphan on port {} of '{}': PID {}; {}", port, id,
+                observation.orphaned_pid.map_or("unknown".to_string(), |p| p.to_string()), verdict);
             self.timeline(Timeline::OrphanDetected {
                 id,
                 pid: observation.orphaned_pid,
@@ -1726,6 +1943,11 @@ impl ServerOrchestrator {
                         server.ports_ok = cfg.ports.is_empty();
                         server.orphaned = false;
                         server.orphaned_pid = None;
+                        server.adoptable = None;
+                        server.not_adoptable = None;
+                    } else if server.orphaned {
+                        // The command or cwd the orphan was judged by may have changed.
+                        server.judge_orphan();
                     }
                     server
                 }

@@ -200,7 +200,10 @@ function makeRow(id) {
   e.orphanText = el('span');
   e.kill = button('Kill orphan', 'danger small', () => killOrphan(r));
   e.kill.setAttribute('aria-label', `Kill orphan on ${id}`); // named like Start/Stop/Restart
-  e.orphan.append(e.orphanText, e.kill);
+  // Only for an orphan that is provably this server's own lost process (server.adoptable).
+  e.adopt = button('Adopt', 'small', () => adoptOrphan(r));
+  e.adopt.setAttribute('aria-label', `Adopt orphan on ${id}`);
+  e.orphan.append(e.orphanText, e.adopt, e.kill);
   e.lastError = el('p', 'notice muted last-error');
   e.msg = el('p', 'msg');
   e.logSlot = el('div', 'log-slot');
@@ -257,10 +260,15 @@ function render(r) {
   e.died.hidden = !r.died;
   if (s.orphaned) {
     const port = orphanPort(s);
+    const verdict = s.adoptable
+      ? ` It is ${r.id}'s own process (${s.adoptable.evidence}): Adopt takes it over.`
+      : (s.notAdoptable ? ` Not adoptable: ${s.notAdoptable}.` : '');
     setText(e.orphanText, `${port !== null ? `Port ${port}` : 'A port'} is held by PID ${s.orphanedPid}, ` +
-      'which tend does not manage');
+      `which tend does not manage.${verdict}`);
   }
   e.orphan.hidden = !s.orphaned;
+  e.adopt.hidden = !s.adoptable;
+  e.adopt.disabled = !!r.adopting || !s.adoptable;
   e.kill.disabled = r.killing || !s.orphanedPid;
   setText(e.lastError, s.lastError ? `Last error: ${s.lastError}` : '');
   e.lastError.hidden = !s.lastError || !!r.died;
@@ -445,6 +453,30 @@ async function killOrphan(r) {
   } catch (err) {
     r.killing = false;
     const text = `Kill PID ${pid} failed: ${err.message}`;
+    say(r, text, true);
+    announce(text);
+  }
+  refocus(r, kb);
+}
+
+// ---------- orphan adoption ----------
+// No confirmation: nothing is signalled, and a refusal (409) says which check failed.
+async function adoptOrphan(r) {
+  const found = r.s.adoptable;
+  if (!found || r.adopting) return;
+  const kb = keyboardFocus();
+  r.adopting = true;
+  say(r, `Adopting PID ${found.pid}…`);
+  clearTimeout(r.msgTimer);
+  try {
+    const res = await api('POST', `${serverPath(r.id)}?action=adopt`);
+    r.adopting = false;
+    const text = `Adopted PID ${res && res.pid ? res.pid : found.pid}: ${r.id} is managed by tend again`;
+    say(r, text);
+    announce(text);
+  } catch (err) {
+    r.adopting = false;
+    const text = `Adopt PID ${found.pid} failed: ${err.message}`;
     say(r, text, true);
     announce(text);
   }

@@ -106,6 +106,7 @@ pub fn error_reply(error: &ControlError) -> Reply {
         ControlError::BadRequest(_) => (400, "bad_request"),
         ControlError::Refused(_) => (403, "forbidden"),
         ControlError::NoOrphan(_) => (409, "no_orphan"),
+        ControlError::NotAdoptable(_) => (409, "not_adoptable"),
         ControlError::TooManyClients => (503, "too_many_clients"),
         ControlError::ShuttingDown => (503, "shutting_down"),
         ControlError::InvalidConfig(_) => (400, "invalid_config"),
@@ -224,13 +225,27 @@ fn act(request: &ApiRequest, shared: &Shared, id: Option<&str>) -> Reply {
         return reply;
     }
     let Some(action) = request.query("action") else {
-        return Reply::error(400, "bad_request", "missing ?action=start|stop|restart");
+        return Reply::error(
+            400,
+            "bad_request",
+            "missing ?action=start|stop|restart (or adopt, on one server)",
+        );
     };
+    if action == "adopt" {
+        return match id {
+            Some(id) => adopt(shared, id),
+            None => Reply::error(
+                400,
+                "bad_request",
+                "action=adopt takes over one server's orphan: POST /api/servers/ID?action=adopt",
+            ),
+        };
+    }
     let Some(action) = Action::parse(action) else {
         return Reply::error(
             400,
             "bad_request",
-            format!("unknown action '{action}'; use start, stop or restart"),
+            format!("unknown action '{action}'; use start, stop, restart or adopt"),
         );
     };
     let id = id.map(str::to_string);
@@ -245,6 +260,17 @@ fn act(request: &ApiRequest, shared: &Shared, id: Option<&str>) -> Reply {
             None => Reply::error(500, "internal", "no server in the reply"),
         },
         Ok(Ok(views)) => Reply::json(200, &views),
+        Ok(Err(error)) => error_reply(&error),
+        Err(reply) => reply,
+    }
+}
+
+/// `POST /api/servers/ID?action=adopt`: the server object, now running its adopted orphan, or
+/// 409 with the check that failed.
+fn adopt(shared: &Shared, id: &str) -> Reply {
+    let id = id.to_string();
+    match ask(shared, ACTION_TIMEOUT, |reply| Control::Adopt { id, reply }) {
+        Ok(Ok(view)) => Reply::json(200, &view),
         Ok(Err(error)) => error_reply(&error),
         Err(reply) => reply,
     }

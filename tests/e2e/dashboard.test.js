@@ -195,6 +195,41 @@ test('an orphan on a configured port shows a warning, and Kill orphan removes it
   });
 });
 
+test('an orphan that is the server\'s own lost process says so, and Adopt takes it over', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  await withTend('adopt', [{ id: 'web', command: demo(port), ports: [port], autostart: false }], async (ctx) => {
+    const { page, tend, dir } = ctx;
+    await statusIs(page, 'web', 'stopped');
+    // What tend would have started, started without it: own session, TEND_SERVER_ID, the same
+    // argv and folder. (A lost child: tend's state gone while it ran.)
+    const [program, ...args] = demo(port);
+    const lost = spawn(program, args, {
+      cwd: dir, detached: true, stdio: 'ignore', env: { ...process.env, TEND_SERVER_ID: 'web' },
+    });
+    ctx.children.push(lost);
+    const warning = row(page, 'web').locator('.orphan');
+    await until('the orphan shown as adoptable', () => text(warning),
+      (t) => t.includes(`It is web's own process (same id, command and folder; started`), 10000);
+    assert.match(await text(warning), new RegExp(`^Port ${port} is held by PID ${lost.pid}`));
+
+    const adopt = button(page, 'web', 'Adopt orphan on');
+    assert.equal(await adopt.getAttribute('aria-label'), 'Adopt orphan on web');
+    await adopt.click();
+    await warning.waitFor({ state: 'hidden' });
+    await statusIs(page, 'web', 'running', 5000);
+    assert.equal(await text(row(page, 'web').locator('.c-pid')), String(lost.pid), 'the same process');
+    await until('the result shown', () => text(row(page, 'web').locator('.msg')),
+      (t) => t.startsWith(`Adopted PID ${lost.pid}`));
+    const s = await server(tend, 'web');
+    assert.equal(s.adopted, true);
+    assert.equal(s.pid, lost.pid);
+    // Stopped like any adopted server.
+    await button(page, 'web', 'Stop').click();
+    await statusIs(page, 'web', 'stopped', 10000);
+    assert.equal(await h.exited(lost, 5000), true, 'the adopted process is stopped');
+  });
+});
+
 test('the first paint shows the servers without the event stream or any request', { timeout: 60000 }, async () => {
   // See: issue 10 (a headless `chromium --screenshot` showed an empty table on "connecting").
   const port = await freePort();

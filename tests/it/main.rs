@@ -8,6 +8,7 @@
 // must reap them itself.
 #![allow(clippy::disallowed_methods)]
 
+mod adopt;
 mod cli;
 mod connections;
 mod export;

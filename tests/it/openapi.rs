@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Listener, RawResponse, SseReader, TempDir, Tend, demo_cmd, free_port, header, http_request,
-    wait_until,
+    Listener, LookAlike, RawResponse, SseReader, TempDir, Tend, demo_cmd, free_port, header,
+    http_request, wait_until,
 };
 
 const TOKEN: &str = "openapi-secret-0123456789";
@@ -596,4 +596,119 @@ fn every_documented_status_is_produced_by_a_live_tend() {
         Duration::from_secs(10),
         || (ctx.tend.server("idle")["orphaned"] == false).then_some(()),
     );
+}
+
+/// `action=adopt` shares its route with start, stop and restart: each status it answers is
+/// one the document lists for that route, with the documented body, on a live tend whose
+/// `lost` server has an adoptable orphan (a look-alike of its lost process) and whose `forged`
+/// server has one that only sets `TEND_SERVER_ID`.
+#[test]
+fn adopt_answers_only_documented_statuses() {
+    let doc = fetch_document();
+    let dir = TempDir::new("openapi_adopt");
+    let (lost_port, forged_port) = (free_port(), free_port());
+    let argv = |port: u16, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["--port".to_string(), port.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        demo_cmd(&args)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let lost = LookAlike::start("lost", &argv(lost_port, &[]), &dir.path, lost_port);
+    let forged = LookAlike::start(
+        "forged",
+        &argv(forged_port, &["--print-every-ms", "9"]),
+        &dir.path,
+        forged_port,
+    );
+    let config = json!({
+        "auth_token": null,
+        "servers": [
+            {"id": "run", "command": ["sleep", "1000"], "restart": "no"},
+            {"id": "lost", "command": demo_cmd(&["--port", &lost_port.to_string()]),
+             "ports": [lost_port], "autostart": false},
+            {"id": "forged", "command": demo_cmd(&["--port", &forged_port.to_string()]),
+             "ports": [forged_port], "autostart": false},
+        ]
+    });
+    let tend = Tend::start_with(&dir, &config, &[], &[("TEND_TOKEN", TOKEN)]);
+    tend.wait_status("run", "running");
+    tend.wait_server("lost", "adoptable", |s| s["adoptable"]["pid"] == lost.pid);
+    tend.wait_server("forged", "judged", |s| {
+        s["orphanedPid"] == forged.pid && s["notAdoptable"].is_string()
+    });
+
+    let post = |path: &str, headers: &[(&str, &str)], auth: bool| {
+        if auth {
+            tend.request_raw("POST", path, headers, b"")
+        } else {
+            http_request(&tend.url, "POST", path, headers, b"")
+        }
+    };
+    let cases: Vec<(&str, u16, RawResponse)> = vec![
+        (
+            "another user's request",
+            401,
+            post("/api/servers/lost?action=adopt", &[], false),
+        ),
+        (
+            "a cross-site one",
+            403,
+            post("/api/servers/lost?action=adopt", &[CROSS_SITE], true),
+        ),
+        (
+            "no such server",
+            404,
+            post("/api/servers/nope?action=adopt", &[], true),
+        ),
+        (
+            "a forged orphan",
+            409,
+            post("/api/servers/forged?action=adopt", &[], true),
+        ),
+        (
+            "a running server",
+            409,
+            post("/api/servers/run?action=adopt", &[], true),
+        ),
+        (
+            "the lost process",
+            200,
+            post("/api/servers/lost?action=adopt", &[], true),
+        ),
+    ];
+    let all = tend.request_raw("POST", "/api/servers?action=adopt", &[], b"");
+    for (what, want, (status, _, body)) in cases.iter().chain([&("adopt on all", 400, all)]) {
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(status, want, "{what}: {shown}");
+        let path = if *what == "adopt on all" {
+            "/api/servers"
+        } else {
+            "/api/servers/{id}"
+        };
+        let (types, is_error) = media_types(&doc, path, "post", *want);
+        assert!(
+            !types.is_empty(),
+            "{what}: {want} is not documented for POST {path}"
+        );
+        let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if is_error {
+            assert!(
+                json["error"].is_string() && json["code"].is_string(),
+                "{what}: {shown}"
+            );
+        }
+        if *want == 409 {
+            assert_eq!(json["code"], "not_adoptable", "{what}: {shown}");
+        }
+        if *want == 200 {
+            assert_eq!(json["pid"], lost.pid, "{shown}");
+            assert_eq!(json["adopted"], true, "{shown}");
+            assert!(json["adoptable"].is_null(), "{shown}");
+        }
+    }
 }

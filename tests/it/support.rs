@@ -833,6 +833,69 @@ impl Drop for Listener {
     }
 }
 
+/// A process started the way tend starts a server, without tend: its own session, the given
+/// `TEND_SERVER_ID`, argv and folder, listening on `port`. Stands for a lost child (or a forgery
+/// of one); killed by group on drop unless its PID now belongs to another process.
+pub struct LookAlike {
+    pub pid: u32,
+    child: Child,
+}
+
+impl LookAlike {
+    pub fn start(id: &str, argv: &[String], cwd: &Path, port: u16) -> LookAlike {
+        LookAlike::start_as(None, id, argv, cwd, port)
+    }
+
+    /// As [`LookAlike::start`], run as user `uid` (needs root).
+    pub fn start_as(
+        uid: Option<u32>,
+        id: &str,
+        argv: &[String],
+        cwd: &Path,
+        port: u16,
+    ) -> LookAlike {
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .current_dir(cwd)
+            .env("TEND_SERVER_ID", id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(uid) = uid {
+            command.uid(uid).gid(uid);
+        }
+        // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("spawn the look-alike");
+        let pid = child.id();
+        wait_until(&format!("the look-alike to open port {port}"), WAIT, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the look-alike on port {port} exited early: {status}");
+            }
+            port_open(port).then_some(())
+        });
+        LookAlike { pid, child }
+    }
+}
+
+impl Drop for LookAlike {
+    fn drop(&mut self) {
+        // Adopted and stopped by tend, it is no longer this test's child to kill: only reap.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            send_signal(-(self.pid as i32), libc::SIGKILL);
+            let _ = wait_child(&mut self.child, STOP_DEADLINE);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server-Sent Events.
 
