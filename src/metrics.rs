@@ -90,6 +90,8 @@ pub struct ServerSample {
     /// Each configured port and whether the last health round could connect to it.
     pub ports: Vec<(u16, bool)>,
     pub orphaned: bool,
+    /// Restarts because the group's memory stayed over `max_memory`, since tend started.
+    pub memory_restarts: u64,
 }
 
 /// tend's own process, from `/proc/self`.
@@ -185,6 +187,20 @@ pub fn render(snapshot: &Snapshot) -> String {
             "tend_server_restarts_total",
             &[("server", &s.id)],
             s.restarts,
+        );
+    }
+
+    w.family(
+        "tend_server_memory_restarts_total",
+        "counter",
+        "Restarts because the server's process group stayed over its max_memory, since tend \
+         started.",
+    );
+    for s in servers {
+        w.sample(
+            "tend_server_memory_restarts_total",
+            &[("server", &s.id)],
+            s.memory_restarts,
         );
     }
 
@@ -470,6 +486,7 @@ mod tests {
             processes: None,
             ports: Vec::new(),
             orphaned: false,
+            memory_restarts: 0,
         }
     }
 
@@ -528,6 +545,7 @@ mod tests {
             "tend_server_up",
             "tend_server_status",
             "tend_server_restarts_total",
+            "tend_server_memory_restarts_total",
             "tend_server_uptime_seconds",
             "tend_server_cpu_seconds_total",
             "tend_server_resident_memory_bytes",
@@ -552,7 +570,7 @@ mod tests {
         ] {
             assert!(seen.contains(name), "{name} missing");
         }
-        assert_eq!(seen.len(), 24);
+        assert_eq!(seen.len(), 25);
     }
 
     #[test]

@@ -196,6 +196,14 @@ pub enum Timeline {
         pid: u32,
         signal: String,
     },
+    /// The server's process group stayed over its `max_memory`; a restart follows.
+    #[serde(rename_all = "camelCase")]
+    MemoryExceeded {
+        id: String,
+        pid: u32,
+        rss_bytes: u64,
+        limit_bytes: u64,
+    },
 }
 
 impl Timeline {
@@ -210,6 +218,7 @@ impl Timeline {
             Timeline::OrphanDetected { .. } => "orphanDetected",
             Timeline::OrphanCleared { .. } => "orphanCleared",
             Timeline::OrphanKilled { .. } => "orphanKilled",
+            Timeline::MemoryExceeded { .. } => "memoryExceeded",
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, after, never, select};
 
-use crate::config::{Config, OnExit, ServerConfig};
+use crate::config::{Config, OnExit, ServerConfig, health};
 use crate::events::{EventHub, Subscription};
 use crate::listjson::ListJson;
 use crate::metrics::{self, Histogram, ServerSample};
@@ -41,6 +41,9 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// At most one state snapshot per this (DESIGN §6: the file is written a few times a second at
 /// most however fast things change; the store coalesces further).
 const STATE_COALESCE: Duration = Duration::from_millis(50);
+/// Rounds in a row a server's memory must be over `max_memory` before it is restarted: one
+/// sample over may be a moment's peak (a request that allocates and frees).
+const MEMORY_ROUNDS: u8 = 2;
 
 /// An orphan an HTTP handler may kill: checked by the supervisor, killed by the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +207,13 @@ struct Server {
     orphaned_pid: Option<u32>,
     /// The monitor's last figures for the process group (and its main process), while alive.
     sample: Option<Sample>,
+    /// Rounds in a row the group's memory was over `max_memory`.
+    memory_over: u8,
+    /// Restarts for `max_memory` since tend started (a counter for `/metrics`: never reset).
+    memory_restarts: u64,
+    /// Why tend itself restarted the server: kept as `last_error` by the next process, so the
+    /// reason is still there once the restart is done.
+    restart_reason: Option<String>,
     epoch: u64,
     stopping: Option<Stopping>,
     pending_start: bool,
@@ -265,6 +275,7 @@ impl Server {
             processes: sample.map(|s| s.processes),
             ports: self.ports.iter().map(|p| (p.port, p.open)).collect(),
             orphaned: self.orphaned,
+            memory_restarts: self.memory_restarts,
         }
     }
 
@@ -381,6 +392,9 @@ impl ServerOrchestrator {
                 orphaned: false,
                 orphaned_pid: None,
                 sample: None,
+                memory_over: 0,
+                memory_restarts: 0,
+                restart_reason: None,
                 epoch: 0,
                 stopping: None,
                 pending_start: false,
@@ -790,6 +804,7 @@ impl ServerOrchestrator {
         if by_person {
             server.restarts = 0;
             server.streak = 0;
+            server.restart_reason = None;
         }
         server.spawn_error = None;
         server.pending_start = true;
@@ -945,11 +960,12 @@ impl ServerOrchestrator {
                 server.adopted = false;
                 server.exit_code = None;
                 server.exit_signal = None;
-                server.last_error = None;
+                server.last_error = server.restart_reason.take();
                 server.opened_once = false;
                 server.ports_ok = config.ports.is_empty();
                 server.ports = server.closed_ports();
                 server.sample = None;
+                server.memory_over = 0;
                 server.epoch += 1;
                 self.spawn_successes += 1;
                 self.by_pid.insert(spawned.pid, index);
@@ -1178,7 +1194,7 @@ impl ServerOrchestrator {
             log::warn!(target: LOG, "Server '{}' {}", id, message);
             server.last_error = Some(message);
         } else {
-            server.last_error = None;
+            server.last_error = server.restart_reason.clone();
         }
         log::info!(target: LOG, "Server '{}' stopped (PID: {}) in {} ms", id, pid, stopping.signalled_at.elapsed().as_millis());
         self.set_status(index, Status::Stopped);
@@ -1207,6 +1223,7 @@ impl ServerOrchestrator {
                 // Nobody watching: keep the numbers for the API, skip building the event.
                 let watched = self.hub.subscriber_count() > 0;
                 let mut entries = Vec::with_capacity(if watched { stats.len() } else { 0 });
+                let mut over_memory = Vec::new();
                 for sample in stats {
                     let sample_index = sample.index;
                     let Some(server) = self.servers.get_mut(sample_index) else {
@@ -1223,8 +1240,21 @@ impl ServerOrchestrator {
                             processes: sample.processes,
                         });
                     }
+                    if let Some(limit) = server.config.max_memory {
+                        if sample.rss_bytes > limit {
+                            server.memory_over = server.memory_over.saturating_add(1);
+                            if server.memory_over >= MEMORY_ROUNDS {
+                                over_memory.push((sample_index, sample.rss_bytes, limit));
+                            }
+                        } else {
+                            server.memory_over = 0;
+                        }
+                    }
                     server.sample = Some(sample);
                     self.list_json.forget(sample_index);
+                }
+                for (index, rss_bytes, limit_bytes) in over_memory {
+                    self.restart_for_memory(index, rss_bytes, limit_bytes);
                 }
                 if !entries.is_empty() {
                     self.hub.publish(&Event::Stats(entries));
@@ -1243,6 +1273,37 @@ impl ServerOrchestrator {
                 self.health_rounds.observe(took);
             }
         }
+    }
+
+    /// Restarts a server whose group stayed over `max_memory`, through the normal stop (its
+    /// stop signal, then SIGKILL after `stop_timeout_ms`), as PM2's `max_memory_restart` does.
+    fn restart_for_memory(&mut self, index: usize, rss_bytes: u64, limit_bytes: u64) {
+        let server = &mut self.servers[index];
+        let Some(pid) = server.pid else { return };
+        if server.stopping.is_some() || server.pending_stop {
+            return;
+        }
+        let reason = format!(
+            "memory {} over {}: restarted",
+            health::format_memory(rss_bytes),
+            health::format_size(limit_bytes)
+        );
+        log::warn!(target: LOG, "Server '{}' (PGID: {}) uses {} bytes, over max_memory {} bytes for {} rounds; restarting",
+            server.config.id, pid, rss_bytes, limit_bytes, MEMORY_ROUNDS);
+        server.memory_over = 0;
+        server.memory_restarts += 1;
+        server.restarts += 1;
+        server.restart_reason = Some(reason.clone());
+        server.last_error = Some(reason);
+        let id = server.config.id.clone();
+        self.timeline(Timeline::MemoryExceeded {
+            id,
+            pid,
+            rss_bytes,
+            limit_bytes,
+        });
+        self.state_dirty = true;
+        self.begin_stop(index, AfterStop::Start);
     }
 
     fn on_observed(&mut self, index: usize, pid: Option<u32>, observation: Observation) {

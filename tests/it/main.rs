@@ -11,6 +11,7 @@
 mod cli;
 mod connections;
 mod export;
+mod health;
 mod http;
 mod lifecycle;
 mod logs;
