@@ -103,6 +103,8 @@ pub struct ServerConfig {
     pub depends_on: Vec<String>,
     /// Group RSS (bytes) over which, two rounds in a row, the server is restarted.
     pub max_memory: Option<u64>,
+    /// How tend knows the server answers, beyond its ports.
+    pub health: Option<health::HealthCheck>,
     /// 1-based line of the server's object in the file, for messages.
     pub line: usize,
 }
@@ -163,6 +165,7 @@ impl ServerConfig {
             retry_fatal: Some(Duration::from_millis(300_000)),
             depends_on: Vec::new(),
             max_memory: None,
+            health: None,
             line,
         }
     }
@@ -206,6 +209,7 @@ const SERVER_KEYS: &[&str] = &[
     "retry_fatal_ms",
     "depends_on",
     "max_memory",
+    "health",
 ];
 
 /// The files `locate` tries, in order, relative to the working directory (DESIGN §1).
@@ -1123,6 +1127,7 @@ impl Checker<'_> {
             at.line,
         );
         let mut depends_at = Vec::new();
+        let mut health = None;
         for (key, value) in object {
             let f = Field::new(&field.path, key, &place);
             match key.as_str() {
@@ -1206,8 +1211,13 @@ impl Checker<'_> {
                     (config.depends_on, depends_at) = self.depends_on(&f, value).into_iter().unzip()
                 }
                 "max_memory" => config.max_memory = self.max_memory(&f, value),
+                // Read once the ports are known: a path is probed on the first one.
+                "health" => health = Some((f, value)),
                 _ => self.unknown_key(&f.path, key, &place, SERVER_KEYS),
             }
+        }
+        if let Some((f, value)) = health {
+            config.health = self.health(&f, value, &config.ports);
         }
         for required in ["id", "command"] {
             if !object.contains_key(required) {
@@ -1594,6 +1604,7 @@ mod tests {
             retry_fatal: Some(Duration::from_millis(300_000)),
             depends_on: Vec::new(),
             max_memory: None,
+            health: None,
             line,
         }
     }
@@ -1716,6 +1727,7 @@ mod tests {
             retry_fatal: None,
             depends_on: vec!["db".to_string()],
             max_memory: None,
+            health: None,
             line: 14,
         };
         assert_eq!(*web, expected_web);
@@ -2401,7 +2413,7 @@ mod tests {
             ),
             (
                 r#"{"servers": [{"id": "web", "command": "x", "xyz": 1}]}"#,
-                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, max_memory)",
+                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, max_memory, health)",
             ),
             (
                 r#"{"servers": [], "zzz": 1}"#,
