@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::ExportFormat;
+use crate::config::health::{HealthCheck, Probe};
 use crate::config::{CommandSpec, Config, RestartPolicy, ServerConfig, parse_env_file};
 use crate::error::{Context, Error};
 use crate::model::signal_name;
@@ -329,6 +330,21 @@ fn service_unit(
         "# The command {}.",
         comment_text(&shell::describe(&server.command))
     );
+    if let Some(HealthCheck {
+        probe: Probe::Http(http),
+        ..
+    }) = &server.health
+    {
+        let _ = writeln!(
+            text,
+            "# Not checked by systemd: tend's health check (GET http://{}{}, expecting {}-{});\n\
+             # the unit is active once its program started, answering or not.",
+            http.addr,
+            comment_text(&http.path),
+            http.expect.0,
+            http.expect.1
+        );
+    }
 
     text.push_str("[Unit]\n");
     let _ = writeln!(
@@ -1056,6 +1072,22 @@ mod tests {
         assert!(text.contains("Restart=no\n"), "{text}");
         assert!(!text.contains("StartLimit"), "{text}");
         assert!(text.contains("KillSignal=40\n"), "{text}");
+    }
+
+    #[test]
+    fn a_health_check_is_named_as_what_systemd_cannot_check() {
+        let config = config(
+            r#"{"servers": [{"id": "a", "command": "true", "ports": [8000],
+                             "health": {"http": "/healthz"}}]}"#,
+        );
+        let text = &systemd(&config, false, &host(), Path::new("/e"))
+            .unwrap()
+            .units[0]
+            .text;
+        assert!(
+            text.contains("# Not checked by systemd: tend's health check (GET http://127.0.0.1:8000/healthz, expecting 200-399);\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod export;
 #[cfg(test)]
 mod fuzz_tests;
 mod http;
+mod httpprobe;
 mod listjson;
 mod logfile;
 mod logger;

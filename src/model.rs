@@ -121,6 +121,25 @@ pub struct ServerView {
     pub main_cpu_percent: Option<f64>,
     pub main_rss_bytes: Option<u64>,
     pub last_error: Option<String>,
+    /// The last health check of the running process (`health` in the config); `None` without
+    /// one, or before its first result.
+    pub health: Option<HealthView>,
+}
+
+/// The last health check's result, as the API and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    pub ok: bool,
+    /// What a person reads: "HTTP 503 from /healthz", "timed out after 1000 ms (/healthz)".
+    pub detail: String,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub at: u64,
+    pub duration_ms: u64,
+    /// Failed checks in a row (0 after a success).
+    pub failures: u32,
+    /// The check has passed at least once for this process (readiness).
+    pub ready: bool,
 }
 
 /// CPU and memory of one running server, sent once per health round (DESIGN §5 `stats`).
@@ -139,7 +158,7 @@ pub struct StatsEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// One server changed (status, pid, ports, flags or restarts).
-    Server(ServerView),
+    Server(Box<ServerView>),
     /// CPU and memory of running servers after a health round.
     Stats(Vec<StatsEntry>),
     /// A named timeline event.
@@ -196,6 +215,14 @@ pub enum Timeline {
         pid: u32,
         signal: String,
     },
+    /// The health check started failing, passing again, or failing differently.
+    #[serde(rename_all = "camelCase")]
+    HealthChanged {
+        id: String,
+        pid: u32,
+        ok: bool,
+        detail: String,
+    },
     /// The server's process group stayed over its `max_memory`; a restart follows.
     #[serde(rename_all = "camelCase")]
     MemoryExceeded {
@@ -219,6 +246,7 @@ impl Timeline {
             Timeline::OrphanCleared { .. } => "orphanCleared",
             Timeline::OrphanKilled { .. } => "orphanKilled",
             Timeline::MemoryExceeded { .. } => "memoryExceeded",
+            Timeline::HealthChanged { .. } => "healthChanged",
         }
     }
 }
@@ -371,6 +399,7 @@ mod tests {
             main_cpu_percent: None,
             main_rss_bytes: None,
             last_error: None,
+            health: None,
         };
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["status"], "backoff");
@@ -378,6 +407,7 @@ mod tests {
         assert_eq!(json["ports"][0]["ownerPid"], 7);
         assert!(json.get("uptimeMs").is_some());
         assert!(json.get("mainRssBytes").is_some());
+        assert!(json["health"].is_null());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, after, select};
 
+use crate::httpprobe::{self, HttpProbe, Outcome};
 use crate::members::Members;
 use crate::model::{PortView, reachable_ip};
 use crate::{probe, process, procfs, sockdiag};
@@ -24,6 +25,16 @@ const LOG: &str = "ProcessMonitor";
 
 /// How often servers that are starting are looked at.
 pub const QUICK_INTERVAL: Duration = Duration::from_millis(20);
+/// How often a starting server's HTTP health check is tried until it first passes: soon after
+/// it is ready, without a request every [`QUICK_INTERVAL`] to a program still loading.
+pub const STARTING_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A server's HTTP health check as the monitor runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpWatch {
+    pub probe: HttpProbe,
+    pub interval: Duration,
+}
 
 /// What the monitor should watch for one server (by its index in config order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,8 +44,10 @@ pub struct Watch {
     pub ports: Vec<u16>,
     /// Not our child: liveness is checked here as a fallback to pidfds.
     pub adopted: bool,
-    /// Starting: look at its ports every [`QUICK_INTERVAL`].
+    /// Starting: look at its ports every [`QUICK_INTERVAL`] (and probe it every
+    /// [`STARTING_PROBE_INTERVAL`]).
     pub quick: bool,
+    pub http: Option<HttpWatch>,
 }
 
 pub enum MonitorCmd {
@@ -71,6 +84,17 @@ pub enum Report {
     Vanished { index: usize, pid: u32 },
     /// A full round finished; `took` is how long it ran.
     RoundDone { took: Duration },
+    /// HTTP health probes that ended, all of one batch.
+    Probed(Vec<Probed>),
+}
+
+/// One HTTP health probe's answer, for the process it was made for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probed {
+    pub index: usize,
+    pub pid: u32,
+    pub outcome: Outcome,
+    pub took: Duration,
 }
 
 /// One running server's figures: its whole process group's, and its main process's.
@@ -130,6 +154,8 @@ struct ProcessMonitor {
     /// Per server process (by its PID): the group's CPU ticks so far and when they were taken.
     group_cpu: HashMap<u32, (u64, Instant)>,
     members: Members,
+    /// Per server, when its HTTP health check is next due.
+    next_probe: Vec<Option<Instant>>,
 }
 
 impl ProcessMonitor {
@@ -144,6 +170,7 @@ impl ProcessMonitor {
             cpu: HashMap::new(),
             group_cpu: HashMap::new(),
             members: Members::default(),
+            next_probe: Vec::new(),
         }
     }
 
@@ -163,11 +190,18 @@ impl ProcessMonitor {
             let quick: Vec<usize> = (0..self.watches.len())
                 .filter(|&i| self.watches[i].quick && !self.watches[i].ports.is_empty())
                 .collect();
-            let wake = if quick.is_empty() {
+            if self.probes_due(now) {
+                self.probe_http(now);
+                continue;
+            }
+            let mut wake = if quick.is_empty() {
                 next_full
             } else {
                 next_full.min(now + QUICK_INTERVAL)
             };
+            if let Some(probe_at) = self.next_probe.iter().flatten().min() {
+                wake = wake.min(*probe_at);
+            }
             select! {
                 recv(commands) -> command => match command {
                     Ok(MonitorCmd::Set { index, watch }) => self.set(index, watch),
@@ -188,9 +222,18 @@ impl ProcessMonitor {
             self.watches.resize(index + 1, Watch::default());
             self.former.resize(index + 1, Vec::new());
             self.last.resize(index + 1, None);
+            self.next_probe.resize(index + 1, None);
         }
         let became_quick = watch.quick && !self.watches[index].quick;
-        if self.watches[index].pid != watch.pid {
+        let new_process = self.watches[index].pid != watch.pid;
+        if new_process || self.watches[index].http != watch.http {
+            // A process just spawned cannot answer yet: its first probe comes a moment later.
+            self.next_probe[index] = match (&watch.http, watch.pid) {
+                (Some(_), Some(_)) => Some(Instant::now() + STARTING_PROBE_INTERVAL),
+                _ => None,
+            };
+        }
+        if new_process {
             // A new process: report its first observation even if it looks like the last one.
             self.last[index] = None;
             if let Some(before) = self.watches[index].pid {
@@ -200,6 +243,57 @@ impl ProcessMonitor {
         self.watches[index] = watch;
         if became_quick && !self.watches[index].ports.is_empty() {
             self.round(Some(&[index]));
+        }
+    }
+
+    fn probes_due(&self, now: Instant) -> bool {
+        self.next_probe.iter().flatten().any(|&at| at <= now)
+    }
+
+    /// Runs every HTTP health probe that is due, and those due within half their interval, in
+    /// one batch: servers that started at different times fall into step after one interval,
+    /// so a round of many probes is one batch costing one timeout, not one batch each.
+    fn probe_http(&mut self, now: Instant) {
+        let mut indices = Vec::new();
+        let mut probes = Vec::new();
+        for (index, watch) in self.watches.iter().enumerate() {
+            let (Some(http), Some(_), Some(at)) = (&watch.http, watch.pid, self.next_probe[index])
+            else {
+                continue;
+            };
+            let cadence = if watch.quick {
+                STARTING_PROBE_INTERVAL
+            } else {
+                http.interval
+            };
+            if at <= now + cadence / 2 {
+                indices.push(index);
+                probes.push(http.probe.clone());
+            }
+        }
+        let answers = httpprobe::probe_all(&probes);
+        let mut probed = Vec::with_capacity(answers.len());
+        for (index, answer) in indices.into_iter().zip(answers) {
+            let watch = &self.watches[index];
+            let (Some(http), Some(pid)) = (&watch.http, watch.pid) else {
+                continue;
+            };
+            let cadence = if watch.quick {
+                STARTING_PROBE_INTERVAL
+            } else {
+                http.interval
+            };
+            self.next_probe[index] = Some(now + cadence);
+            probed.push(Probed {
+                index,
+                pid,
+                outcome: answer.outcome,
+                took: answer.took,
+            });
+        }
+        log::trace!(target: LOG, "{} HTTP probes in {} µs", probed.len(), now.elapsed().as_micros());
+        if !probed.is_empty() {
+            let _ = self.reports.send(Report::Probed(probed));
         }
     }
 

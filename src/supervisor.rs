@@ -16,16 +16,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, after, never, select};
 
-use crate::config::{Config, OnExit, ServerConfig, health};
+use crate::config::health::{self, HealthCheck, Probe};
+use crate::config::{Config, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
+use crate::httpprobe::{self, HttpProbe, Outcome};
 use crate::listjson::ListJson;
 use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{
-    Action, Event, PortView, ServerView, StatsEntry, Status, Timeline, signal_name,
+    Action, Event, HealthView, PortView, ServerView, StatsEntry, Status, Timeline, signal_name,
 };
-use crate::monitor::{MonitorCmd, Observation, Report, Sample, Watch};
+use crate::monitor::{HttpWatch, MonitorCmd, Observation, Probed, Report, Sample, Watch};
 use crate::pidwatch::PidWatcher;
-use crate::policy::{self, AfterExit, ExitKind};
+use crate::policy::{self, AfterExit, Check, ExitKind};
 use crate::process::{self, SignalError};
 use crate::procfs;
 use crate::reaper::{Exit, ExitStatus, Shutdown};
@@ -158,6 +160,8 @@ enum TimerKind {
     GroupCheck,
     StartGrace,
     RetryFatal,
+    /// `restart_unhealthy_after_ms` may have passed for an unhealthy server.
+    UnhealthyRestart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -180,6 +184,31 @@ struct Stopping {
     forced: bool,
     leader_gone: bool,
     then: AfterStop,
+}
+
+/// Where a server's health check (`health` in its config) stands for its current process, and
+/// its counts since tend started.
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Passed at least once for this process.
+    ready: bool,
+    /// Failed in a row.
+    failing: u32,
+    last: Option<HealthView>,
+    unhealthy_since: Option<Instant>,
+    probes: u64,
+    probe_failures: u64,
+    last_took: Option<Duration>,
+}
+
+impl HealthState {
+    /// Forgets the last process's results, keeping the counts.
+    fn reset(&mut self) {
+        self.ready = false;
+        self.failing = 0;
+        self.last = None;
+        self.unhealthy_since = None;
+    }
 }
 
 /// Everything the supervisor knows of one server.
@@ -214,6 +243,7 @@ struct Server {
     /// Why tend itself restarted the server: kept as `last_error` by the next process, so the
     /// reason is still there once the restart is done.
     restart_reason: Option<String>,
+    health: HealthState,
     epoch: u64,
     stopping: Option<Stopping>,
     pending_start: bool,
@@ -255,6 +285,7 @@ impl Server {
             main_cpu_percent: sample.map(|s| s.main_cpu_percent),
             main_rss_bytes: sample.map(|s| s.main_rss_bytes),
             last_error: self.last_error.clone(),
+            health: self.health.last.clone().filter(|_| alive),
         }
     }
 
@@ -276,6 +307,11 @@ impl Server {
             ports: self.ports.iter().map(|p| (p.port, p.open)).collect(),
             orphaned: self.orphaned,
             memory_restarts: self.memory_restarts,
+            probes: self.config.health.as_ref().map(|_| metrics::ProbeCounts {
+                total: self.health.probes,
+                failures: self.health.probe_failures,
+                last_duration: self.health.last_took,
+            }),
         }
     }
 
@@ -340,6 +376,8 @@ pub struct ServerOrchestrator {
     boot_id: String,
     on_exit: OnExit,
     max_sse_clients: usize,
+    /// How often health checks run unless a server's `health.interval_ms` says otherwise.
+    health_interval: Duration,
     /// Servers changed in this turn, each once, in the order they changed: a turn costs its
     /// changes, not a scan of every server.
     changed: Vec<bool>,
@@ -395,6 +433,7 @@ impl ServerOrchestrator {
                 memory_over: 0,
                 memory_restarts: 0,
                 restart_reason: None,
+                health: HealthState::default(),
                 epoch: 0,
                 stopping: None,
                 pending_start: false,
@@ -428,6 +467,7 @@ impl ServerOrchestrator {
             boot_id,
             on_exit: config.on_exit,
             max_sse_clients: config.max_sse_clients,
+            health_interval: config.health_interval,
             changed: vec![false; count],
             changed_order: Vec::new(),
             list_json: ListJson::new(count),
@@ -966,6 +1006,7 @@ impl ServerOrchestrator {
                 server.ports = server.closed_ports();
                 server.sample = None;
                 server.memory_over = 0;
+                server.health.reset();
                 server.epoch += 1;
                 self.spawn_successes += 1;
                 self.by_pid.insert(spawned.pid, index);
@@ -974,7 +1015,7 @@ impl ServerOrchestrator {
                     pid: spawned.pid,
                 });
                 self.set_status(index, Status::Starting);
-                if config.ports.is_empty() {
+                if config.ports.is_empty() && config.health.is_none() {
                     self.set_status(index, Status::Running);
                 }
                 self.arm(index, TimerKind::StartGrace, config.start_timeout);
@@ -1268,6 +1309,11 @@ impl ServerOrchestrator {
                     });
                 }
             }
+            Report::Probed(answers) => {
+                for probed in answers {
+                    self.on_probed(probed);
+                }
+            }
             Report::RoundDone { took } => {
                 log::trace!(target: "ProcessMonitor", "Health round took {} µs", took.as_micros());
                 self.health_rounds.observe(took);
@@ -1304,6 +1350,83 @@ impl ServerOrchestrator {
         });
         self.state_dirty = true;
         self.begin_stop(index, AfterStop::Start);
+    }
+
+    /// An HTTP health probe's answer: readiness on the first pass, `unhealthy` after
+    /// `failures` failures in a row, and the result in the server's `health`.
+    fn on_probed(&mut self, probed: Probed) {
+        let index = probed.index;
+        let Some(server) = self.servers.get_mut(index) else {
+            return;
+        };
+        let Some(HealthCheck {
+            probe: Probe::Http(check),
+            ..
+        }) = server.config.health.as_ref()
+        else {
+            return;
+        };
+        if server.pid != Some(probed.pid) || server.stopping.is_some() {
+            return; // About a process that has since changed, or is being stopped.
+        }
+        let ok = matches!(probed.outcome, Outcome::Status(status)
+            if (check.expect.0..=check.expect.1).contains(&status));
+        let detail = httpprobe::describe(&probed.outcome, &check.path, check.timeout);
+        let health = &mut server.health;
+        health.probes += 1;
+        health.last_took = Some(probed.took);
+        if ok {
+            health.ready = true;
+            health.failing = 0;
+        } else {
+            health.probe_failures += 1;
+            health.failing = health.failing.saturating_add(1);
+        }
+        let before = health.last.as_ref().map(|h| (h.ok, h.detail.clone()));
+        // A passing check that changed only its words (200 to 204) is no news.
+        let news = match &before {
+            None => true,
+            Some((was_ok, was_detail)) => *was_ok != ok || (!ok && *was_detail != detail),
+        };
+        let view = HealthView {
+            ok,
+            detail: detail.clone(),
+            at: epoch_ms(SystemTime::now()),
+            duration_ms: probed.took.as_millis() as u64,
+            failures: health.failing,
+            ready: health.ready,
+        };
+        let visible = health.last.as_ref().is_none_or(|last| {
+            last.ok != view.ok
+                || last.detail != view.detail
+                || last.failures != view.failures
+                || last.ready != view.ready
+        });
+        health.last = Some(view);
+        let id = server.config.id.clone();
+        let threshold = check.failures;
+        let failing = health.failing;
+        if news {
+            if ok {
+                log::info!(target: "ProcessMonitor", "Health check of '{}' passes: {}", id, detail);
+            } else {
+                log::warn!(target: "ProcessMonitor", "Health check of '{}' failed: {} ({} in a row; unhealthy at {})", id, detail, failing, threshold);
+            }
+            self.timeline(Timeline::HealthChanged {
+                id,
+                pid: probed.pid,
+                ok,
+                detail,
+            });
+        }
+        // The time and duration change with every probe: the list must not keep the old ones,
+        // but only a visible change is worth a `server` event.
+        if visible {
+            self.mark_changed(index);
+        } else {
+            self.list_json.forget(index);
+        }
+        self.update_health(index);
     }
 
     fn on_observed(&mut self, index: usize, pid: Option<u32>, observation: Observation) {
@@ -1378,19 +1501,91 @@ impl ServerOrchestrator {
             server.opened_once = true;
         }
         let since = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
-        let status = policy::health_status(
+        let check = match &server.config.health {
+            None => Check::Absent,
+            Some(HealthCheck {
+                probe: Probe::Http(http),
+                ..
+            }) => {
+                if !server.health.ready {
+                    Check::NotReady
+                } else if server.health.failing >= http.failures {
+                    Check::Failing
+                } else {
+                    Check::Passing
+                }
+            }
+        };
+        let status = policy::server_status(
             server.ports_ok,
             server.opened_once,
             since,
             server.config.start_timeout,
+            check,
         );
         if status != server.status {
             if status == Status::Unhealthy {
-                log::warn!(target: "ProcessMonitor", "Server '{}' is unhealthy: a port is closed", server.config.id);
+                let why = match (server.ports_ok, &server.health.last) {
+                    (true, Some(last)) => last.detail.clone(),
+                    (true, None) => "no health check passed yet".to_string(),
+                    (false, _) => "a port is closed".to_string(),
+                };
+                log::warn!(target: "ProcessMonitor", "Server '{}' is unhealthy: {}", server.config.id, why);
+                let restart_after = server
+                    .config
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.restart_unhealthy_after);
+                server.health.unhealthy_since = Some(Instant::now());
+                if let Some(after) = restart_after {
+                    self.arm(index, TimerKind::UnhealthyRestart, after);
+                }
+            } else {
+                server.health.unhealthy_since = None;
             }
             self.set_status(index, status);
             self.send_watch(index);
         }
+    }
+
+    /// `restart_unhealthy_after_ms`: restarts a server that stayed unhealthy that long.
+    fn check_unhealthy_restart(&mut self, index: usize) {
+        let server = &mut self.servers[index];
+        let (Some(since), Some(after)) = (
+            server.health.unhealthy_since,
+            server
+                .config
+                .health
+                .as_ref()
+                .and_then(|h| h.restart_unhealthy_after),
+        ) else {
+            return;
+        };
+        if server.status != Status::Unhealthy || server.stopping.is_some() {
+            return;
+        }
+        let elapsed = since.elapsed();
+        if elapsed < after {
+            // Unhealthy again after a recovery since this timer was armed: wait the rest.
+            self.arm(index, TimerKind::UnhealthyRestart, after - elapsed);
+            return;
+        }
+        let why = server
+            .health
+            .last
+            .as_ref()
+            .filter(|h| !h.ok)
+            .map_or_else(|| "a port is closed".to_string(), |h| h.detail.clone());
+        let reason = format!(
+            "unhealthy for {} ms ({why}): restarted",
+            elapsed.as_millis()
+        );
+        log::warn!(target: LOG, "Server '{}' {}", server.config.id, reason);
+        server.restarts += 1;
+        server.restart_reason = Some(reason.clone());
+        server.last_error = Some(reason);
+        self.state_dirty = true;
+        self.begin_stop(index, AfterStop::Start);
     }
 
     // ---- timers ---------------------------------------------------------------------------
@@ -1436,6 +1631,7 @@ impl ServerOrchestrator {
                 }
             }
             TimerKind::StartGrace => self.update_health(index),
+            TimerKind::UnhealthyRestart => self.check_unhealthy_restart(index),
             TimerKind::Escalate => self.escalate(index),
             TimerKind::GroupCheck => {
                 let pgid = self.servers[index].last_leader;
@@ -1583,6 +1779,20 @@ impl ServerOrchestrator {
             ports: server.config.ports.clone(),
             adopted: server.adopted,
             quick: server.status == Status::Starting && server.pid.is_some(),
+            http: match &server.config.health {
+                Some(HealthCheck {
+                    probe: Probe::Http(http),
+                    ..
+                }) => Some(HttpWatch {
+                    probe: HttpProbe {
+                        addr: http.addr,
+                        path: http.path.clone(),
+                        timeout: http.timeout,
+                    },
+                    interval: http.interval.unwrap_or(self.health_interval),
+                }),
+                None => None,
+            },
         };
         let _ = self.outputs.monitor.send(MonitorCmd::Set { index, watch });
     }
@@ -1661,7 +1871,7 @@ impl ServerOrchestrator {
         for index in std::mem::take(&mut self.changed_order) {
             self.changed[index] = false;
             let view = self.servers[index].view(now);
-            self.hub.publish(&Event::Server(view));
+            self.hub.publish(&Event::Server(Box::new(view)));
         }
         if self.state_dirty && self.state_due.is_none() {
             // The first change after a quiet spell is written at once; a burst waits its turn.

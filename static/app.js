@@ -464,6 +464,7 @@ const TIMELINE = {
   orphanDetected: (d) => ['warn', `orphan PID ${d.pid || '?'} holds port ${d.port}`],
   orphanCleared: (d) => ['ok', `orphan PID ${d.pid || '?'} no longer holds port ${d.port}`],
   orphanKilled: (d) => ['info', `orphan PID ${d.pid} killed${d.signal ? ` (${d.signal})` : ''}`],
+  healthChanged: (d) => [d.ok ? 'ok' : 'warn', `health check ${d.ok ? 'passes' : 'failed'}: ${d.detail}`],
   memoryExceeded: (d) => ['warn', `memory ${mib(d.rssBytes)} over ${mib(d.limitBytes)}: restarting`],
 };
 function mib(bytes) { return `${Math.round((bytes || 0) / 1048576)} MiB`; }

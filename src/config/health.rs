@@ -146,9 +146,11 @@ pub fn parse_http_target(text: &str) -> Result<HttpTarget, String> {
             .ok_or_else(|| "an IPv6 host needs its closing ']'".to_string())?;
         let port = match after {
             "" => None,
-            _ => Some(after.strip_prefix(':').ok_or_else(|| {
-                format!("unexpected {} after the host", quoted(after))
-            })?),
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("unexpected {} after the host", quoted(after)))?,
+            ),
         };
         (host, port)
     } else {
@@ -208,19 +210,28 @@ pub fn parse_expect(value: &Value) -> Result<(u16, u16), String> {
     };
     match value {
         Value::Number(n) => {
-            let code = status(n.as_u64().ok_or_else(|| format!("{n} is not an HTTP status"))?)?;
+            let code = status(
+                n.as_u64()
+                    .ok_or_else(|| format!("{n} is not an HTTP status"))?,
+            )?;
             Ok((code, code))
         }
         Value::String(text) => {
             let (low, high) = text.split_once('-').unwrap_or((text, text));
             let parse = |part: &str| -> Result<u16, String> {
                 status(part.trim().parse::<u64>().map_err(|_| {
-                    format!("expected a status or a range such as \"200-399\", found {}", quoted(text))
+                    format!(
+                        "expected a status or a range such as \"200-399\", found {}",
+                        quoted(text)
+                    )
                 })?)
             };
             let (low, high) = (parse(low)?, parse(high)?);
             if low > high {
-                return Err(format!("the range {} is empty (write the lower status first)", quoted(text)));
+                return Err(format!(
+                    "the range {} is empty (write the lower status first)",
+                    quoted(text)
+                ));
             }
             Ok((low, high))
         }
@@ -267,7 +278,12 @@ impl Checker<'_> {
     }
 
     fn unknown_health_key(&mut self, field: &Field, key: &str) {
-        let mut message = format!("unknown key {} in {}{}", quoted(key), field.name, field.place);
+        let mut message = format!(
+            "unknown key {} in {}{}",
+            quoted(key),
+            field.name,
+            field.place
+        );
         match closest(key, HEALTH_KEYS.iter().copied()) {
             Some(near) => message.push_str(&format!("; did you mean '{near}'?")),
             None => message.push_str(&format!(" (allowed keys: {})", HEALTH_KEYS.join(", "))),
@@ -528,7 +544,11 @@ mod health_tests {
     #[test]
     fn urls_are_loopback_only() {
         for (text, addr, path) in [
-            ("http://127.0.0.1:8080/healthz", "127.0.0.1:8080", "/healthz"),
+            (
+                "http://127.0.0.1:8080/healthz",
+                "127.0.0.1:8080",
+                "/healthz",
+            ),
             ("http://localhost:81", "127.0.0.1:81", "/"),
             ("http://127.0.0.2/x", "127.0.0.2:80", "/x"),
             ("http://[::1]/", "[::1]:80", "/"),
@@ -543,8 +563,14 @@ mod health_tests {
             );
         }
         for (text, problem) in [
-            ("http://10.0.0.1:80/", "'10.0.0.1' is not a loopback address"),
-            ("http://example.com/", "'example.com' is not a loopback address"),
+            (
+                "http://10.0.0.1:80/",
+                "'10.0.0.1' is not a loopback address",
+            ),
+            (
+                "http://example.com/",
+                "'example.com' is not a loopback address",
+            ),
             ("http://[2001:db8::1]:80/", "is not a loopback address"),
             ("https://127.0.0.1/", "https is not supported"),
             ("healthz", "expected a path"),
