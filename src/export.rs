@@ -345,6 +345,18 @@ fn service_unit(
             http.expect.1
         );
     }
+    if let Some(HealthCheck {
+        probe: Probe::Log(regex),
+        ..
+    }) = &server.health
+    {
+        let _ = writeln!(
+            text,
+            "# Not checked by systemd: tend's readiness line /{}/; the unit is active once its\n\
+             # program started.",
+            comment_text(regex.as_str())
+        );
+    }
 
     text.push_str("[Unit]\n");
     let _ = writeln!(

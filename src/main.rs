@@ -28,6 +28,7 @@ mod probe;
 mod process;
 mod procfs;
 mod reaper;
+mod regex;
 mod shell;
 mod sockdiag;
 mod store;

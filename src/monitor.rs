@@ -11,7 +11,10 @@
 //! watches the supervisor sends and answers with reports.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, after, select};
@@ -19,6 +22,7 @@ use crossbeam_channel::{Receiver, Sender, after, select};
 use crate::httpprobe::{self, HttpProbe, Outcome};
 use crate::members::Members;
 use crate::model::{PortView, reachable_ip};
+use crate::regex::Regex;
 use crate::{probe, process, procfs, sockdiag};
 
 const LOG: &str = "ProcessMonitor";
@@ -28,6 +32,30 @@ pub const QUICK_INTERVAL: Duration = Duration::from_millis(20);
 /// How often a starting server's HTTP health check is tried until it first passes: soon after
 /// it is ready, without a request every [`QUICK_INTERVAL`] to a program still loading.
 pub const STARTING_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the log of a server waiting for its `health.log` line is read.
+pub const LOG_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+/// The most of a log read in one look: a server that prints faster is read over several.
+const LOG_SCAN_BYTES: usize = 64 * 1024;
+/// The longest line matched whole; the rest of a longer line is not looked at.
+const LOG_LINE_BYTES: usize = 4096;
+
+/// A server waiting for a line of its output to match its `health.log` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogWatch {
+    pub path: PathBuf,
+    pub regex: Regex,
+    /// Where this process's output begins in the file.
+    pub from: u64,
+}
+
+/// How far a log has been read.
+#[derive(Debug)]
+struct LogScan {
+    offset: u64,
+    /// The start of a line whose end has not been written yet.
+    partial: Vec<u8>,
+}
 
 /// A server's HTTP health check as the monitor runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +76,14 @@ pub struct Watch {
     /// [`STARTING_PROBE_INTERVAL`]).
     pub quick: bool,
     pub http: Option<HttpWatch>,
+    /// Set until the server's `health.log` line is seen.
+    pub log: Option<LogWatch>,
 }
 
 pub enum MonitorCmd {
     Set {
         index: usize,
-        watch: Watch,
+        watch: Box<Watch>,
     },
     /// Run a full round now (after an orphan was killed, say).
     CheckNow,
@@ -86,6 +116,12 @@ pub enum Report {
     RoundDone { took: Duration },
     /// HTTP health probes that ended, all of one batch.
     Probed(Vec<Probed>),
+    /// A line of the server's output matched its `health.log` pattern.
+    LogMatched {
+        index: usize,
+        pid: u32,
+        line: String,
+    },
 }
 
 /// One HTTP health probe's answer, for the process it was made for.
@@ -156,6 +192,9 @@ struct ProcessMonitor {
     members: Members,
     /// Per server, when its HTTP health check is next due.
     next_probe: Vec<Option<Instant>>,
+    /// Per server waiting for its `health.log` line, how far its log has been read.
+    log_scans: Vec<Option<LogScan>>,
+    next_log_scan: Instant,
 }
 
 impl ProcessMonitor {
@@ -171,6 +210,8 @@ impl ProcessMonitor {
             group_cpu: HashMap::new(),
             members: Members::default(),
             next_probe: Vec::new(),
+            log_scans: Vec::new(),
+            next_log_scan: Instant::now(),
         }
     }
 
@@ -194,6 +235,12 @@ impl ProcessMonitor {
                 self.probe_http(now);
                 continue;
             }
+            let scanning = self.log_scans.iter().any(Option::is_some);
+            if scanning && now >= self.next_log_scan {
+                self.scan_logs();
+                self.next_log_scan = now + LOG_SCAN_INTERVAL;
+                continue;
+            }
             let mut wake = if quick.is_empty() {
                 next_full
             } else {
@@ -202,9 +249,12 @@ impl ProcessMonitor {
             if let Some(probe_at) = self.next_probe.iter().flatten().min() {
                 wake = wake.min(*probe_at);
             }
+            if scanning {
+                wake = wake.min(self.next_log_scan);
+            }
             select! {
                 recv(commands) -> command => match command {
-                    Ok(MonitorCmd::Set { index, watch }) => self.set(index, watch),
+                    Ok(MonitorCmd::Set { index, watch }) => self.set(index, *watch),
                     Ok(MonitorCmd::CheckNow) => next_full = Instant::now(),
                     Err(_) => return,
                 },
@@ -223,6 +273,7 @@ impl ProcessMonitor {
             self.former.resize(index + 1, Vec::new());
             self.last.resize(index + 1, None);
             self.next_probe.resize(index + 1, None);
+            self.log_scans.resize_with(index + 1, || None);
         }
         let became_quick = watch.quick && !self.watches[index].quick;
         let new_process = self.watches[index].pid != watch.pid;
@@ -230,6 +281,15 @@ impl ProcessMonitor {
             // A process just spawned cannot answer yet: its first probe comes a moment later.
             self.next_probe[index] = match (&watch.http, watch.pid) {
                 (Some(_), Some(_)) => Some(Instant::now() + STARTING_PROBE_INTERVAL),
+                _ => None,
+            };
+        }
+        if new_process || self.watches[index].log != watch.log {
+            self.log_scans[index] = match (&watch.log, watch.pid) {
+                (Some(log), Some(_)) => Some(LogScan {
+                    offset: log.from,
+                    partial: Vec::new(),
+                }),
                 _ => None,
             };
         }
@@ -243,6 +303,61 @@ impl ProcessMonitor {
         self.watches[index] = watch;
         if became_quick && !self.watches[index].ports.is_empty() {
             self.round(Some(&[index]));
+        }
+    }
+
+    /// Reads what each waiting server printed since the last look and reports the first line
+    /// that matches its pattern. Reads only new bytes (at most [`LOG_SCAN_BYTES`] a look);
+    /// a file that shrank was rotated, and is read again from its start.
+    fn scan_logs(&mut self) {
+        for index in 0..self.log_scans.len() {
+            let Some(scan) = self.log_scans[index].as_mut() else {
+                continue;
+            };
+            let watch = &self.watches[index];
+            let (Some(log), Some(pid)) = (&watch.log, watch.pid) else {
+                self.log_scans[index] = None;
+                continue;
+            };
+            let Ok(mut file) = File::open(&log.path) else {
+                continue;
+            };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < scan.offset {
+                scan.offset = 0;
+                scan.partial.clear();
+            }
+            if len == scan.offset || file.seek(SeekFrom::Start(scan.offset)).is_err() {
+                continue;
+            }
+            let mut chunk = Vec::with_capacity(LOG_SCAN_BYTES.min((len - scan.offset) as usize));
+            let Ok(read) = file.take(LOG_SCAN_BYTES as u64).read_to_end(&mut chunk) else {
+                continue;
+            };
+            scan.offset += read as u64;
+            let mut matched = None;
+            for piece in chunk.split_inclusive(|&b| b == b'\n') {
+                let room = LOG_LINE_BYTES.saturating_sub(scan.partial.len());
+                scan.partial
+                    .extend_from_slice(&piece[..piece.len().min(room)]);
+                if !piece.ends_with(b"\n") {
+                    break;
+                }
+                let line = String::from_utf8_lossy(&scan.partial);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if log.regex.is_match(line) {
+                    matched = Some(line.to_string());
+                    break;
+                }
+                scan.partial.clear();
+            }
+            if let Some(line) = matched {
+                self.log_scans[index] = None;
+                let report = Report::LogMatched { index, pid, line };
+                if self.reports.send(report).is_err() {
+                    return;
+                }
+            }
         }
     }
 

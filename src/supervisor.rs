@@ -25,7 +25,7 @@ use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{
     Action, Event, HealthView, PortView, ServerView, StatsEntry, Status, Timeline, signal_name,
 };
-use crate::monitor::{HttpWatch, MonitorCmd, Observation, Probed, Report, Sample, Watch};
+use crate::monitor::{HttpWatch, LogWatch, MonitorCmd, Observation, Probed, Report, Sample, Watch};
 use crate::pidwatch::PidWatcher;
 use crate::policy::{self, AfterExit, Check, ExitKind};
 use crate::process::{self, SignalError};
@@ -244,6 +244,8 @@ struct Server {
     /// reason is still there once the restart is done.
     restart_reason: Option<String>,
     health: HealthState,
+    /// Where the current process's output begins in its log file (for `health.log`).
+    log_from: u64,
     epoch: u64,
     stopping: Option<Stopping>,
     pending_start: bool,
@@ -434,6 +436,7 @@ impl ServerOrchestrator {
                 memory_restarts: 0,
                 restart_reason: None,
                 health: HealthState::default(),
+                log_from: 0,
                 epoch: 0,
                 stopping: None,
                 pending_start: false,
@@ -544,8 +547,22 @@ impl ServerOrchestrator {
             server.adopted = true;
             server.epoch += 1;
             server.opened_once = false;
+            // The line a log check waits for was printed before tend restarted, if ever: an
+            // adopted process has been running, so it counts as ready.
+            let health = self.servers[index].config.health.clone();
+            self.servers[index].health.reset();
+            self.servers[index].health.ready = matches!(
+                health,
+                Some(HealthCheck {
+                    probe: Probe::Log(_),
+                    ..
+                })
+            );
             self.set_status(index, Status::Starting);
-            if self.servers[index].config.ports.is_empty() {
+            let config = &self.servers[index].config;
+            if config.ports.is_empty()
+                && (config.health.is_none() || self.servers[index].health.ready)
+            {
                 self.set_status(index, Status::Running);
             }
             self.by_pid.insert(stored.pid, index);
@@ -989,6 +1006,10 @@ impl ServerOrchestrator {
             return;
         }
         let config = Arc::clone(&self.servers[index].config);
+        // This process's output starts where the file ends now (tend waits for a stop to
+        // finish before a new start, so no earlier process writes after this).
+        let log_from =
+            std::fs::metadata(process::log_path(&self.log_dir, &config.id)).map_or(0, |m| m.len());
         match process::spawn(&config, &self.log_dir, &self.tend_bin) {
             Ok(spawned) => {
                 let server = &mut self.servers[index];
@@ -1007,6 +1028,21 @@ impl ServerOrchestrator {
                 server.sample = None;
                 server.memory_over = 0;
                 server.health.reset();
+                server.log_from = log_from;
+                if let Some(HealthCheck {
+                    probe: Probe::Log(regex),
+                    ..
+                }) = &config.health
+                {
+                    server.health.last = Some(HealthView {
+                        ok: false,
+                        detail: format!("no line matched /{regex}/ yet"),
+                        at: epoch_ms(SystemTime::now()),
+                        duration_ms: 0,
+                        failures: 0,
+                        ready: false,
+                    });
+                }
                 server.epoch += 1;
                 self.spawn_successes += 1;
                 self.by_pid.insert(spawned.pid, index);
@@ -1314,6 +1350,7 @@ impl ServerOrchestrator {
                     self.on_probed(probed);
                 }
             }
+            Report::LogMatched { index, pid, line } => self.on_log_matched(index, pid, &line),
             Report::RoundDone { took } => {
                 log::trace!(target: "ProcessMonitor", "Health round took {} µs", took.as_micros());
                 self.health_rounds.observe(took);
@@ -1429,6 +1466,47 @@ impl ServerOrchestrator {
         self.update_health(index);
     }
 
+    /// The line a `health.log` check waits for: the server is ready.
+    fn on_log_matched(&mut self, index: usize, pid: u32, line: &str) {
+        let Some(server) = self.servers.get_mut(index) else {
+            return;
+        };
+        let Some(HealthCheck {
+            probe: Probe::Log(regex),
+            ..
+        }) = server.config.health.as_ref()
+        else {
+            return;
+        };
+        if server.pid != Some(pid) || server.health.ready {
+            return;
+        }
+        // A person reads the line in the dashboard: keep it short and on one line.
+        let shown: String = line.chars().take(120).collect();
+        let detail = format!("line matched /{regex}/: {}", shown.escape_debug());
+        let took = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
+        server.health.ready = true;
+        server.health.last = Some(HealthView {
+            ok: true,
+            detail: detail.clone(),
+            at: epoch_ms(SystemTime::now()),
+            duration_ms: took.as_millis() as u64,
+            failures: 0,
+            ready: true,
+        });
+        let id = server.config.id.clone();
+        log::info!(target: "ProcessMonitor", "Server '{}' is ready: {} ({} ms after it started)", id, detail, took.as_millis());
+        self.timeline(Timeline::HealthChanged {
+            id,
+            pid,
+            ok: true,
+            detail,
+        });
+        self.mark_changed(index);
+        self.update_health(index);
+        self.send_watch(index);
+    }
+
     fn on_observed(&mut self, index: usize, pid: Option<u32>, observation: Observation) {
         let Some(server) = self.servers.get_mut(index) else {
             return;
@@ -1513,6 +1591,16 @@ impl ServerOrchestrator {
                     Check::Failing
                 } else {
                     Check::Passing
+                }
+            }
+            Some(HealthCheck {
+                probe: Probe::Log(_),
+                ..
+            }) => {
+                if server.health.ready {
+                    Check::Passing
+                } else {
+                    Check::NotReady
                 }
             }
         };
@@ -1791,10 +1879,24 @@ impl ServerOrchestrator {
                     },
                     interval: http.interval.unwrap_or(self.health_interval),
                 }),
-                None => None,
+                _ => None,
+            },
+            log: match &server.config.health {
+                Some(HealthCheck {
+                    probe: Probe::Log(regex),
+                    ..
+                }) if !server.health.ready && server.pid.is_some() => Some(LogWatch {
+                    path: process::log_path(&self.log_dir, &server.config.id),
+                    regex: regex.clone(),
+                    from: server.log_from,
+                }),
+                _ => None,
             },
         };
-        let _ = self.outputs.monitor.send(MonitorCmd::Set { index, watch });
+        let _ = self.outputs.monitor.send(MonitorCmd::Set {
+            index,
+            watch: Box::new(watch),
+        });
     }
 
     fn settle_waiters(&mut self) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{Checker, DAY_MS, Field, TIB, child_path, closest, quoted};
+use crate::regex::Regex;
 
 /// A server's `health` key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
     Http(HttpCheck),
+    /// `health.log`: ready once a line of the server's output matches.
+    Log(Regex),
 }
 
 /// `health.http`: a GET on loopback whose status must be in `expect`.
@@ -40,6 +43,7 @@ pub struct HttpCheck {
 
 const HEALTH_KEYS: &[&str] = &[
     "http",
+    "log",
     "expect",
     "timeout_ms",
     "failures",
@@ -268,13 +272,63 @@ impl Checker<'_> {
             self.integer(&sub("restart_unhealthy_after_ms"), v, 0, DAY_MS)
                 .map(Duration::from_millis)
         });
-        let probe = self
-            .http_check(field, object, object.get("http"), ports)
-            .map(Probe::Http)?;
+        let probe = match (object.get("log"), object.get("http")) {
+            (Some(_), Some(_)) => {
+                let at = self.key_at(&child_path(&field.path, "log"));
+                self.fail(
+                    at,
+                    format!(
+                        "{}{}: give \"http\" or \"log\", not both",
+                        field.name, field.place
+                    ),
+                );
+                None
+            }
+            (Some(pattern), None) => self.log_check(field, object, pattern).map(Probe::Log),
+            (None, http) => self.http_check(field, object, http, ports).map(Probe::Http),
+        }?;
         Some(HealthCheck {
             probe,
             restart_unhealthy_after,
         })
+    }
+
+    /// `health.log`: a pattern of the supported subset (see [`crate::regex`]); the options of
+    /// an HTTP check do not apply.
+    fn log_check(
+        &mut self,
+        field: &Field,
+        object: &Map<String, Value>,
+        pattern: &Value,
+    ) -> Option<Regex> {
+        let log_field = Field {
+            path: child_path(&field.path, "log"),
+            name: format!("{}.log", field.name),
+            place: field.place.clone(),
+        };
+        let mut ok = true;
+        for key in ["expect", "timeout_ms", "failures", "interval_ms"] {
+            if object.contains_key(key) {
+                let at = self.key_at(&child_path(&field.path, key));
+                self.fail(
+                    at,
+                    format!(
+                        "{}.{key}{}: applies to \"http\" checks only (a \"log\" check is \
+                         passed once, by the first matching line)",
+                        field.name, field.place
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let text = self.string(&log_field, pattern)?;
+        match Regex::new(text) {
+            Ok(regex) => ok.then_some(regex),
+            Err(problem) => {
+                self.fail_field(&log_field, format!("{problem}: {}", quoted(text)));
+                None
+            }
+        }
     }
 
     fn unknown_health_key(&mut self, field: &Field, key: &str) {
@@ -480,6 +534,56 @@ mod tests {
 }
 
 #[cfg(test)]
+mod log_tests {
+    use std::path::Path;
+
+    use super::Probe;
+    use crate::config::parse;
+
+    fn parse_server(server_json: &str) -> Result<Option<Probe>, Vec<String>> {
+        let text = format!("{{\"servers\": [\n{server_json}\n]}}");
+        match parse(&text, Path::new("/p/tend.json"), Path::new("/p")) {
+            Ok(config) => Ok(config.servers[0].health.clone().map(|h| h.probe)),
+            Err(errors) => Err(errors
+                .0
+                .iter()
+                .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn a_log_pattern_is_compiled_at_load() {
+        let probe =
+            parse_server(r#"{"id": "w", "command": "x", "health": {"log": "^ready on \\d+$"}}"#)
+                .unwrap()
+                .unwrap();
+        let Probe::Log(regex) = probe else {
+            panic!("{probe:?}")
+        };
+        assert_eq!(regex.as_str(), "^ready on \\d+$");
+        assert!(regex.is_match("ready on 8080"));
+    }
+
+    #[test]
+    fn log_checks_refuse_bad_patterns_and_http_options() {
+        let errors = parse_server(
+            r#"{"id": "w", "command": "x", "health": {"log": "(ready", "timeout_ms": 5}},
+{"id": "v", "command": "x", "health": {"log": "a{2}", "http": "/"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "2:47: health.log in server 'w': unclosed group: '(' without ')' (at character 1 of the pattern): '(ready'",
+                "2:57: health.timeout_ms in server 'w': applies to \"http\" checks only (a \"log\" check is passed once, by the first matching line)",
+                "3:40: health in server 'v': give \"http\" or \"log\", not both",
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
 mod health_tests {
     use std::net::SocketAddr;
     use std::path::Path;
@@ -528,7 +632,9 @@ mod health_tests {
         )
         .unwrap()
         .unwrap();
-        let Probe::Http(http) = &health.probe;
+        let Probe::Http(http) = &health.probe else {
+            panic!("{health:?}")
+        };
         assert_eq!(http.addr, "[::1]:9000".parse::<SocketAddr>().unwrap());
         assert_eq!(http.path, "/ready?deep=1");
         assert_eq!(http.expect, (204, 204));
@@ -601,7 +707,7 @@ mod health_tests {
                 "3:32: health.failures in server 'web': must be at least 1, found 0",
                 "3:50: health.interval_ms in server 'web': must be at least 100, found 5",
                 "3:83: health.restart_unhealthy_after_ms in server 'web': must not be negative, found -1",
-                "3:87: unknown key 'timeout' in health in server 'web' (allowed keys: http, expect, timeout_ms, failures, interval_ms, restart_unhealthy_after_ms)",
+                "3:87: unknown key 'timeout' in health in server 'web' (allowed keys: http, log, expect, timeout_ms, failures, interval_ms, restart_unhealthy_after_ms)",
             ]
         );
         let errors = health_of(

@@ -384,3 +384,64 @@ fn bad_health_keys_are_config_errors_with_line_and_column() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_log_check_is_ready_at_its_line_and_its_dependent_waits_for_it() {
+    let dir = TempDir::new("health-log");
+    let slow = json!([
+        "/bin/sh",
+        "-c",
+        "echo booting; sleep 1; echo 'server ready'; exec sleep 1000"
+    ]);
+    let config = json!({
+        "servers": [
+            {"id": "slow", "command": slow, "health": {"log": "^server (ready|up)$"}},
+            {"id": "after", "command": demo_cmd(&[]), "depends_on": ["slow"]}
+        ]
+    });
+    let tend = Tend::start(&dir, &config);
+    let waiting = tend.wait_server("slow", "a live process", |s| s["pid"].is_u64());
+    assert_eq!(waiting["status"], "starting", "{waiting:#}");
+    assert_eq!(
+        health_of(&waiting),
+        (
+            false,
+            "no line matched /^server (ready|up)$/ yet".to_string()
+        )
+    );
+    let after = tend.server("after");
+    assert!(after["pid"].is_null(), "{after:#}");
+
+    let ready = tend.wait_status("slow", "running");
+    assert_eq!(
+        health_of(&ready),
+        (
+            true,
+            "line matched /^server (ready|up)$/: server ready".to_string()
+        )
+    );
+    // It was starting until the line, a second after it started.
+    assert!(
+        ready["health"]["durationMs"].as_u64().unwrap() >= 1000,
+        "{ready:#}"
+    );
+    let after = tend.wait_status("after", "running");
+    let after_started = after["startTime"].as_u64().unwrap();
+    assert!(
+        after_started >= ready["health"]["at"].as_u64().unwrap() - 50,
+        "{after:#} {ready:#}"
+    );
+
+    // A restart waits for a new line: the one in the log already is the last process's.
+    let (status, _) = tend.act("slow", "restart");
+    assert_eq!(status, 200);
+    let again = tend.wait_server("slow", "a new process", |s| {
+        s["pid"].is_u64() && s["pid"] != ready["pid"]
+    });
+    assert_eq!(again["status"], "starting", "{again:#}");
+    let again = tend.wait_status("slow", "running");
+    assert!(
+        again["health"]["durationMs"].as_u64().unwrap() >= 1000,
+        "{again:#}"
+    );
+}
