@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, after, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, after, select};
 
 use crate::httpprobe::{self, HttpProbe, Outcome};
 use crate::members::Members;
@@ -218,6 +218,16 @@ impl ProcessMonitor {
     fn run(&mut self, commands: &Receiver<MonitorCmd>) {
         let mut next_full = Instant::now();
         loop {
+            // Commands first, whatever is due: a probe batch may take a whole timeout, and
+            // work that keeps coming due must not starve the watches it acts on (a batch of
+            // starting servers' probes is due again as soon as a slow one ends).
+            loop {
+                match commands.try_recv() {
+                    Ok(command) => self.command(command, &mut next_full),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
             let now = Instant::now();
             if now >= next_full {
                 self.round(None);
@@ -254,8 +264,7 @@ impl ProcessMonitor {
             }
             select! {
                 recv(commands) -> command => match command {
-                    Ok(MonitorCmd::Set { index, watch }) => self.set(index, *watch),
-                    Ok(MonitorCmd::CheckNow) => next_full = Instant::now(),
+                    Ok(command) => self.command(command, &mut next_full),
                     Err(_) => return,
                 },
                 recv(after(wake.saturating_duration_since(now))) -> _ => {
@@ -264,6 +273,13 @@ impl ProcessMonitor {
                     }
                 }
             }
+        }
+    }
+
+    fn command(&mut self, command: MonitorCmd, next_full: &mut Instant) {
+        match command {
+            MonitorCmd::Set { index, watch } => self.set(index, *watch),
+            MonitorCmd::CheckNow => *next_full = Instant::now(),
         }
     }
 

@@ -445,3 +445,35 @@ fn a_log_check_is_ready_at_its_line_and_its_dependent_waits_for_it() {
         "{again:#}"
     );
 }
+
+#[test]
+fn probes_that_keep_timing_out_do_not_keep_the_monitor_from_new_servers() {
+    let dir = TempDir::new("health-starve");
+    let (silent_port, web_port) = (free_port(), free_port());
+    let silent = python(
+        &dir,
+        "silent.py",
+        SILENT_SERVER,
+        &[&silent_port.to_string()],
+    );
+    let config = json!({
+        "servers": [
+            // Starting for a long while, probed every 100 ms, and each probe takes a second.
+            {"id": "silent", "command": silent, "ports": [silent_port],
+             "health": {"http": "/", "timeout_ms": 1000}, "start_timeout_ms": 60000},
+            {"id": "web", "command": demo_cmd(&["--port", &web_port.to_string()]),
+             "ports": [web_port], "autostart": false, "start_timeout_ms": 60000}
+        ]
+    });
+    let tend = Tend::start(&dir, &config);
+    tend.wait_server("silent", "a timed-out check", |s| {
+        s["health"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("timed out"))
+    });
+    let (status, body) = tend.act("web", "start");
+    assert_eq!(status, 200, "{body}");
+    // The monitor must learn of the new process between batches, or its port is never seen.
+    let web = tend.wait_status("web", "running");
+    assert!(web["ports"][0]["open"] == true, "{web:#}");
+}
