@@ -582,6 +582,9 @@ fn act_line(row: &ServerRow) -> String {
     if let Some(pid) = row.pid {
         line.push_str(&format!(" (PID {pid})"));
     }
+    if let Some(note) = row.health_note() {
+        line.push_str(&format!(" — {note}"));
+    }
     if let Some(error) = &row.last_error {
         if !matches!(row.status.as_str(), "running" | "starting") {
             line.push_str(&format!(" — {error}"));
@@ -1167,6 +1170,28 @@ struct ServerRow {
     cpu_percent: Option<f64>,
     rss_bytes: Option<u64>,
     last_error: Option<String>,
+    health: Option<HealthRow>,
+}
+
+/// The last health check, as far as `tend status` shows it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct HealthRow {
+    ok: bool,
+    ready: bool,
+    detail: String,
+}
+
+impl ServerRow {
+    /// Why a live server is not running, from its health check: "HTTP 503 from /healthz".
+    fn health_note(&self) -> Option<String> {
+        let health = self.health.as_ref()?;
+        match self.status.as_str() {
+            "unhealthy" if !health.ok => Some(format!("unhealthy: {}", health.detail)),
+            "starting" if !health.ready => Some(format!("not ready: {}", health.detail)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -1301,6 +1326,7 @@ fn table_row(row: &ServerRow) -> [String; 9] {
     if row.adopted {
         notes.push("adopted".to_string());
     }
+    notes.extend(row.health_note());
     if let Some(error) = &row.last_error {
         notes.push(error.clone());
     }
@@ -1694,6 +1720,35 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
             "ID  STATUS  PID  UPTIME  RESTARTS  PORTS  CPU%  MEM  NOTE\n"
         );
         assert_eq!(format_table(&[], true), format_table(&[], false));
+    }
+
+    #[test]
+    fn the_note_says_why_a_server_is_unhealthy_or_not_ready() {
+        let table = format_table(
+            &rows(
+                r#"[{"id": "api", "status": "unhealthy", "pid": 7, "restarts": 0,
+                     "health": {"ok": false, "ready": true, "detail": "HTTP 503 from /healthz"}},
+                    {"id": "job", "status": "starting", "pid": 8, "restarts": 0,
+                     "health": {"ok": false, "ready": false, "detail": "no line matched /ready/ yet"}},
+                    {"id": "ok", "status": "running", "pid": 9, "restarts": 1,
+                     "lastError": "memory 310 MiB over 256 MiB: restarted",
+                     "health": {"ok": true, "ready": true, "detail": "HTTP 200 from /"}}]"#,
+            ),
+            false,
+        );
+        let notes: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .map(|line| line.split("  ").last().unwrap().trim())
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                "unhealthy: HTTP 503 from /healthz",
+                "not ready: no line matched /ready/ yet",
+                "memory 310 MiB over 256 MiB: restarted",
+            ]
+        );
     }
 
     /// The table with its escape codes taken out.

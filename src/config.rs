@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::model::parse_signal;
 
+pub mod health;
 pub mod procfile;
 
 /// How a server's command is run.
@@ -103,6 +104,10 @@ pub struct ServerConfig {
     /// `None` when `retry_fatal_ms` is 0 (never retry a fatal server).
     pub retry_fatal: Option<Duration>,
     pub depends_on: Vec<String>,
+    /// Group RSS (bytes) over which, two rounds in a row, the server is restarted.
+    pub max_memory: Option<u64>,
+    /// How tend knows the server answers, beyond its ports.
+    pub health: Option<health::HealthCheck>,
     /// 1-based line of the server's object in the file, for messages.
     pub line: usize,
 }
@@ -163,6 +168,8 @@ impl ServerConfig {
             start_timeout: Duration::from_millis(30000),
             retry_fatal: Some(Duration::from_millis(300_000)),
             depends_on: Vec::new(),
+            max_memory: None,
+            health: None,
             line,
         }
     }
@@ -206,6 +213,8 @@ const SERVER_KEYS: &[&str] = &[
     "start_timeout_ms",
     "retry_fatal_ms",
     "depends_on",
+    "max_memory",
+    "health",
 ];
 
 /// The files `locate` tries, in order, relative to the working directory (DESIGN §1).
@@ -1128,6 +1137,7 @@ impl Checker<'_> {
             at.line,
         );
         let mut depends_at = Vec::new();
+        let mut health = None;
         for (key, value) in object {
             let f = Field::new(&field.path, key, &place);
             match key.as_str() {
@@ -1210,8 +1220,14 @@ impl Checker<'_> {
                 "depends_on" => {
                     (config.depends_on, depends_at) = self.depends_on(&f, value).into_iter().unzip()
                 }
+                "max_memory" => config.max_memory = self.max_memory(&f, value),
+                // Read once the ports are known: a path is probed on the first one.
+                "health" => health = Some((f, value)),
                 _ => self.unknown_key(&f.path, key, &place, SERVER_KEYS),
             }
+        }
+        if let Some((f, value)) = health {
+            config.health = self.health(&f, value, &config.ports);
         }
         for required in ["id", "command"] {
             if !object.contains_key(required) {
@@ -1597,8 +1613,35 @@ mod tests {
             start_timeout: Duration::from_millis(30000),
             retry_fatal: Some(Duration::from_millis(300_000)),
             depends_on: Vec::new(),
+            max_memory: None,
+            health: None,
             line,
         }
+    }
+
+    #[test]
+    fn max_memory_takes_sizes_and_bytes_and_says_what_is_wrong() {
+        let config = parse_ok(
+            r#"{"servers": [{"id": "a", "command": "run", "max_memory": "256M"},
+                            {"id": "b", "command": "run", "max_memory": 1073741824},
+                            {"id": "c", "command": "run"}]}"#,
+        );
+        let limits: Vec<Option<u64>> = config.servers.iter().map(|s| s.max_memory).collect();
+        assert_eq!(limits, [Some(256 << 20), Some(1 << 30), None]);
+        assert_eq!(
+            errors(
+                "{\"servers\": [\n  {\"id\": \"a\", \"command\": \"run\", \"max_memory\": \"256X\"},\n  \
+                 {\"id\": \"b\", \"command\": \"run\", \"max_memory\": 256},\n  \
+                 {\"id\": \"c\", \"command\": \"run\", \"max_memory\": true},\n  \
+                 {\"id\": \"d\", \"command\": \"run\", \"max_memory\": \"65T\"}\n]}"
+            ),
+            [
+                "2:47: max_memory in server 'a': unknown unit 'X' (use K, M, G or T, as in \"256M\"), found '256X'",
+                "3:47: max_memory in server 'b': must be at least 1M (1048576 bytes), found 256 (a number is bytes: did you mean \"256M\"?)",
+                "4:47: max_memory in server 'c': expected a size such as \"256M\" or bytes, found a boolean",
+                "5:47: max_memory in server 'd': must be at most 64T",
+            ]
+        );
     }
 
     #[test]
@@ -1696,6 +1739,8 @@ mod tests {
             start_timeout: Duration::ZERO,
             retry_fatal: None,
             depends_on: vec!["db".to_string()],
+            max_memory: None,
+            health: None,
             line: 14,
         };
         assert_eq!(*web, expected_web);
@@ -2386,7 +2431,7 @@ mod tests {
             ),
             (
                 r#"{"servers": [{"id": "web", "command": "x", "xyz": 1}]}"#,
-                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on)",
+                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, max_memory, health)",
             ),
             (
                 r#"{"servers": [], "zzz": 1}"#,

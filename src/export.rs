@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::ExportFormat;
+use crate::config::health::{HealthCheck, Probe};
 use crate::config::{CommandSpec, Config, RestartPolicy, ServerConfig, parse_env_file};
 use crate::error::{Context, Error};
 use crate::model::signal_name;
@@ -329,6 +330,33 @@ fn service_unit(
         "# The command {}.",
         comment_text(&shell::describe(&server.command))
     );
+    if let Some(HealthCheck {
+        probe: Probe::Http(http),
+        ..
+    }) = &server.health
+    {
+        let _ = writeln!(
+            text,
+            "# Not checked by systemd: tend's health check (GET http://{}{}, expecting {}-{});\n\
+             # the unit is active once its program started, answering or not.",
+            http.addr,
+            comment_text(&http.path),
+            http.expect.0,
+            http.expect.1
+        );
+    }
+    if let Some(HealthCheck {
+        probe: Probe::Log(regex),
+        ..
+    }) = &server.health
+    {
+        let _ = writeln!(
+            text,
+            "# Not checked by systemd: tend's readiness line /{}/; the unit is active once its\n\
+             # program started.",
+            comment_text(regex.as_str())
+        );
+    }
 
     text.push_str("[Unit]\n");
     let _ = writeln!(
@@ -387,6 +415,16 @@ fn service_unit(
     text.push_str("KillMode=control-group\n");
     let _ = writeln!(text, "KillSignal={}", kill_signal(server.stop_signal));
     let _ = writeln!(text, "TimeoutStopSec={}ms", server.stop_timeout.as_millis());
+    if let Some(limit) = server.max_memory {
+        // A hard cap where tend restarts after two rounds over: the kernel's OOM killer ends the
+        // unit at the limit, and Restart= brings it back (for any restart policy but "no").
+        text.push_str(
+            "# max_memory: the kernel kills the unit when its cgroup reaches MemoryMax (page\n\
+             # cache counts there, not in tend's RSS figure), where tend restarts it after two\n\
+             # rounds over the limit.\n",
+        );
+        let _ = writeln!(text, "MemoryMax={limit}");
+    }
 
     text.push_str("\n[Install]\n");
     if server.autostart {
@@ -789,6 +827,9 @@ fn procfile_losses(config: &Config, server: &ServerConfig) -> Vec<String> {
     if !server.autostart {
         lost.push("autostart false".to_string());
     }
+    if let Some(limit) = server.max_memory {
+        lost.push(format!("max_memory {limit}"));
+    }
     lost
 }
 
@@ -1043,6 +1084,35 @@ mod tests {
         assert!(text.contains("Restart=no\n"), "{text}");
         assert!(!text.contains("StartLimit"), "{text}");
         assert!(text.contains("KillSignal=40\n"), "{text}");
+    }
+
+    #[test]
+    fn a_health_check_is_named_as_what_systemd_cannot_check() {
+        let config = config(
+            r#"{"servers": [{"id": "a", "command": "true", "ports": [8000],
+                             "health": {"http": "/healthz"}}]}"#,
+        );
+        let text = &systemd(&config, false, &host(), Path::new("/e"))
+            .unwrap()
+            .units[0]
+            .text;
+        assert!(
+            text.contains("# Not checked by systemd: tend's health check (GET http://127.0.0.1:8000/healthz, expecting 200-399);\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn max_memory_becomes_memory_max_in_bytes() {
+        let config = config(
+            r#"{"servers": [{"id": "a", "command": "true", "max_memory": "256M"},
+                            {"id": "b", "command": "true"}]}"#,
+        );
+        let export = systemd(&config, false, &host(), Path::new("/e")).unwrap();
+        let with = &export.units[0].text;
+        assert!(with.contains("\nMemoryMax=268435456\n"), "{with}");
+        assert!(with.contains("# max_memory: the kernel kills"), "{with}");
+        assert!(!export.units[1].text.contains("MemoryMax"));
     }
 
     #[test]

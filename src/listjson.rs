@@ -143,6 +143,14 @@ mod tests {
             main_cpu_percent: Some(0.5),
             main_rss_bytes: Some(1024),
             last_error: Some("a \"quoted\" error".into()),
+            health: Some(crate::model::HealthView {
+                ok: false,
+                detail: "HTTP 503 from /healthz".into(),
+                at: 1_700_000_000_000,
+                duration_ms: 2,
+                failures: 1,
+                ready: true,
+            }),
         }
     }
 

@@ -14,6 +14,7 @@ mod export;
 #[cfg(test)]
 mod fuzz_tests;
 mod http;
+mod httpprobe;
 mod listjson;
 mod logfile;
 mod logger;
@@ -28,6 +29,7 @@ mod probe;
 mod process;
 mod procfs;
 mod reaper;
+mod regex;
 mod reload;
 mod shell;
 mod sockdiag;

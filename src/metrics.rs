@@ -90,6 +90,19 @@ pub struct ServerSample {
     /// Each configured port and whether the last health round could connect to it.
     pub ports: Vec<(u16, bool)>,
     pub orphaned: bool,
+    /// Restarts because the group's memory stayed over `max_memory`, since tend started.
+    pub memory_restarts: u64,
+    /// The HTTP health check's counts, for a server that has one.
+    pub probes: Option<ProbeCounts>,
+}
+
+/// A server's health probes since tend started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeCounts {
+    pub total: u64,
+    pub failures: u64,
+    /// How long the last probe took.
+    pub last_duration: Option<Duration>,
 }
 
 /// tend's own process, from `/proc/self`.
@@ -186,6 +199,65 @@ pub fn render(snapshot: &Snapshot) -> String {
             &[("server", &s.id)],
             s.restarts,
         );
+    }
+
+    w.family(
+        "tend_server_memory_restarts_total",
+        "counter",
+        "Restarts because the server's process group stayed over its max_memory, since tend \
+         started.",
+    );
+    for s in servers {
+        w.sample(
+            "tend_server_memory_restarts_total",
+            &[("server", &s.id)],
+            s.memory_restarts,
+        );
+    }
+
+    w.family(
+        "tend_server_health_probes_total",
+        "counter",
+        "HTTP health probes of the server (its health.http), since tend started.",
+    );
+    for s in servers {
+        if let Some(probes) = &s.probes {
+            let labels = [("server", s.id.as_str())];
+            w.sample("tend_server_health_probes_total", &labels, probes.total);
+        }
+    }
+
+    w.family(
+        "tend_server_health_probe_failures_total",
+        "counter",
+        "HTTP health probes that failed (a status outside expect, a timeout, a refused \
+         connection), since tend started.",
+    );
+    for s in servers {
+        if let Some(probes) = &s.probes {
+            let labels = [("server", s.id.as_str())];
+            w.sample(
+                "tend_server_health_probe_failures_total",
+                &labels,
+                probes.failures,
+            );
+        }
+    }
+
+    w.family(
+        "tend_server_health_probe_duration_seconds",
+        "gauge",
+        "How long the server's last HTTP health probe took (a timeout counts its timeout).",
+    );
+    for s in servers {
+        if let Some(took) = s.probes.and_then(|p| p.last_duration) {
+            let labels = [("server", s.id.as_str())];
+            w.sample(
+                "tend_server_health_probe_duration_seconds",
+                &labels,
+                seconds(took),
+            );
+        }
     }
 
     w.family(
@@ -470,6 +542,8 @@ mod tests {
             processes: None,
             ports: Vec::new(),
             orphaned: false,
+            memory_restarts: 0,
+            probes: None,
         }
     }
 
@@ -528,6 +602,10 @@ mod tests {
             "tend_server_up",
             "tend_server_status",
             "tend_server_restarts_total",
+            "tend_server_memory_restarts_total",
+            "tend_server_health_probes_total",
+            "tend_server_health_probe_failures_total",
+            "tend_server_health_probe_duration_seconds",
             "tend_server_uptime_seconds",
             "tend_server_cpu_seconds_total",
             "tend_server_resident_memory_bytes",
@@ -552,7 +630,7 @@ mod tests {
         ] {
             assert!(seen.contains(name), "{name} missing");
         }
-        assert_eq!(seen.len(), 24);
+        assert_eq!(seen.len(), 28);
     }
 
     #[test]

@@ -125,6 +125,25 @@ pub struct ServerView {
     pub main_cpu_percent: Option<f64>,
     pub main_rss_bytes: Option<u64>,
     pub last_error: Option<String>,
+    /// The last health check of the running process (`health` in the config); `None` without
+    /// one, or before its first result.
+    pub health: Option<HealthView>,
+}
+
+/// The last health check's result, as the API and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    pub ok: bool,
+    /// What a person reads: "HTTP 503 from /healthz", "timed out after 1000 ms (/healthz)".
+    pub detail: String,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub at: u64,
+    pub duration_ms: u64,
+    /// Failed checks in a row (0 after a success).
+    pub failures: u32,
+    /// The check has passed at least once for this process (readiness).
+    pub ready: bool,
 }
 
 /// An adoptable orphan: the process tend would take over, and what proves it is the server's.
@@ -157,7 +176,7 @@ pub enum Event {
     /// replaces its rows with these.
     Servers(Vec<ServerView>),
     /// One server changed (status, pid, ports, flags or restarts).
-    Server(ServerView),
+    Server(Box<ServerView>),
     /// CPU and memory of running servers after a health round.
     Stats(Vec<StatsEntry>),
     /// A named timeline event.
@@ -216,6 +235,22 @@ pub enum Timeline {
     },
     /// A config reload was applied; carries its plan.
     ConfigReloaded(ReloadPlan),
+    /// The health check started failing, passing again, or failing differently.
+    #[serde(rename_all = "camelCase")]
+    HealthChanged {
+        id: String,
+        pid: u32,
+        ok: bool,
+        detail: String,
+    },
+    /// The server's process group stayed over its `max_memory`; a restart follows.
+    #[serde(rename_all = "camelCase")]
+    MemoryExceeded {
+        id: String,
+        pid: u32,
+        rss_bytes: u64,
+        limit_bytes: u64,
+    },
 }
 
 impl Timeline {
@@ -231,6 +266,8 @@ impl Timeline {
             Timeline::OrphanCleared { .. } => "orphanCleared",
             Timeline::OrphanKilled { .. } => "orphanKilled",
             Timeline::ConfigReloaded(_) => "configReloaded",
+            Timeline::MemoryExceeded { .. } => "memoryExceeded",
+            Timeline::HealthChanged { .. } => "healthChanged",
         }
     }
 }
@@ -405,6 +442,7 @@ mod tests {
             main_cpu_percent: None,
             main_rss_bytes: None,
             last_error: None,
+            health: None,
         };
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["status"], "backoff");
@@ -412,6 +450,7 @@ mod tests {
         assert_eq!(json["ports"][0]["ownerPid"], 7);
         assert!(json.get("uptimeMs").is_some());
         assert!(json.get("mainRssBytes").is_some());
+        assert!(json["health"].is_null());
     }
 
     #[test]

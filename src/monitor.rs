@@ -11,19 +11,58 @@
 //! watches the supervisor sends and answers with reports.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, after, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, after, select};
 
+use crate::httpprobe::{self, HttpProbe, Outcome};
 use crate::members::Members;
 use crate::model::{PortView, reachable_ip};
+use crate::regex::Regex;
 use crate::{probe, process, procfs, sockdiag};
 
 const LOG: &str = "ProcessMonitor";
 
 /// How often servers that are starting are looked at.
 pub const QUICK_INTERVAL: Duration = Duration::from_millis(20);
+/// How often a starting server's HTTP health check is tried until it first passes: soon after
+/// it is ready, without a request every [`QUICK_INTERVAL`] to a program still loading.
+pub const STARTING_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the log of a server waiting for its `health.log` line is read.
+pub const LOG_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+/// The most of a log read in one look: a server that prints faster is read over several.
+const LOG_SCAN_BYTES: usize = 64 * 1024;
+/// The longest line matched whole; the rest of a longer line is not looked at.
+const LOG_LINE_BYTES: usize = 4096;
+
+/// A server waiting for a line of its output to match its `health.log` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogWatch {
+    pub path: PathBuf,
+    pub regex: Regex,
+    /// Where this process's output begins in the file.
+    pub from: u64,
+}
+
+/// How far a log has been read.
+#[derive(Debug)]
+struct LogScan {
+    offset: u64,
+    /// The start of a line whose end has not been written yet.
+    partial: Vec<u8>,
+}
+
+/// A server's HTTP health check as the monitor runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpWatch {
+    pub probe: HttpProbe,
+    pub interval: Duration,
+}
 
 /// What the monitor should watch for one server (by its index in config order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,14 +72,18 @@ pub struct Watch {
     pub ports: Vec<u16>,
     /// Not our child: liveness is checked here as a fallback to pidfds.
     pub adopted: bool,
-    /// Starting: look at its ports every [`QUICK_INTERVAL`].
+    /// Starting: look at its ports every [`QUICK_INTERVAL`] (and probe it every
+    /// [`STARTING_PROBE_INTERVAL`]).
     pub quick: bool,
+    pub http: Option<HttpWatch>,
+    /// Set until the server's `health.log` line is seen.
+    pub log: Option<LogWatch>,
 }
 
 pub enum MonitorCmd {
     Set {
         index: usize,
-        watch: Watch,
+        watch: Box<Watch>,
     },
     /// Run a full round now (after an orphan was killed, say).
     CheckNow,
@@ -71,6 +114,23 @@ pub enum Report {
     Vanished { index: usize, pid: u32 },
     /// A full round finished; `took` is how long it ran.
     RoundDone { took: Duration },
+    /// HTTP health probes that ended, all of one batch.
+    Probed(Vec<Probed>),
+    /// A line of the server's output matched its `health.log` pattern.
+    LogMatched {
+        index: usize,
+        pid: u32,
+        line: String,
+    },
+}
+
+/// One HTTP health probe's answer, for the process it was made for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probed {
+    pub index: usize,
+    pub pid: u32,
+    pub outcome: Outcome,
+    pub took: Duration,
 }
 
 /// One running server's figures: its whole process group's, and its main process's.
@@ -130,6 +190,11 @@ struct ProcessMonitor {
     /// Per server process (by its PID): the group's CPU ticks so far and when they were taken.
     group_cpu: HashMap<u32, (u64, Instant)>,
     members: Members,
+    /// Per server, when its HTTP health check is next due.
+    next_probe: Vec<Option<Instant>>,
+    /// Per server waiting for its `health.log` line, how far its log has been read.
+    log_scans: Vec<Option<LogScan>>,
+    next_log_scan: Instant,
 }
 
 impl ProcessMonitor {
@@ -144,12 +209,25 @@ impl ProcessMonitor {
             cpu: HashMap::new(),
             group_cpu: HashMap::new(),
             members: Members::default(),
+            next_probe: Vec::new(),
+            log_scans: Vec::new(),
+            next_log_scan: Instant::now(),
         }
     }
 
     fn run(&mut self, commands: &Receiver<MonitorCmd>) {
         let mut next_full = Instant::now();
         loop {
+            // Commands first, whatever is due: a probe batch may take a whole timeout, and
+            // work that keeps coming due must not starve the watches it acts on (a batch of
+            // starting servers' probes is due again as soon as a slow one ends).
+            loop {
+                match commands.try_recv() {
+                    Ok(command) => self.command(command, &mut next_full),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
             let now = Instant::now();
             if now >= next_full {
                 self.round(None);
@@ -163,15 +241,30 @@ impl ProcessMonitor {
             let quick: Vec<usize> = (0..self.watches.len())
                 .filter(|&i| self.watches[i].quick && !self.watches[i].ports.is_empty())
                 .collect();
-            let wake = if quick.is_empty() {
+            if self.probes_due(now) {
+                self.probe_http(now);
+                continue;
+            }
+            let scanning = self.log_scans.iter().any(Option::is_some);
+            if scanning && now >= self.next_log_scan {
+                self.scan_logs();
+                self.next_log_scan = now + LOG_SCAN_INTERVAL;
+                continue;
+            }
+            let mut wake = if quick.is_empty() {
                 next_full
             } else {
                 next_full.min(now + QUICK_INTERVAL)
             };
+            if let Some(probe_at) = self.next_probe.iter().flatten().min() {
+                wake = wake.min(*probe_at);
+            }
+            if scanning {
+                wake = wake.min(self.next_log_scan);
+            }
             select! {
                 recv(commands) -> command => match command {
-                    Ok(MonitorCmd::Set { index, watch }) => self.set(index, watch),
-                    Ok(MonitorCmd::CheckNow) => next_full = Instant::now(),
+                    Ok(command) => self.command(command, &mut next_full),
                     Err(_) => return,
                 },
                 recv(after(wake.saturating_duration_since(now))) -> _ => {
@@ -183,14 +276,40 @@ impl ProcessMonitor {
         }
     }
 
+    fn command(&mut self, command: MonitorCmd, next_full: &mut Instant) {
+        match command {
+            MonitorCmd::Set { index, watch } => self.set(index, *watch),
+            MonitorCmd::CheckNow => *next_full = Instant::now(),
+        }
+    }
+
     fn set(&mut self, index: usize, watch: Watch) {
         if index >= self.watches.len() {
             self.watches.resize(index + 1, Watch::default());
             self.former.resize(index + 1, Vec::new());
             self.last.resize(index + 1, None);
+            self.next_probe.resize(index + 1, None);
+            self.log_scans.resize_with(index + 1, || None);
         }
         let became_quick = watch.quick && !self.watches[index].quick;
-        if self.watches[index].pid != watch.pid {
+        let new_process = self.watches[index].pid != watch.pid;
+        if new_process || self.watches[index].http != watch.http {
+            // A process just spawned cannot answer yet: its first probe comes a moment later.
+            self.next_probe[index] = match (&watch.http, watch.pid) {
+                (Some(_), Some(_)) => Some(Instant::now() + STARTING_PROBE_INTERVAL),
+                _ => None,
+            };
+        }
+        if new_process || self.watches[index].log != watch.log {
+            self.log_scans[index] = match (&watch.log, watch.pid) {
+                (Some(log), Some(_)) => Some(LogScan {
+                    offset: log.from,
+                    partial: Vec::new(),
+                }),
+                _ => None,
+            };
+        }
+        if new_process {
             // A new process: report its first observation even if it looks like the last one.
             self.last[index] = None;
             if let Some(before) = self.watches[index].pid {
@@ -200,6 +319,112 @@ impl ProcessMonitor {
         self.watches[index] = watch;
         if became_quick && !self.watches[index].ports.is_empty() {
             self.round(Some(&[index]));
+        }
+    }
+
+    /// Reads what each waiting server printed since the last look and reports the first line
+    /// that matches its pattern. Reads only new bytes (at most [`LOG_SCAN_BYTES`] a look);
+    /// a file that shrank was rotated, and is read again from its start.
+    fn scan_logs(&mut self) {
+        for index in 0..self.log_scans.len() {
+            let Some(scan) = self.log_scans[index].as_mut() else {
+                continue;
+            };
+            let watch = &self.watches[index];
+            let (Some(log), Some(pid)) = (&watch.log, watch.pid) else {
+                self.log_scans[index] = None;
+                continue;
+            };
+            let Ok(mut file) = File::open(&log.path) else {
+                continue;
+            };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < scan.offset {
+                scan.offset = 0;
+                scan.partial.clear();
+            }
+            if len == scan.offset || file.seek(SeekFrom::Start(scan.offset)).is_err() {
+                continue;
+            }
+            let mut chunk = Vec::with_capacity(LOG_SCAN_BYTES.min((len - scan.offset) as usize));
+            let Ok(read) = file.take(LOG_SCAN_BYTES as u64).read_to_end(&mut chunk) else {
+                continue;
+            };
+            scan.offset += read as u64;
+            let mut matched = None;
+            for piece in chunk.split_inclusive(|&b| b == b'\n') {
+                let room = LOG_LINE_BYTES.saturating_sub(scan.partial.len());
+                scan.partial
+                    .extend_from_slice(&piece[..piece.len().min(room)]);
+                if !piece.ends_with(b"\n") {
+                    break;
+                }
+                let line = String::from_utf8_lossy(&scan.partial);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if log.regex.is_match(line) {
+                    matched = Some(line.to_string());
+                    break;
+                }
+                scan.partial.clear();
+            }
+            if let Some(line) = matched {
+                self.log_scans[index] = None;
+                let report = Report::LogMatched { index, pid, line };
+                if self.reports.send(report).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn probes_due(&self, now: Instant) -> bool {
+        self.next_probe.iter().flatten().any(|&at| at <= now)
+    }
+
+    /// Runs every HTTP health probe that is due, and those due within half their interval, in
+    /// one batch: servers that started at different times fall into step after one interval,
+    /// so a round of many probes is one batch costing one timeout, not one batch each.
+    fn probe_http(&mut self, now: Instant) {
+        let mut indices = Vec::new();
+        let mut probes = Vec::new();
+        for (index, watch) in self.watches.iter().enumerate() {
+            let (Some(http), Some(_), Some(at)) = (&watch.http, watch.pid, self.next_probe[index])
+            else {
+                continue;
+            };
+            let cadence = if watch.quick {
+                STARTING_PROBE_INTERVAL
+            } else {
+                http.interval
+            };
+            if at <= now + cadence / 2 {
+                indices.push(index);
+                probes.push(http.probe.clone());
+            }
+        }
+        let answers = httpprobe::probe_all(&probes);
+        let mut probed = Vec::with_capacity(answers.len());
+        for (index, answer) in indices.into_iter().zip(answers) {
+            let watch = &self.watches[index];
+            let (Some(http), Some(pid)) = (&watch.http, watch.pid) else {
+                continue;
+            };
+            let cadence = if watch.quick {
+                STARTING_PROBE_INTERVAL
+            } else {
+                http.interval
+            };
+            self.next_probe[index] = Some(now + cadence);
+            probed.push(Probed {
+                index,
+                pid,
+                outcome: answer.outcome,
+                took: answer.took,
+            });
+        }
+        log::trace!(target: LOG, "{} HTTP probes in {} µs", probed.len(), now.elapsed().as_micros());
+        if !probed.is_empty() {
+            let _ = self.reports.send(Report::Probed(probed));
         }
     }
 

@@ -182,11 +182,78 @@ pub fn health_status(
     }
 }
 
+/// Where a live process's health check (the config's `health`) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// The server has no health check: its ports alone decide.
+    Absent,
+    /// It has not passed yet for this process.
+    NotReady,
+    Passing,
+    /// It failed `failures` times in a row after having passed.
+    Failing,
+}
+
+/// [`health_status`] with the health check as well: the server is `running` only when both its
+/// ports and its check say so, `starting` while either waits for the first time (within
+/// `start_timeout`), and `unhealthy` when either fails.
+pub fn server_status(
+    ports_ok: bool,
+    opened_once: bool,
+    since_spawn: Duration,
+    start_timeout: Duration,
+    check: Check,
+) -> Status {
+    let by_ports = health_status(ports_ok, opened_once, since_spawn, start_timeout);
+    let by_check = match check {
+        Check::Absent | Check::Passing => Status::Running,
+        Check::NotReady if since_spawn < start_timeout => Status::Starting,
+        Check::NotReady | Check::Failing => Status::Unhealthy,
+    };
+    let rank = |status: Status| match status {
+        Status::Running => 0,
+        Status::Starting => 1,
+        _ => 2,
+    };
+    if rank(by_check) > rank(by_ports) {
+        by_check
+    } else {
+        by_ports
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn a_health_check_gates_running_beside_the_ports() {
+        use Check::*;
+        use Status::*;
+        let timeout = MS(1000);
+        #[rustfmt::skip]
+        let cases = [
+            // ports_ok, opened_once, since, check → status
+            (true,  true,  MS(10),   Absent,   Running),
+            (true,  true,  MS(10),   NotReady, Starting),
+            (true,  true,  MS(2000), NotReady, Unhealthy),
+            (true,  true,  MS(10),   Passing,  Running),
+            (true,  true,  MS(10),   Failing,  Unhealthy),
+            (false, false, MS(10),   Passing,  Starting),
+            (false, true,  MS(10),   Passing,  Unhealthy),
+            (false, false, MS(10),   NotReady, Starting),
+            (false, false, MS(2000), Failing,  Unhealthy),
+        ];
+        for (ports_ok, opened_once, since, check, expected) in cases {
+            assert_eq!(
+                server_status(ports_ok, opened_once, since, timeout, check),
+                expected,
+                "{ports_ok} {opened_once} {since:?} {check:?}"
+            );
+        }
+    }
 
     #[test]
     fn restart_decisions_follow_the_policy_table() {

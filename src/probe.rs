@@ -40,9 +40,11 @@ struct Pending {
 }
 
 /// How a connect started.
-enum Started {
-    Connected,
-    Failed,
+pub(crate) enum Started {
+    /// Connected inside connect(); the socket is handed back for a caller that goes on with it.
+    Connected(OwnedFd),
+    /// The connect failed at once, with this errno.
+    Failed(i32),
     InProgress(OwnedFd),
     /// No descriptor to be had (EMFILE, ENFILE, ENOBUFS, ENOMEM): try again once others close.
     NoDescriptor,
@@ -60,8 +62,8 @@ fn probe_windowed(targets: &[SocketAddr], timeout: Duration, max_in_flight: usiz
     loop {
         while next < targets.len() && pending.len() < max_in_flight {
             match start_connect(&targets[next]) {
-                Started::Connected => result[next] = true,
-                Started::Failed => {}
+                Started::Connected(_) => result[next] = true,
+                Started::Failed(_) => {}
                 Started::InProgress(fd) => {
                     polls.push(libc::pollfd {
                         fd: fd.as_raw_fd(),
@@ -143,7 +145,7 @@ fn warn_out_of_descriptors(targets: usize) {
 }
 
 /// Opens a non-blocking socket and starts a connect to `addr`.
-fn start_connect(addr: &SocketAddr) -> Started {
+pub(crate) fn start_connect(addr: &SocketAddr) -> Started {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -164,7 +166,7 @@ fn start_connect(addr: &SocketAddr) -> Started {
             }
             _ => {
                 debug!(target: LOG, "socket() for a port check of {addr} failed: {e}");
-                Started::Failed
+                Started::Failed(e.raw_os_error().unwrap_or(libc::EIO))
             }
         };
     }
@@ -206,19 +208,19 @@ fn start_connect(addr: &SocketAddr) -> Started {
         }
     };
     if rc == 0 {
-        return Started::Connected;
+        return Started::Connected(fd);
     }
     match io::Error::last_os_error().raw_os_error() {
         // EINTR on a non-blocking connect: the attempt goes on asynchronously, like EINPROGRESS
         // (connect(2)); its outcome arrives through poll and SO_ERROR all the same.
         Some(libc::EINPROGRESS | libc::EINTR) => Started::InProgress(fd),
         // ECONNREFUSED, ENETUNREACH, EADDRNOTAVAIL, ...: a definite no, without waiting.
-        _ => Started::Failed,
+        errno => Started::Failed(errno.unwrap_or(libc::EIO)),
     }
 }
 
 /// The pending error of a socket (`SO_ERROR`), 0 if none; an unreadable one counts as an error.
-fn socket_error(fd: &OwnedFd) -> libc::c_int {
+pub(crate) fn socket_error(fd: &OwnedFd) -> libc::c_int {
     let mut err: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `err` and `len` are live locals; `len` holds the size of `err`.

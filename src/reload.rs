@@ -121,6 +121,8 @@ pub fn process_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static s
         retry_fatal: _,
         depends_on,
         line: _,
+        max_memory: _,
+        health: _,
     } = new;
     let mut changed = Vec::new();
     if *command != old.command {
@@ -168,6 +170,8 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
         retry_fatal,
         depends_on: _,
         line: _,
+        max_memory,
+        health,
     } = new;
     let mut changed = Vec::new();
     if *autostart != old.autostart {
@@ -190,6 +194,13 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
     }
     if *retry_fatal != old.retry_fatal {
         changed.push("retry_fatal_ms");
+    }
+    if *max_memory != old.max_memory {
+        changed.push("max_memory");
+    }
+    // A new check runs against the same process: the monitor is told at the swap.
+    if *health != old.health {
+        changed.push("health");
     }
     changed
 }

@@ -23,18 +23,20 @@ use crossbeam_channel::{Receiver, Sender, after, never, select};
 
 use crate::adopt::{self, Adoptable};
 
+use crate::config::health::{self, HealthCheck, Probe};
 use crate::config::{Config, ConfigErrors, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
+use crate::httpprobe::{self, HttpProbe, Outcome};
 use crate::listjson::ListJson;
 use crate::logrotate;
 use crate::metrics::{self, Histogram, ServerSample};
 use crate::model::{
-    Action, AdoptableView, Event, PortView, ReloadPlan, ServerView, StatsEntry, Status, Timeline,
-    signal_name,
+    Action, AdoptableView, Event, HealthView, PortView, ReloadPlan, ServerView, StatsEntry, Status,
+    Timeline, signal_name,
 };
-use crate::monitor::{MonitorCmd, Observation, Report, Sample, Watch};
+use crate::monitor::{HttpWatch, LogWatch, MonitorCmd, Observation, Probed, Report, Sample, Watch};
 use crate::pidwatch::PidWatcher;
-use crate::policy::{self, AfterExit, ExitKind};
+use crate::policy::{self, AfterExit, Check, ExitKind};
 use crate::process::{self, SignalError};
 use crate::procfs;
 use crate::reaper::{Exit, ExitStatus, Signal};
@@ -52,6 +54,9 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// At most one state snapshot per this (DESIGN §6: the file is written a few times a second at
 /// most however fast things change; the store coalesces further).
 const STATE_COALESCE: Duration = Duration::from_millis(50);
+/// Rounds in a row a server's memory must be over `max_memory` before it is restarted: one
+/// sample over may be a moment's peak (a request that allocates and frees).
+const MEMORY_ROUNDS: u8 = 2;
 
 /// An orphan an HTTP handler may kill: checked by the supervisor, killed by the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +185,8 @@ enum TimerKind {
     GroupCheck,
     StartGrace,
     RetryFatal,
+    /// `restart_unhealthy_after_ms` may have passed for an unhealthy server.
+    UnhealthyRestart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -202,6 +209,31 @@ struct Stopping {
     forced: bool,
     leader_gone: bool,
     then: AfterStop,
+}
+
+/// Where a server's health check (`health` in its config) stands for its current process, and
+/// its counts since tend started.
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Passed at least once for this process.
+    ready: bool,
+    /// Failed in a row.
+    failing: u32,
+    last: Option<HealthView>,
+    unhealthy_since: Option<Instant>,
+    probes: u64,
+    probe_failures: u64,
+    last_took: Option<Duration>,
+}
+
+impl HealthState {
+    /// Forgets the last process's results, keeping the counts.
+    fn reset(&mut self) {
+        self.ready = false;
+        self.failing = 0;
+        self.last = None;
+        self.unhealthy_since = None;
+    }
 }
 
 /// Everything the supervisor knows of one server.
@@ -233,6 +265,16 @@ struct Server {
     not_adoptable: Option<String>,
     /// The monitor's last figures for the process group (and its main process), while alive.
     sample: Option<Sample>,
+    /// Rounds in a row the group's memory was over `max_memory`.
+    memory_over: u8,
+    /// Restarts for `max_memory` since tend started (a counter for `/metrics`: never reset).
+    memory_restarts: u64,
+    /// Why tend itself restarted the server: kept as `last_error` by the next process, so the
+    /// reason is still there once the restart is done.
+    restart_reason: Option<String>,
+    health: HealthState,
+    /// Where the current process's output begins in its log file (for `health.log`).
+    log_from: u64,
     epoch: u64,
     stopping: Option<Stopping>,
     pending_start: bool,
@@ -274,6 +316,11 @@ impl Server {
             adoptable: None,
             not_adoptable: None,
             sample: None,
+            memory_over: 0,
+            memory_restarts: 0,
+            restart_reason: None,
+            health: HealthState::default(),
+            log_from: 0,
             epoch: 0,
             stopping: None,
             pending_start: false,
@@ -339,6 +386,7 @@ impl Server {
             main_cpu_percent: sample.map(|s| s.main_cpu_percent),
             main_rss_bytes: sample.map(|s| s.main_rss_bytes),
             last_error: self.last_error.clone(),
+            health: self.health.last.clone().filter(|_| alive),
         }
     }
 
@@ -359,6 +407,12 @@ impl Server {
             processes: sample.map(|s| s.processes),
             ports: self.ports.iter().map(|p| (p.port, p.open)).collect(),
             orphaned: self.orphaned,
+            memory_restarts: self.memory_restarts,
+            probes: self.config.health.as_ref().map(|_| metrics::ProbeCounts {
+                total: self.health.probes,
+                failures: self.health.probe_failures,
+                last_duration: self.health.last_took,
+            }),
         }
     }
 
@@ -440,6 +494,8 @@ pub struct ServerOrchestrator {
     boot_id: String,
     on_exit: OnExit,
     max_sse_clients: usize,
+    /// How often health checks run unless a server's `health.interval_ms` says otherwise.
+    health_interval: Duration,
     /// Servers changed in this turn, each once, in the order they changed: a turn costs its
     /// changes, not a scan of every server.
     changed: Vec<bool>,
@@ -514,6 +570,7 @@ impl ServerOrchestrator {
             boot_id,
             on_exit: config.on_exit,
             max_sse_clients: config.max_sse_clients,
+            health_interval: config.health_interval,
             changed: vec![false; count],
             changed_order: Vec::new(),
             list_json: ListJson::new(count),
@@ -616,9 +673,22 @@ impl ServerOrchestrator {
         server.env_file_text = None;
         server.epoch += 1;
         server.opened_once = false;
+        // The line a log check waits for was printed before tend took the process over, if
+        // ever: an adopted process has been running, so it counts as ready.
+        let log_check = matches!(
+            server.config.health,
+            Some(HealthCheck {
+                probe: Probe::Log(_),
+                ..
+            })
+        );
+        server.health.reset();
+        server.health.ready = log_check;
         self.mark_changed(index);
         self.set_status(index, Status::Starting);
-        if self.servers[index].config.ports.is_empty() {
+        let server = &self.servers[index];
+        if server.config.ports.is_empty() && (server.config.health.is_none() || server.health.ready)
+        {
             self.set_status(index, Status::Running);
         }
         self.by_pid.insert(pid, index);
@@ -1076,6 +1146,7 @@ impl ServerOrchestrator {
         if by_person {
             server.restarts = 0;
             server.streak = 0;
+            server.restart_reason = None;
         }
         server.spawn_error = None;
         server.pending_start = true;
@@ -1220,6 +1291,10 @@ impl ServerOrchestrator {
             return;
         }
         let config = Arc::clone(&self.servers[index].config);
+        // This process's output starts where the file ends now (tend waits for a stop to
+        // finish before a new start, so no earlier process writes after this).
+        let log_from =
+            std::fs::metadata(process::log_path(&self.log_dir, &config.id)).map_or(0, |m| m.len());
         match process::spawn(&config, &self.log_dir, &self.tend_bin) {
             Ok(spawned) => {
                 let server = &mut self.servers[index];
@@ -1232,11 +1307,28 @@ impl ServerOrchestrator {
                 server.adopted = false;
                 server.exit_code = None;
                 server.exit_signal = None;
-                server.last_error = None;
+                server.last_error = server.restart_reason.take();
                 server.opened_once = false;
                 server.ports_ok = config.ports.is_empty();
                 server.ports = server.closed_ports();
                 server.sample = None;
+                server.memory_over = 0;
+                server.health.reset();
+                server.log_from = log_from;
+                if let Some(HealthCheck {
+                    probe: Probe::Log(regex),
+                    ..
+                }) = &config.health
+                {
+                    server.health.last = Some(HealthView {
+                        ok: false,
+                        detail: format!("no line matched /{regex}/ yet"),
+                        at: epoch_ms(SystemTime::now()),
+                        duration_ms: 0,
+                        failures: 0,
+                        ready: false,
+                    });
+                }
                 server.epoch += 1;
                 self.spawn_successes += 1;
                 self.by_pid.insert(spawned.pid, index);
@@ -1245,7 +1337,7 @@ impl ServerOrchestrator {
                     pid: spawned.pid,
                 });
                 self.set_status(index, Status::Starting);
-                if config.ports.is_empty() {
+                if config.ports.is_empty() && config.health.is_none() {
                     self.set_status(index, Status::Running);
                 }
                 self.arm(index, TimerKind::StartGrace, config.start_timeout);
@@ -1465,7 +1557,7 @@ impl ServerOrchestrator {
             log::warn!(target: LOG, "Server '{}' {}", id, message);
             server.last_error = Some(message);
         } else {
-            server.last_error = None;
+            server.last_error = server.restart_reason.clone();
         }
         log::info!(target: LOG, "Server '{}' stopped (PID: {}) in {} ms", id, pid, stopping.signalled_at.elapsed().as_millis());
         self.set_status(index, Status::Stopped);
@@ -1503,6 +1595,7 @@ impl ServerOrchestrator {
                 // Nobody watching: keep the numbers for the API, skip building the event.
                 let watched = self.hub.subscriber_count() > 0;
                 let mut entries = Vec::with_capacity(if watched { stats.len() } else { 0 });
+                let mut over_memory = Vec::new();
                 for sample in stats {
                     let Some(index) = self.slot_index(sample.index) else {
                         continue;
@@ -1519,8 +1612,21 @@ impl ServerOrchestrator {
                             processes: sample.processes,
                         });
                     }
+                    if let Some(limit) = server.config.max_memory {
+                        if sample.rss_bytes > limit {
+                            server.memory_over = server.memory_over.saturating_add(1);
+                            if server.memory_over >= MEMORY_ROUNDS {
+                                over_memory.push((index, sample.rss_bytes, limit));
+                            }
+                        } else {
+                            server.memory_over = 0;
+                        }
+                    }
                     server.sample = Some(sample);
                     self.list_json.forget(index);
+                }
+                for (index, rss_bytes, limit_bytes) in over_memory {
+                    self.restart_for_memory(index, rss_bytes, limit_bytes);
                 }
                 if !entries.is_empty() {
                     self.hub.publish(&Event::Stats(entries));
@@ -1535,11 +1641,177 @@ impl ServerOrchestrator {
                     });
                 }
             }
+            Report::Probed(answers) => {
+                for mut probed in answers {
+                    if let Some(index) = self.slot_index(probed.index) {
+                        probed.index = index;
+                        self.on_probed(probed);
+                    }
+                }
+            }
+            Report::LogMatched {
+                index: slot,
+                pid,
+                line,
+            } => {
+                if let Some(index) = self.slot_index(slot) {
+                    self.on_log_matched(index, pid, &line);
+                }
+            }
             Report::RoundDone { took } => {
                 log::trace!(target: "ProcessMonitor", "Health round took {} µs", took.as_micros());
                 self.health_rounds.observe(took);
             }
         }
+    }
+
+    /// Restarts a server whose group stayed over `max_memory`, through the normal stop (its
+    /// stop signal, then SIGKILL after `stop_timeout_ms`), as PM2's `max_memory_restart` does.
+    fn restart_for_memory(&mut self, index: usize, rss_bytes: u64, limit_bytes: u64) {
+        let server = &mut self.servers[index];
+        let Some(pid) = server.pid else { return };
+        if server.stopping.is_some() || server.pending_stop {
+            return;
+        }
+        let reason = format!(
+            "memory {} over {}: restarted",
+            health::format_memory(rss_bytes),
+            health::format_size(limit_bytes)
+        );
+        log::warn!(target: LOG, "Server '{}' (PGID: {}) uses {} bytes, over max_memory {} bytes for {} rounds; restarting",
+            server.config.id, pid, rss_bytes, limit_bytes, MEMORY_ROUNDS);
+        server.memory_over = 0;
+        server.memory_restarts += 1;
+        server.restarts += 1;
+        server.restart_reason = Some(reason.clone());
+        server.last_error = Some(reason);
+        let id = server.config.id.clone();
+        self.timeline(Timeline::MemoryExceeded {
+            id,
+            pid,
+            rss_bytes,
+            limit_bytes,
+        });
+        self.state_dirty = true;
+        self.begin_stop(index, AfterStop::Start);
+    }
+
+    /// An HTTP health probe's answer: readiness on the first pass, `unhealthy` after
+    /// `failures` failures in a row, and the result in the server's `health`.
+    fn on_probed(&mut self, probed: Probed) {
+        let index = probed.index;
+        let Some(server) = self.servers.get_mut(index) else {
+            return;
+        };
+        let Some(HealthCheck {
+            probe: Probe::Http(check),
+            ..
+        }) = server.config.health.as_ref()
+        else {
+            return;
+        };
+        if server.pid != Some(probed.pid) || server.stopping.is_some() {
+            return; // About a process that has since changed, or is being stopped.
+        }
+        let ok = matches!(probed.outcome, Outcome::Status(status)
+            if (check.expect.0..=check.expect.1).contains(&status));
+        let detail = httpprobe::describe(&probed.outcome, &check.path, check.timeout);
+        let health = &mut server.health;
+        health.probes += 1;
+        health.last_took = Some(probed.took);
+        if ok {
+            health.ready = true;
+            health.failing = 0;
+        } else {
+            health.probe_failures += 1;
+            health.failing = health.failing.saturating_add(1);
+        }
+        let before = health.last.as_ref().map(|h| (h.ok, h.detail.clone()));
+        // A passing check that changed only its words (200 to 204) is no news.
+        let news = match &before {
+            None => true,
+            Some((was_ok, was_detail)) => *was_ok != ok || (!ok && *was_detail != detail),
+        };
+        let view = HealthView {
+            ok,
+            detail: detail.clone(),
+            at: epoch_ms(SystemTime::now()),
+            duration_ms: probed.took.as_millis() as u64,
+            failures: health.failing,
+            ready: health.ready,
+        };
+        let visible = health.last.as_ref().is_none_or(|last| {
+            last.ok != view.ok
+                || last.detail != view.detail
+                || last.failures != view.failures
+                || last.ready != view.ready
+        });
+        health.last = Some(view);
+        let id = server.config.id.clone();
+        let threshold = check.failures;
+        let failing = health.failing;
+        if news {
+            if ok {
+                log::info!(target: "ProcessMonitor", "Health check of '{}' passes: {}", id, detail);
+            } else {
+                log::warn!(target: "ProcessMonitor", "Health check of '{}' failed: {} ({} in a row; unhealthy at {})", id, detail, failing, threshold);
+            }
+            self.timeline(Timeline::HealthChanged {
+                id,
+                pid: probed.pid,
+                ok,
+                detail,
+            });
+        }
+        // The time and duration change with every probe: the list must not keep the old ones,
+        // but only a visible change is worth a `server` event.
+        if visible {
+            self.mark_changed(index);
+        } else {
+            self.list_json.forget(index);
+        }
+        self.update_health(index);
+    }
+
+    /// The line a `health.log` check waits for: the server is ready.
+    fn on_log_matched(&mut self, index: usize, pid: u32, line: &str) {
+        let Some(server) = self.servers.get_mut(index) else {
+            return;
+        };
+        let Some(HealthCheck {
+            probe: Probe::Log(regex),
+            ..
+        }) = server.config.health.as_ref()
+        else {
+            return;
+        };
+        if server.pid != Some(pid) || server.health.ready {
+            return;
+        }
+        // A person reads the line in the dashboard: keep it short and on one line.
+        let shown: String = line.chars().take(120).collect();
+        let detail = format!("line matched /{regex}/: {}", shown.escape_debug());
+        let took = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
+        server.health.ready = true;
+        server.health.last = Some(HealthView {
+            ok: true,
+            detail: detail.clone(),
+            at: epoch_ms(SystemTime::now()),
+            duration_ms: took.as_millis() as u64,
+            failures: 0,
+            ready: true,
+        });
+        let id = server.config.id.clone();
+        log::info!(target: "ProcessMonitor", "Server '{}' is ready: {} ({} ms after it started)", id, detail, took.as_millis());
+        self.timeline(Timeline::HealthChanged {
+            id,
+            pid,
+            ok: true,
+            detail,
+        });
+        self.mark_changed(index);
+        self.update_health(index);
+        self.send_watch(index);
     }
 
     fn on_observed(&mut self, index: usize, pid: Option<u32>, observation: Observation) {
@@ -1625,19 +1897,101 @@ impl ServerOrchestrator {
             server.opened_once = true;
         }
         let since = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
-        let status = policy::health_status(
+        let check = match &server.config.health {
+            None => Check::Absent,
+            Some(HealthCheck {
+                probe: Probe::Http(http),
+                ..
+            }) => {
+                if !server.health.ready {
+                    Check::NotReady
+                } else if server.health.failing >= http.failures {
+                    Check::Failing
+                } else {
+                    Check::Passing
+                }
+            }
+            Some(HealthCheck {
+                probe: Probe::Log(_),
+                ..
+            }) => {
+                if server.health.ready {
+                    Check::Passing
+                } else {
+                    Check::NotReady
+                }
+            }
+        };
+        let status = policy::server_status(
             server.ports_ok,
             server.opened_once,
             since,
             server.config.start_timeout,
+            check,
         );
         if status != server.status {
             if status == Status::Unhealthy {
-                log::warn!(target: "ProcessMonitor", "Server '{}' is unhealthy: a port is closed", server.config.id);
+                let why = match (server.ports_ok, &server.health.last) {
+                    (true, Some(last)) => last.detail.clone(),
+                    (true, None) => "no health check passed yet".to_string(),
+                    (false, _) => "a port is closed".to_string(),
+                };
+                log::warn!(target: "ProcessMonitor", "Server '{}' is unhealthy: {}", server.config.id, why);
+                let restart_after = server
+                    .config
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.restart_unhealthy_after);
+                server.health.unhealthy_since = Some(Instant::now());
+                if let Some(after) = restart_after {
+                    self.arm(index, TimerKind::UnhealthyRestart, after);
+                }
+            } else {
+                server.health.unhealthy_since = None;
             }
             self.set_status(index, status);
             self.send_watch(index);
         }
+    }
+
+    /// `restart_unhealthy_after_ms`: restarts a server that stayed unhealthy that long.
+    fn check_unhealthy_restart(&mut self, index: usize) {
+        let server = &mut self.servers[index];
+        let (Some(since), Some(after)) = (
+            server.health.unhealthy_since,
+            server
+                .config
+                .health
+                .as_ref()
+                .and_then(|h| h.restart_unhealthy_after),
+        ) else {
+            return;
+        };
+        if server.status != Status::Unhealthy || server.stopping.is_some() {
+            return;
+        }
+        let elapsed = since.elapsed();
+        if elapsed < after {
+            // Unhealthy again after a recovery since this timer was armed: wait the rest.
+            self.arm(index, TimerKind::UnhealthyRestart, after - elapsed);
+            return;
+        }
+        let why = server
+            .health
+            .last
+            .as_ref()
+            .filter(|h| !h.ok)
+            .map_or_else(|| "a port is closed".to_string(), |h| h.detail.clone());
+        let reason = format!(
+            "unhealthy for {} ms ({why}): restarted",
+            elapsed.as_millis()
+        );
+        log::warn!(target: LOG, "Server '{}' {}", server.config.id, reason);
+        server.restarts += 1;
+        server.restart_reason = Some(reason.clone());
+        server.last_error = Some(reason);
+        self.state_dirty = true;
+        self.begin_stop(index, AfterStop::Start);
     }
 
     // ---- timers ---------------------------------------------------------------------------
@@ -1683,6 +2037,7 @@ impl ServerOrchestrator {
                 }
             }
             TimerKind::StartGrace => self.update_health(index),
+            TimerKind::UnhealthyRestart => self.check_unhealthy_restart(index),
             TimerKind::Escalate => self.escalate(index),
             TimerKind::GroupCheck => {
                 let pgid = self.servers[index].last_leader;
@@ -1934,7 +2289,8 @@ impl ServerOrchestrator {
                 Some(&was) => {
                     remap[was] = Some(index);
                     let mut server = old[was].take().expect("server ids are unique");
-                    if server.config.ports != cfg.ports {
+                    // The monitor checks ports and health: a change to either is news to it.
+                    if server.config.ports != cfg.ports || server.config.health != cfg.health {
                         watch_again.push(index);
                     }
                     server.config = Arc::new(cfg.clone());
@@ -1964,7 +2320,7 @@ impl ServerOrchestrator {
             self.slots[server.slot] = None;
             let _ = self.outputs.monitor.send(MonitorCmd::Set {
                 index: server.slot,
-                watch: Watch::default(),
+                watch: Box::default(),
             });
             if let Some(pid) = server
                 .pid
@@ -2096,12 +2452,37 @@ impl ServerOrchestrator {
             ports: server.config.ports.clone(),
             adopted: server.adopted,
             quick: server.status == Status::Starting && server.pid.is_some(),
+            http: match &server.config.health {
+                Some(HealthCheck {
+                    probe: Probe::Http(http),
+                    ..
+                }) => Some(HttpWatch {
+                    probe: HttpProbe {
+                        addr: http.addr,
+                        path: http.path.clone(),
+                        timeout: http.timeout,
+                    },
+                    interval: http.interval.unwrap_or(self.health_interval),
+                }),
+                _ => None,
+            },
+            log: match &server.config.health {
+                Some(HealthCheck {
+                    probe: Probe::Log(regex),
+                    ..
+                }) if !server.health.ready && server.pid.is_some() => Some(LogWatch {
+                    path: process::log_path(&self.log_dir, &server.config.id),
+                    regex: regex.clone(),
+                    from: server.log_from,
+                }),
+                _ => None,
+            },
         };
         let slot = server.slot;
-        let _ = self
-            .outputs
-            .monitor
-            .send(MonitorCmd::Set { index: slot, watch });
+        let _ = self.outputs.monitor.send(MonitorCmd::Set {
+            index: slot,
+            watch: Box::new(watch),
+        });
     }
 
     fn settle_waiters(&mut self) {
@@ -2192,7 +2573,7 @@ impl ServerOrchestrator {
         for index in std::mem::take(&mut self.changed_order) {
             self.changed[index] = false;
             let view = self.servers[index].view(now);
-            self.hub.publish(&Event::Server(view));
+            self.hub.publish(&Event::Server(Box::new(view)));
         }
     }
 

@@ -204,10 +204,11 @@ function makeRow(id) {
   e.adopt = button('Adopt', 'small', () => adoptOrphan(r));
   e.adopt.setAttribute('aria-label', `Adopt orphan on ${id}`);
   e.orphan.append(e.orphanText, e.adopt, e.kill);
+  e.health = el('p', 'notice warn health');
   e.lastError = el('p', 'notice muted last-error');
   e.msg = el('p', 'msg');
   e.logSlot = el('div', 'log-slot');
-  td.append(e.died, e.orphan, e.lastError, e.msg, e.logSlot);
+  td.append(e.died, e.orphan, e.health, e.lastError, e.msg, e.logSlot);
   e.extra.append(td);
   r.tbody.append(tr, e.extra);
   return r;
@@ -216,6 +217,18 @@ function makeRow(id) {
 function orphanPort(s) {
   const held = (s.ports || []).find((p) => p.ownerPid === s.orphanedPid);
   return held ? held.port : (s.ports && s.ports[0] ? s.ports[0].port : null);
+}
+
+// Why a live server is not running: its health check's last word, or its closed ports.
+function healthText(s) {
+  const h = s.health;
+  if (s.status === 'unhealthy') {
+    if (h && !h.ok) return `Unhealthy: ${h.detail}`;
+    const closed = (s.ports || []).filter((p) => !p.open).map((p) => p.port);
+    return closed.length ? `Unhealthy: port ${closed.join(', ')} closed` : 'Unhealthy';
+  }
+  if (s.status === 'starting' && h && !h.ready) return `Not ready: ${h.detail}`;
+  return '';
 }
 
 function render(r) {
@@ -270,12 +283,16 @@ function render(r) {
   e.adopt.hidden = !s.adoptable;
   e.adopt.disabled = !!r.adopting || !s.adoptable;
   e.kill.disabled = r.killing || !s.orphanedPid;
+  const why = hasProcess(s) ? healthText(s) : '';
+  setText(e.health, why);
+  e.health.hidden = !why;
   setText(e.lastError, s.lastError ? `Last error: ${s.lastError}` : '');
   e.lastError.hidden = !s.lastError || !!r.died;
   setText(e.msg, r.message ? r.message.text : '');
   e.msg.classList.toggle('error', !!(r.message && r.message.error));
   e.msg.hidden = !r.message;
-  e.extra.hidden = e.died.hidden && e.orphan.hidden && e.lastError.hidden && e.msg.hidden &&
+  e.extra.hidden = e.died.hidden && e.orphan.hidden && e.health.hidden && e.lastError.hidden &&
+    e.msg.hidden &&
     !(openLog && openLog.r === r);
 }
 
@@ -497,7 +514,10 @@ const TIMELINE = {
   orphanCleared: (d) => ['ok', `orphan PID ${d.pid || '?'} no longer holds port ${d.port}`],
   orphanKilled: (d) => ['info', `orphan PID ${d.pid} killed${d.signal ? ` (${d.signal})` : ''}`],
   configReloaded: (d) => ['info', `reloaded: ${planSummary(d)}`],
+  healthChanged: (d) => [d.ok ? 'ok' : 'warn', `health check ${d.ok ? 'passes' : 'failed'}: ${d.detail}`],
+  memoryExceeded: (d) => ['warn', `memory ${mib(d.rssBytes)} over ${mib(d.limitBytes)}: restarting`],
 };
+function mib(bytes) { return `${Math.round((bytes || 0) / 1048576)} MiB`; }
 
 function addTimeline(kind, d) {
   const [level, text] = TIMELINE[kind](d);

@@ -94,6 +94,31 @@ test('a start that fails shows the reason in the row and the timeline', { timeou
   });
 });
 
+test('an unhealthy server shows why in its row and the timeline, and recovers', { timeout: 60000 }, async () => {
+  const port = await freePort();
+  // Answers with the status written in ./status (200 without it); tend probes /healthz.
+  const script = `const fs = require('fs');
+    require('http').createServer((req, res) => {
+      let code = 200;
+      try { code = Number(fs.readFileSync('status', 'utf8')) || 200; } catch (e) { code = 200; }
+      res.writeHead(code); res.end();
+    }).listen(${port}, '127.0.0.1');`;
+  const servers = [{ id: 'api', command: [process.execPath, '-e', script], ports: [port],
+    health: { http: '/healthz', failures: 1, interval_ms: 200 } }];
+  await withTend('unhealthy', servers, async ({ page, dir }) => {
+    await statusIs(page, 'api', 'running');
+    const notice = row(page, 'api').locator('.notice.health');
+    assert.equal(await notice.isHidden(), true, 'no notice while it answers');
+    fs.writeFileSync(path.join(dir, 'status'), '503');
+    await statusIs(page, 'api', 'unhealthy');
+    await until('the reason shown', () => text(notice), (t) => t === 'Unhealthy: HTTP 503 from /healthz');
+    await page.locator('#timeline li[data-kind="healthChanged"]', { hasText: 'HTTP 503 from /healthz' }).waitFor();
+    fs.writeFileSync(path.join(dir, 'status'), '200');
+    await statusIs(page, 'api', 'running');
+    await until('the notice gone', () => notice.isHidden(), (hidden) => hidden === true);
+  });
+});
+
 test('clicking Stop stops the server', { timeout: 60000 }, async () => {
   const port = await freePort();
   await withTend('stop', [{ id: 'web', command: demo(port), ports: [port] }], async ({ page, tend }) => {
