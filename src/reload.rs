@@ -443,6 +443,8 @@ mod tests {
             r#""command": "x", "stop_timeout_ms": 1"#,
             r#""command": "x", "start_timeout_ms": 1"#,
             r#""command": "x", "retry_fatal_ms": 0"#,
+            r#""command": "x", "max_memory": "64M""#,
+            r#""command": "x", "health": {"log": "ready"}"#,
         ];
         let with = |body: &str| {
             config(&format!(
