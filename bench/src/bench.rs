@@ -59,13 +59,23 @@ fn listeners(
     base: u16,
     stuck_every: Option<usize>,
 ) -> Vec<Program> {
+    children(me, n, base, |i| match stuck_every {
+        Some(k) if i % k == 1 => "stuck",
+        _ => "listen",
+    })
+}
+
+/// N workload children, each on its own port, the i-th in `mode(i)` (see child.rs).
+fn children(
+    me: &std::path::Path,
+    n: usize,
+    base: u16,
+    mode: impl Fn(usize) -> &'static str,
+) -> Vec<Program> {
     (0..n)
         .map(|i| {
             let port = base + i as u16;
-            let mode = match stuck_every {
-                Some(k) if i % k == 1 => "stuck",
-                _ => "listen",
-            };
+            let mode = mode(i);
             Program {
                 name: format!("p{i}"),
                 argv: vec![
@@ -705,6 +715,81 @@ fn unreachable_rounds(opts: &Opts, n: usize, rounds: usize) -> Samples {
     }
 }
 
+/// HTTP health check rounds (tend only): N servers with `health: {"http": "/healthz"}`, every
+/// one answering or every other one never answering. Per round: how long the probes took (from
+/// tend's trace), and tend's CPU per round over the same window.
+fn http_health_rounds(opts: &Opts, n: usize, half_mute: bool, rounds: usize) -> (Samples, Samples) {
+    let base = free_port_range(20000, n as u16);
+    let progs = children(&opts.me, n, base, |i| {
+        if half_mute && i % 2 == 1 {
+            "mute"
+        } else {
+            "http"
+        }
+    });
+    let mut config = TendRun::config(&progs, true);
+    for s in config["servers"].as_array_mut().expect("servers") {
+        s["health"] = serde_json::json!({"http": "/healthz", "timeout_ms": 1000});
+        // The mute half never gets ready: let it turn unhealthy soon.
+        s["start_timeout_ms"] = 2000.into();
+    }
+    let tend = TendRun::start(
+        &opts.tend,
+        &format!("http{n}{}", if half_mute { "mute" } else { "" }),
+        &config,
+        "info,ProcessMonitor=trace",
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let list = tend.get("/api/servers");
+        let settled = list.as_array().is_some_and(|l| {
+            l.len() == n
+                && l.iter()
+                    .all(|s| s["status"] == "running" || s["status"] == "unhealthy")
+        });
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "servers with HTTP checks did not settle"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // "… TRACE ProcessMonitor 1000 HTTP probes in 12345 µs": whole rounds only (quick rounds
+    // probe the few servers that are starting).
+    let probe_rounds = |log: &str| -> Vec<f64> {
+        log.lines()
+            .filter_map(|l| {
+                let (left, rest) = l.split_once(" HTTP probes in ")?;
+                let count: usize = left.split_whitespace().last()?.parse().ok()?;
+                let us: f64 = rest.split(' ').next()?.parse().ok()?;
+                (count * 2 >= n).then_some(us / 1000.0)
+            })
+            .collect()
+    };
+    let skip = probe_rounds(&tend.log_text()).len();
+    let sched0 = procs::sched_ns(tend.pid);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let times = loop {
+        let times: Vec<f64> = probe_rounds(&tend.log_text())
+            .into_iter()
+            .skip(skip)
+            .collect();
+        if times.len() >= rounds || Instant::now() > deadline {
+            break times;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let cpu = (procs::sched_ns(tend.pid) - sched0) as f64 / 1e6;
+    let per_round = if times.is_empty() {
+        Samples::default()
+    } else {
+        Samples::one(cpu / times.len() as f64)
+    };
+    (Samples(times), per_round)
+}
+
 fn section(title: &str) {
     eprintln!("== {title}");
 }
@@ -717,6 +802,7 @@ pub fn run(opts: &Opts) -> String {
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut results: Vec<(usize, Lifecycle, Lifecycle, Steady, Samples)> = Vec::new();
+    let mut http: Vec<((Samples, Samples), (Samples, Samples))> = Vec::new();
 
     for &n in &opts.ns {
         section(&format!("N = {n}: tend lifecycle"));
@@ -752,12 +838,20 @@ pub fn run(opts: &Opts) -> String {
             "N = {n}: tend health rounds, half the ports unreachable"
         ));
         let un = unreachable_rounds(opts, n, if opts.quick { 3 } else { 5 });
+        let probe_rounds = if opts.quick { 3 } else { 5 };
+        section(&format!("N = {n}: tend HTTP health checks, all answering"));
+        let http_all = http_health_rounds(opts, n, false, probe_rounds);
+        section(&format!(
+            "N = {n}: tend HTTP health checks, half never answering"
+        ));
+        let http_half = http_health_rounds(opts, n, true, probe_rounds);
+        http.push((http_all, http_half));
         results.push((n, tl, sl, st, un));
         eprintln!("   ({:.0} s so far)", started.elapsed().as_secs_f64());
     }
 
     let window_note = if opts.quick { " (30 s window ×2)" } else { "" };
-    for (n, tl, sl, st, un) in &results {
+    for ((n, tl, sl, st, un), (http_all, http_half)) in results.iter().zip(&http) {
         let n_s = n.to_string();
         let row = |figure: &str, unit: &'static str, tend: Cell, supd: Cell, lower: bool| Row {
             figure: figure.into(),
@@ -830,6 +924,34 @@ pub fn run(opts: &Opts) -> String {
             "health round, N ports, half unreachable",
             "ms",
             m(un),
+            Cell::NotApplicable,
+            true,
+        ));
+        rows.push(row(
+            "HTTP health checks, N probes all answering: round",
+            "ms",
+            m(&http_all.0),
+            Cell::NotApplicable,
+            true,
+        ));
+        rows.push(row(
+            "HTTP health checks, N probes all answering: tend CPU per round",
+            "ms",
+            m(&http_all.1),
+            Cell::NotApplicable,
+            true,
+        ));
+        rows.push(row(
+            "HTTP health checks, half never answering (1 s timeout): round",
+            "ms",
+            m(&http_half.0),
+            Cell::NotApplicable,
+            true,
+        ));
+        rows.push(row(
+            "HTTP health checks, half never answering: tend CPU per round",
+            "ms",
+            m(&http_half.1),
             Cell::NotApplicable,
             true,
         ));
