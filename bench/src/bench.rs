@@ -716,9 +716,10 @@ fn unreachable_rounds(opts: &Opts, n: usize, rounds: usize) -> Samples {
 }
 
 /// HTTP health check rounds (tend only): N servers with `health: {"http": "/healthz"}`, every
-/// one answering or every other one never answering. Per round: how long the probes took (from
-/// tend's trace), and tend's CPU per round over the same window.
-fn http_health_rounds(opts: &Opts, n: usize, half_mute: bool, rounds: usize) -> (Samples, Samples) {
+/// one answering or every other one never answering: how long each whole round of probes took,
+/// from tend's trace. (tend's CPU per round is not reported: measured here it came out 20×
+/// what the same workload costs by hand, for a reason not found yet; see README.)
+fn http_health_rounds(opts: &Opts, n: usize, half_mute: bool, rounds: usize) -> Samples {
     let base = free_port_range(20000, n as u16);
     let progs = children(&opts.me, n, base, |i| {
         if half_mute && i % 2 == 1 {
@@ -769,7 +770,6 @@ fn http_health_rounds(opts: &Opts, n: usize, half_mute: bool, rounds: usize) -> 
             .collect()
     };
     let skip = probe_rounds(&tend.log_text()).len();
-    let sched0 = procs::sched_ns(tend.pid);
     let deadline = Instant::now() + Duration::from_secs(90);
     let times = loop {
         let times: Vec<f64> = probe_rounds(&tend.log_text())
@@ -781,13 +781,7 @@ fn http_health_rounds(opts: &Opts, n: usize, half_mute: bool, rounds: usize) -> 
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let cpu = (procs::sched_ns(tend.pid) - sched0) as f64 / 1e6;
-    let per_round = if times.is_empty() {
-        Samples::default()
-    } else {
-        Samples::one(cpu / times.len() as f64)
-    };
-    (Samples(times), per_round)
+    Samples(times)
 }
 
 fn section(title: &str) {
@@ -802,7 +796,7 @@ pub fn run(opts: &Opts) -> String {
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut results: Vec<(usize, Lifecycle, Lifecycle, Steady, Samples)> = Vec::new();
-    let mut http: Vec<((Samples, Samples), (Samples, Samples))> = Vec::new();
+    let mut http: Vec<(Samples, Samples)> = Vec::new();
 
     for &n in &opts.ns {
         section(&format!("N = {n}: tend lifecycle"));
@@ -930,28 +924,14 @@ pub fn run(opts: &Opts) -> String {
         rows.push(row(
             "HTTP health checks, N probes all answering: round",
             "ms",
-            m(&http_all.0),
-            Cell::NotApplicable,
-            true,
-        ));
-        rows.push(row(
-            "HTTP health checks, N probes all answering: tend CPU per round",
-            "ms",
-            m(&http_all.1),
+            m(http_all),
             Cell::NotApplicable,
             true,
         ));
         rows.push(row(
             "HTTP health checks, half never answering (1 s timeout): round",
             "ms",
-            m(&http_half.0),
-            Cell::NotApplicable,
-            true,
-        ));
-        rows.push(row(
-            "HTTP health checks, half never answering: tend CPU per round",
-            "ms",
-            m(&http_half.1),
+            m(http_half),
             Cell::NotApplicable,
             true,
         ));
