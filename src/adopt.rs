@@ -1,4 +1,4 @@
-//! Adoptable orphans (DESIGN §12): whether a process outside tend that holds a server's port
+//! Adoptable orphans (docs/DESIGN.md §12): whether a process outside tend that holds a server's port
 //! is provably that server's own lost process, so tend may take it over instead of killing it.
 //!
 //! Every process tend starts leads its own session (setsid) and carries `TEND_SERVER_ID` in its

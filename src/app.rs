@@ -1,4 +1,4 @@
-//! `tend up`: loads the config, starts every thread of DESIGN §7 in the order that keeps their
+//! `tend up`: loads the config, starts every thread of docs/DESIGN.md §7 in the order that keeps their
 //! promises (the reaper before the first spawn, the store before the supervisor's first
 //! snapshot), prints the dashboard URL and runs the supervisor on the main thread until a
 //! shutdown signal has been honoured.

@@ -1,4 +1,4 @@
-//! The API token (DESIGN §8): where it comes from (`TEND_TOKEN`, the config's `auth_token`, or a
+//! The API token (docs/DESIGN.md §8): where it comes from (`TEND_TOKEN`, the config's `auth_token`, or a
 //! token generated once and kept in `token` beside the state file), whether tend may listen
 //! where it was asked to, and a constant-time comparison. Runs on the main thread at start-up
 //! and on HTTP threads (comparison). It never logs a token.
@@ -40,7 +40,7 @@ impl Auth {
     }
 }
 
-/// The token file of a state file: `token` in the same folder (DESIGN §8a).
+/// The token file of a state file: `token` in the same folder (docs/DESIGN.md §8a).
 pub fn token_path(state_file: &Path) -> PathBuf {
     state_file.with_file_name("token")
 }

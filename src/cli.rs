@@ -1,4 +1,4 @@
-//! The command line (DESIGN §1): argv → a typed [`Cli`], and the `--help` texts.
+//! The command line (docs/DESIGN.md §1): argv → a typed [`Cli`], and the `--help` texts.
 //!
 //! Hand-rolled (no clap) to keep the binary small. Runs on the main thread before anything
 //! else; it only parses. It never reads files, the environment or the network, and never
@@ -31,7 +31,7 @@ pub enum Command {
     /// `tend status` (alias `ps`).
     Status { json: bool },
     /// `tend status --url URL --url URL…` or `tend status --hosts FILE`: one table over many
-    /// tends (DESIGN §12 "Fleet"). `urls` in the order given, after the file's hosts.
+    /// tends (docs/DESIGN.md §12 "Fleet"). `urls` in the order given, after the file's hosts.
     FleetStatus {
         json: bool,
         urls: Vec<String>,

@@ -1,10 +1,10 @@
-//! The client commands (`tend status|start|stop|restart|logs|kill-orphan|adopt`, DESIGN §1) and the
+//! The client commands (`tend status|start|stop|restart|logs|kill-orphan|adopt`, docs/DESIGN.md §1) and the
 //! small blocking HTTP/1.1 client they share with the tests.
 //!
 //! Runs on the main thread of a short-lived `tend` process. It talks to a running `tend up`
-//! only through its HTTP API (DESIGN §4, §5): it never reads the state file, never signals a
+//! only through its HTTP API (docs/DESIGN.md §4, §5): it never reads the state file, never signals a
 //! process itself, and never sends a child's command anywhere. Plain http only (no TLS): the
-//! API is meant for loopback, and a token guards it (DESIGN §8).
+//! API is meant for loopback, and a token guards it (docs/DESIGN.md §8).
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -21,7 +21,7 @@ use crate::cli::{Action, Cli, Command, Target};
 use crate::config;
 use crate::error::{Context, Error};
 
-/// Where `tend up` listens when nothing else says (DESIGN §2 default `listen`).
+/// Where `tend up` listens when nothing else says (docs/DESIGN.md §2 default `listen`).
 const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 /// A loopback connect either works at once or not at all; 5 s covers a remote `--url`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -240,7 +240,7 @@ impl Api {
         })
     }
 
-    /// Opens the event stream with the live lines of one server's log (DESIGN §5).
+    /// Opens the event stream with the live lines of one server's log (docs/DESIGN.md §5).
     fn open_log_stream(
         &self,
         id: &str,
@@ -277,7 +277,7 @@ impl Api {
 }
 
 /// Finds the API and the token: `--url`, else `TEND_URL`, else the config's `listen`, else
-/// 127.0.0.1:7070; `TEND_TOKEN`, else the `token` file beside the state file (DESIGN §8a).
+/// 127.0.0.1:7070; `TEND_TOKEN`, else the `token` file beside the state file (docs/DESIGN.md §8a).
 fn resolve_api(cli: &Cli) -> Result<Api, Error> {
     let env_url = non_empty_env("TEND_URL");
     let env_token = non_empty_env("TEND_TOKEN");
@@ -329,7 +329,7 @@ fn read_token_file(path: &std::path::Path) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
-/// The error body of the API (DESIGN §4).
+/// The error body of the API (docs/DESIGN.md §4).
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
@@ -395,7 +395,7 @@ fn execute(
 ) -> Result<ExitCode, Error> {
     match command {
         Command::Status { json: true } => {
-            // The same array as the API (DESIGN §4), byte for byte.
+            // The same array as the API (docs/DESIGN.md §4), byte for byte.
             let text = api.call("GET", "/api/servers", None)?;
             emit(out, &text)?;
             if !text.ends_with('\n') {
@@ -608,7 +608,7 @@ fn print_tail(api: &Api, id: &str, lines: usize, out: &mut dyn Write) -> Result<
 /// restarting) is reopened with a growing delay; a refusal (unknown id, bad token) ends it.
 /// The stream follows the server's log file, not its process, so a restarted server keeps
 /// streaming on the same connection. Lines written while no stream is open (tend down) are
-/// not replayed: `log` events carry no id (DESIGN §5).
+/// not replayed: `log` events carry no id (docs/DESIGN.md §5).
 fn follow_logs(
     api: &Api,
     id: &str,
@@ -1058,7 +1058,7 @@ fn skip_trailers<R: BufRead>(reader: &mut R) -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Server-Sent Events (the client half of DESIGN §5)
+// Server-Sent Events (the client half of docs/DESIGN.md §5)
 
 /// One dispatched event: its name (`message` when unnamed), its data, and the last id seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1151,7 +1151,7 @@ impl SseParser {
 // ---------------------------------------------------------------------------------------------
 // The status table
 
-/// The fields of a server object (DESIGN §4) the CLI shows; missing ones default, unknown
+/// The fields of a server object (docs/DESIGN.md §4) the CLI shows; missing ones default, unknown
 /// ones are ignored, so a newer tend still works with an older CLI.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

@@ -1,4 +1,4 @@
-//! The config file (DESIGN §2): `tend.json` parsed, validated and resolved into [`Config`].
+//! The config file (docs/DESIGN.md §2): `tend.json` parsed, validated and resolved into [`Config`].
 //! Every problem is reported at once with file, line and column. Runs on the main thread at
 //! start-up (and for `tend check`); it never spawns or signals anything.
 
@@ -88,7 +88,7 @@ pub struct ServerConfig {
     pub id: String,
     pub command: CommandSpec,
     /// Absolute; defaults to the config's folder. Not checked to exist here (a missing cwd is a
-    /// spawn error, DESIGN §8a).
+    /// spawn error, docs/DESIGN.md §8a).
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
     /// Absolute; read at each spawn so edits apply on restart.
@@ -126,7 +126,7 @@ pub struct ConfigError {
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl Config {
-    /// A config with every DESIGN §2 default and no servers; `base_dir` (absolute) is where
+    /// A config with every docs/DESIGN.md §2 default and no servers; `base_dir` (absolute) is where
     /// the state file and log folder go.
     fn defaults(path: &Path, base_dir: &Path) -> Config {
         Config {
@@ -150,7 +150,7 @@ impl Config {
 }
 
 impl ServerConfig {
-    /// A server with every DESIGN §2 default, running `command` in `cwd`.
+    /// A server with every docs/DESIGN.md §2 default, running `command` in `cwd`.
     fn defaults(id: &str, command: CommandSpec, cwd: &Path, line: usize) -> ServerConfig {
         ServerConfig {
             id: id.to_string(),
@@ -217,7 +217,7 @@ const SERVER_KEYS: &[&str] = &[
     "health",
 ];
 
-/// The files `locate` tries, in order, relative to the working directory (DESIGN §1).
+/// The files `locate` tries, in order, relative to the working directory (docs/DESIGN.md §1).
 const CONFIG_CANDIDATES: &[&str] = &["tend.json", "Procfile"];
 
 /// Reads, parses, validates and resolves a config file: a Procfile when its name says so (see
@@ -1146,7 +1146,7 @@ impl Checker<'_> {
                         if is_valid_id(id) {
                             config.id = id.to_string();
                         } else {
-                            // An id problem concerns the whole server (DESIGN §2).
+                            // An id problem concerns the whole server (docs/DESIGN.md §2).
                             self.fail(
                                 at,
                                 format!(
@@ -2546,7 +2546,7 @@ mod tests {
 
     #[test]
     fn locate_prefers_explicit_then_tend_json_then_procfile() {
-        // DESIGN §1: --config, else ./tend.json, else ./Procfile, else an error naming both.
+        // docs/DESIGN.md §1: --config, else ./tend.json, else ./Procfile, else an error naming both.
         let dir = TempDir::new("locate");
         let given = Path::new("elsewhere/x.json");
         assert_eq!(locate_in(&dir.0, Some(given)), Ok(given.to_path_buf()));

@@ -5,7 +5,7 @@
 //! a lock).
 //!
 //! A subscriber whose bounded queue is full is dropped rather than waited for: one client that
-//! does not read must never slow the supervisor (../shared/NOTES.md). It reconnects with
+//! does not read must never slow the supervisor (docs/NOTES.md). It reconnects with
 //! Last-Event-ID and gets the missed events from the buffer, or a fresh snapshot.
 
 use std::collections::VecDeque;

@@ -29,7 +29,7 @@ use crate::error::{Context, Error};
 use crate::model::signal_name;
 use crate::shell;
 
-/// tend's "a run that stays up 10 s resets the failure count" (DESIGN §2, policy.rs).
+/// tend's "a run that stays up 10 s resets the failure count" (docs/DESIGN.md §2, policy.rs).
 const RESET_AFTER: Duration = Duration::from_secs(10);
 
 /// One generated file: its name (`tend-shop-web.service`) and its text.

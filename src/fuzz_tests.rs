@@ -1,4 +1,4 @@
-//! Property tests over everything tend parses from outside (DESIGN §8, issue 4): config files,
+//! Property tests over everything tend parses from outside (docs/DESIGN.md §8, issue 4): config files,
 //! HTTP requests through the guard and the router, query strings, and state files. Each runs
 //! 100,000 generated inputs — mutations of valid inputs and random bytes — and asserts that
 //! nothing panics and every refusal is a well-formed error. A seeded generator keeps failures

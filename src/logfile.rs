@@ -1,6 +1,6 @@
 //! Reading servers' log files: the last N lines for `GET /api/servers/:id/logs` and `tend logs`,
 //! and following new lines for the live tail. Runs on HTTP handler threads; it only reads.
-//! Children write these files themselves (DESIGN §7), so nothing here can lose their output.
+//! Children write these files themselves (docs/DESIGN.md §7), so nothing here can lose their output.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::logrotate::{removed_from_head, rotated_path};
 use crate::process::log_path;
 
-/// The most lines one request may ask for (DESIGN §4).
+/// The most lines one request may ask for (docs/DESIGN.md §4).
 pub const MAX_LINES: usize = 10_000;
 const CHUNK: u64 = 64 * 1024;
 

@@ -1,4 +1,4 @@
-//! Logging setup (DESIGN §9): env_logger with tend's own format,
+//! Logging setup (docs/DESIGN.md §9): env_logger with tend's own format,
 //! `2025-11-04 12:00:00 INFO  ProcessManager Process 'web' started (PID: 12345)`, where the
 //! component is the log target. `RUST_LOG` sets the level; the default is info. Timestamps come
 //! from libc's localtime_r because env_logger without its default features has none.

@@ -1,4 +1,4 @@
-//! Log rotation (DESIGN §2, issue 6): each server's log rotates at `log_max_bytes`, keeping
+//! Log rotation (docs/DESIGN.md §2, issue 6): each server's log rotates at `log_max_bytes`, keeping
 //! `log_keep` older files (`<id>.log.1` newest), while the child keeps writing to it — children
 //! write their log files themselves so they keep logging while tend restarts, which means tend
 //! can never pause a writer to rotate.

@@ -1,4 +1,4 @@
-//! Which live processes make up each server, for its CPU and memory (DESIGN §12: a server's
+//! Which live processes make up each server, for its CPU and memory (docs/DESIGN.md §12: a server's
 //! figures are its process group's). tend starts every server with `setsid`, so the server's
 //! process group and everything it forks share one session, whose id is the server's PID; a
 //! member that moves to a group of its own inside the session (shell job control) still counts.

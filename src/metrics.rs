@@ -1,4 +1,4 @@
-//! `GET /metrics` (DESIGN §4, issue 6 item 2): tend's numbers in the Prometheus text exposition
+//! `GET /metrics` (docs/DESIGN.md §4, issue 6 item 2): tend's numbers in the Prometheus text exposition
 //! format, version 0.0.4 (<https://prometheus.io/docs/instrumenting/exposition_formats/>).
 //!
 //! Pure: [`render`] turns a [`Snapshot`] into text and does no I/O. The supervisor fills the
@@ -17,7 +17,7 @@ use crate::store::StoreStats;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds (seconds) of the health-round histogram: a round of a few local ports takes
-/// around 0.1 ms, a thousand ports some tens of ms (DESIGN §11: < 50 ms), and one that waits
+/// around 0.1 ms, a thousand ports some tens of ms (docs/DESIGN.md §11: < 50 ms), and one that waits
 /// for unreachable ports up to its shared probe timeout (at most 1 s).
 pub const HEALTH_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,

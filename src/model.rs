@@ -1,9 +1,9 @@
-//! Plain data shared by every component: statuses, the server object of the API (DESIGN §4),
-//! and the events the supervisor broadcasts (DESIGN §5). No behaviour and no I/O lives here.
+//! Plain data shared by every component: statuses, the server object of the API (docs/DESIGN.md §4),
+//! and the events the supervisor broadcasts (docs/DESIGN.md §5). No behaviour and no I/O lives here.
 
 use serde::Serialize;
 
-/// A server's lifecycle status (DESIGN §3). Flags such as `orphaned` are kept beside it.
+/// A server's lifecycle status (docs/DESIGN.md §3). Flags such as `orphaned` are kept beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -19,7 +19,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// Every status, in the order of DESIGN §3 (for `/metrics`, which shows one series each).
+    /// Every status, in the order of docs/DESIGN.md §3 (for `/metrics`, which shows one series each).
     pub const ALL: [Status; 9] = [
         Status::Stopped,
         Status::Starting,
@@ -89,7 +89,7 @@ pub struct PortView {
     pub owner_pid: Option<u32>,
 }
 
-/// The server object of the API (DESIGN §4). Never carries a child's environment.
+/// The server object of the API (docs/DESIGN.md §4). Never carries a child's environment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerView {
@@ -157,7 +157,7 @@ pub struct AdoptableView {
     pub start_time: u64,
 }
 
-/// CPU and memory of one running server, sent once per health round (DESIGN §5 `stats`).
+/// CPU and memory of one running server, sent once per health round (docs/DESIGN.md §5 `stats`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatsEntry {
@@ -168,7 +168,7 @@ pub struct StatsEntry {
     pub processes: u32,
 }
 
-/// Outbound events (DESIGN §5). The supervisor creates them; the event hub numbers and frames
+/// Outbound events (docs/DESIGN.md §5). The supervisor creates them; the event hub numbers and frames
 /// them for SSE clients.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -183,7 +183,7 @@ pub enum Event {
     Timeline(Timeline),
 }
 
-/// The named timeline events of DESIGN §5.
+/// The named timeline events of docs/DESIGN.md §5.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 /// Serialized without a tag: the SSE `event:` line names it.
 #[serde(untagged)]

@@ -1,4 +1,4 @@
-//! ProcessMonitor (DESIGN §7): the "monitor" thread. Every health interval it looks at each
+//! ProcessMonitor (docs/DESIGN.md §7): the "monitor" thread. Every health interval it looks at each
 //! server's configured ports (who listens and whether a connect would get through, from one
 //! sock_diag dump; real connects, all in flight at once, only where sock_diag is refused),
 //! decides whether each listener belongs to the server's own process tree

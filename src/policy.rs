@@ -1,4 +1,4 @@
-//! Pure decisions of the supervisor (DESIGN §2, §3): which status transitions are allowed, what
+//! Pure decisions of the supervisor (docs/DESIGN.md §2, §3): which status transitions are allowed, what
 //! happens after a process exits (restart now, back off, park as fatal, or stay down), and how a
 //! running server's health maps to a status. No I/O, no clocks: callers pass durations in, so
 //! every rule is tested as a table.
@@ -112,7 +112,7 @@ pub enum AfterExit {
     Fatal,
 }
 
-/// The restart rule of DESIGN §2. `streak` counts the consecutive failed runs that were already
+/// The restart rule of docs/DESIGN.md §2. `streak` counts the consecutive failed runs that were already
 /// restarted.
 pub fn after_exit(
     policy: RestartPolicy,

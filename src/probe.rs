@@ -1,6 +1,6 @@
 //! Parallel TCP connect checks: "does something answer on this address?" for a whole round.
 //!
-//! Owns: the non-blocking connect + poll() round (DESIGN §7, NOTES "Ports"). Used by the
+//! Owns: the non-blocking connect + poll() round (docs/DESIGN.md §7, docs/NOTES.md "Ports"). Used by the
 //! monitor thread (ProcessMonitor), once per health round, with every configured port at once.
 //!
 //! Must never: take longer than one timeout for the round however many targets hang (one shared

@@ -20,7 +20,7 @@ const LOG: &str = "ProcessManager";
 
 /// Held by every spawn and by the reaper around `waitpid(-1)`. When exec fails, std's
 /// `Command::spawn` reaps the forked child itself and panics if someone else did first
-/// (../shared/NOTES.md: 190 of 200 failing spawns panicked without this lock).
+/// (docs/NOTES.md: 190 of 200 failing spawns panicked without this lock).
 pub static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
 /// The soft RLIMIT_NOFILE tend was started with, given back to every child (0: unchanged).
@@ -56,7 +56,7 @@ pub const TOKEN_VAR: &str = "TEND_TOKEN";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spawned {
     pub pid: u32,
-    /// /proc start time, the PID's identity for later adoption (DESIGN §6).
+    /// /proc start time, the PID's identity for later adoption (docs/DESIGN.md §6).
     pub start_ticks: u64,
     /// The env_file text the process was given, so a reload can tell whether it changed.
     pub env_file_text: Option<String>,
@@ -189,7 +189,7 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
 /// Marks every descriptor above stderr close-on-exec in a freshly forked child. tend opens all
 /// its own descriptors close-on-exec, but it may have inherited others from whoever started it
 /// (a shell's stray fd, a CI runner's pipe), and a child must get only stdin and its log
-/// (DESIGN §8). Marking instead of closing keeps std's own exec-error pipe working until exec.
+/// (docs/DESIGN.md §8). Marking instead of closing keeps std's own exec-error pipe working until exec.
 ///
 /// # Safety
 /// Call only between fork and exec: it changes the flags of every descriptor of the process.
@@ -292,7 +292,7 @@ pub fn signal_group(pgid: u32, signal: i32) -> Result<(), SignalError> {
 /// Whether any live process of the group is left. `kill(-pgid, 0)` also counts zombies. Ours
 /// the reaper takes at once (tend is subreaper, so a group tend started has no zombie for long),
 /// but members of an `adopted` server's group belong to whoever their parent is now, and PID 1
-/// may reap them seconds later (../shared/NOTES.md): only for those does a /proc scan tell live
+/// may reap them seconds later (docs/NOTES.md): only for those does a /proc scan tell live
 /// members from zombies, and only when the cheap check says "exists".
 pub fn group_exists(pgid: u32, adopted: bool) -> bool {
     if !is_signallable(pgid) || kill(-(pgid as i32), 0).is_err() {
@@ -307,7 +307,7 @@ pub fn group_exists(pgid: u32, adopted: bool) -> bool {
 }
 
 /// Sends `signal` to `pid` only if it is still the process that started at `start_ticks`: a PID
-/// reused since tend looked at it is never hit (DESIGN §8).
+/// reused since tend looked at it is never hit (docs/DESIGN.md §8).
 pub fn signal_verified(pid: u32, start_ticks: u64, signal: i32) -> Result<(), SignalError> {
     if !is_signallable(pid) {
         return Err(SignalError::Forbidden);

@@ -2,7 +2,7 @@
 //!
 //! Owns: the format of `/proc/PID/stat`, `/proc/PID/fd` socket links and the boot id; nothing
 //! else in tend parses `/proc` for processes. Used by the monitor thread (ProcessMonitor: liveness,
-//! CPU, RSS, who holds a port) and by the supervisor/store for process identity (DESIGN §6:
+//! CPU, RSS, who holds a port) and by the supervisor/store for process identity (docs/DESIGN.md §6:
 //! boot id + pid + start ticks).
 //!
 //! Must never: signal, wait for or otherwise touch a process; cache anything that a process can
@@ -30,7 +30,7 @@ pub struct ProcStat {
     /// Kernel-mode CPU time, in clock ticks (field 15).
     pub stime: u64,
     /// Start time after boot, in clock ticks (field 22). With the pid and boot id it names a
-    /// process for good: a reused pid gets a new start time (NOTES "Processes").
+    /// process for good: a reused pid gets a new start time (docs/NOTES.md "Processes").
     pub start_ticks: u64,
     /// Resident set size in pages (field 24).
     pub rss_pages: u64,
@@ -47,7 +47,7 @@ impl ProcStat {
 /// Parses the text of `/proc/PID/stat`.
 ///
 /// The comm field sits in parentheses and may itself contain spaces and parentheses, so the
-/// numeric fields are taken after the LAST `)` (proc(5); NOTES "Processes"). Returns `None` for
+/// numeric fields are taken after the LAST `)` (proc(5); docs/NOTES.md "Processes"). Returns `None` for
 /// text that does not have that shape.
 pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let open = text.find('(')?;
@@ -140,7 +140,7 @@ impl StatReader {
 /// True if `pid` exists and is neither a zombie nor dead.
 ///
 /// `kill(pid, 0)` is not enough: it succeeds on a zombie, and PID 1 reaps reparented zombies
-/// late (1–3 s seen; NOTES "Processes").
+/// late (1–3 s seen; docs/NOTES.md "Processes").
 pub fn is_alive(pid: u32) -> bool {
     read_stat(pid).is_some_and(|s| !s.is_dead())
 }
@@ -151,7 +151,7 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), trimmed. A stored pid is only
-/// meaningful under the boot id it was recorded with (DESIGN §6).
+/// meaningful under the boot id it was recorded with (docs/DESIGN.md §6).
 pub fn boot_id() -> io::Result<String> {
     Ok(fs::read_to_string("/proc/sys/kernel/random/boot_id")?
         .trim()
@@ -219,7 +219,7 @@ fn parse_socket_link(target: &[u8]) -> Option<u64> {
 
 /// Calls `f` with the inode of every socket `pid` holds open. `f` returns false to stop early.
 /// Unreadable directories or links (another user's process, a process that just exited, an fd
-/// closed mid-scan) are skipped: non-root cannot read other users' fds (NOTES "Ports").
+/// closed mid-scan) are skipped: non-root cannot read other users' fds (docs/NOTES.md "Ports").
 fn for_each_socket_inode(pid: u32, mut f: impl FnMut(u64) -> bool) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -251,7 +251,7 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
 
 /// Live (not zombie) processes grouped by session id, for the sessions asked about, from one
 /// scan of `/proc/*/stat`. tend starts each server with `setsid`, so a server's process tree is
-/// its session (DESIGN §7). Sessions with no live member are absent from the map.
+/// its session (docs/DESIGN.md §7). Sessions with no live member are absent from the map.
 pub fn session_members(sessions: &HashSet<u32>) -> HashMap<u32, Vec<u32>> {
     let mut out: HashMap<u32, Vec<u32>> = HashMap::new();
     if sessions.is_empty() {

@@ -31,7 +31,7 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// `path` is the file `tend up` found; the options' paths resolve against `cwd` (DESIGN §2).
+    /// `path` is the file `tend up` found; the options' paths resolve against `cwd` (docs/DESIGN.md §2).
     pub fn new(path: &Path, options: &UpOptions, cwd: &Path) -> ConfigSource {
         ConfigSource {
             path: path.to_path_buf(),

@@ -1,7 +1,7 @@
-//! Whether a string command needs its shell (DESIGN §12). A string command runs as
+//! Whether a string command needs its shell (docs/DESIGN.md §12). A string command runs as
 //! `/bin/sh -c COMMAND`, and Debian's `/bin/sh` (dash) does not exec the last command of a `-c`
 //! script: the shell stays as the program's parent, so the PID, CPU and memory tend would show
-//! are the shell's (../shared/NOTES.md "Measured in the second round"). bash execs it; dash
+//! are the shell's (docs/NOTES.md "Measured in the second round"). bash execs it; dash
 //! does not.
 //!
 //! So a string that is one simple command runs with `exec` placed before its program
@@ -511,16 +511,30 @@ mod tests {
     /// The rewritten script does what the original did, through the real /bin/sh: same words,
     /// same environment.
     #[test]
-    #[allow(clippy::disallowed_methods)] // a unit test without tend's reaper: output() is safe
+    #[allow(clippy::zombie_processes)] // reaped with waitpid below: std's waits are off limits
     fn the_exec_script_gives_the_program_the_same_arguments_and_environment() {
+        // Reaped by its own PID, never through std's waits: those race a `waitpid(-1)` reaper
+        // (docs/NOTES.md "Processes"), which clippy.toml forbids everywhere.
         let run = |script: &str| {
-            let out = std::process::Command::new("/bin/sh")
+            use std::io::Read;
+            let mut child = std::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(script)
                 .env("TEND_SHELL_TEST", "x y")
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .spawn()
                 .expect("run /bin/sh");
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            let mut out = String::new();
+            child
+                .stdout
+                .take()
+                .expect("piped stdout")
+                .read_to_string(&mut out)
+                .expect("read /bin/sh's output");
+            let mut status = 0;
+            // SAFETY: waits for our own child, into a local.
+            unsafe { libc::waitpid(child.id() as i32, &mut status, 0) };
+            out
         };
         for original in [
             "printf '[%s]' a 'b c' \"$TEND_SHELL_TEST\" $TEND_SHELL_TEST \\$x \"\\\"\"",

@@ -3,7 +3,7 @@
 //! Owns: the NETLINK_SOCK_DIAG dump (sock_diag(7), linux/inet_diag.h) and the `/proc/net/tcp`
 //! and `/proc/net/tcp6` fallback format. Used by the monitor thread (ProcessMonitor) once per
 //! health round: matching these inodes against the fds of a server's own process tree tells who
-//! holds each configured port (DESIGN §3, §7).
+//! holds each configured port (docs/DESIGN.md §3, §7).
 //!
 //! Must never: connect to or otherwise touch a user's server (that is `probe`'s job, and this
 //! check exists because it does not); block for long (the netlink socket has a receive timeout);
@@ -44,7 +44,7 @@ impl Listener {
 
 /// Every listening TCP socket (IPv4 and IPv6) in tend's network namespace.
 ///
-/// Uses NETLINK_SOCK_DIAG (26 µs for the lot, NOTES "Ports"); if netlink is refused (seccomp,
+/// Uses NETLINK_SOCK_DIAG (26 µs for the lot, docs/NOTES.md "Ports"); if netlink is refused (seccomp,
 /// an old or stripped kernel) it falls back to parsing `/proc/net/tcp{,6}`, which costs 12 ms or
 /// more because the kernel renders every TCP socket as text.
 pub fn listening_sockets() -> io::Result<Vec<Listener>> {

@@ -1,4 +1,4 @@
-//! ProcessStateStore: the state file `.tend/process-state.json` (DESIGN §6).
+//! ProcessStateStore: the state file `.tend/process-state.json` (docs/DESIGN.md §6).
 //!
 //! Owns: the on-disk format ([`StateFile`]), loading it at start-up ([`load`], which moves a
 //! corrupt file aside), the atomic write ([`write_atomic`]) and the `store` thread that
@@ -51,7 +51,7 @@ const REPEAT_ERROR_EVERY: u64 = 60;
 // Format
 // ---------------------------------------------------------------------------------------------
 
-/// One supervised process as recorded for re-adoption (DESIGN §6).
+/// One supervised process as recorded for re-adoption (docs/DESIGN.md §6).
 ///
 /// Unknown keys are ignored on load (no `deny_unknown_fields`), unlike the config. The config
 /// is typed by people, so an unknown key there is a typo worth an error; this file is written
@@ -252,7 +252,7 @@ fn move_aside(path: &Path, secs: u64) -> io::Result<PathBuf> {
 ///    stray `.tmp` is truncated by the next write.
 /// 2. hard-link `path` → `<path>.prev` (an older `.prev` is unlinked first): `path` is still the
 ///    old file; `.prev` is the old file too, or briefly absent. A hard link, not a rename,
-///    because a rename would leave no file at `path` until step 3 (DESIGN §6: "a bad write never
+///    because a rename would leave no file at `path` until step 3 (docs/DESIGN.md §6: "a bad write never
 ///    leaves nothing").
 /// 3. rename `.tmp` → `path`: atomic on POSIX, so `path` is the old file or the new one, never
 ///    half of either. The data is already on disk (step 1), so the new name cannot point at an
@@ -287,7 +287,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Opens the temp file with O_CREAT|O_TRUNC and mode 0600, then sets 0600 explicitly: the mode
 /// given to open(2) is reduced by the umask and ignored for a file that already exists.
 /// O_NOFOLLOW: a symlink planted at `.tmp` must not redirect the write (std adds O_CLOEXEC, so
-/// children never inherit it; DESIGN §8).
+/// children never inherit it; docs/DESIGN.md §8).
 fn open_tmp(tmp: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .write(true)
@@ -531,7 +531,7 @@ impl ProcessStateStore {
                 .map_or(now, |end| (end + self.timing.window).max(now))
         };
         // Never later than already planned: a save during a failure's retry wait brings the
-        // retry forward ("retried on the next change", DESIGN §6).
+        // retry forward ("retried on the next change", docs/DESIGN.md §6).
         Some(due.map_or(window_due, |d| d.min(window_due)))
     }
 

@@ -1,4 +1,4 @@
-//! ServerOrchestrator (DESIGN §7): the "supervisor" thread, single owner of every server's
+//! ServerOrchestrator (docs/DESIGN.md §7): the "supervisor" thread, single owner of every server's
 //! state. It loops on `select!` over commands (from HTTP handlers), exits (reaper, pidwatch),
 //! monitor reports, signals (shutdown, reload) and its own timers; it spawns through the
 //! ProcessManager, broadcasts every change as an event, and hands snapshots to the store.
@@ -51,7 +51,7 @@ const LOG: &str = "ServerOrchestrator";
 const GROUP_POLL: Duration = Duration::from_millis(10);
 /// How long processes may survive SIGKILL before tend gives up on them (uninterruptible sleep).
 const KILL_GRACE: Duration = Duration::from_secs(5);
-/// At most one state snapshot per this (DESIGN §6: the file is written a few times a second at
+/// At most one state snapshot per this (docs/DESIGN.md §6: the file is written a few times a second at
 /// most however fast things change; the store coalesces further).
 const STATE_COALESCE: Duration = Duration::from_millis(50);
 /// Rounds in a row a server's memory must be over `max_memory` before it is restarted: one
@@ -109,7 +109,7 @@ pub enum Control {
     Reload { reply: Option<Reply<ReloadPlan>> },
 }
 
-/// Why a command was refused; the HTTP layer maps each to a status code (DESIGN §4).
+/// Why a command was refused; the HTTP layer maps each to a status code (docs/DESIGN.md §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlError {
     NotFound(String),

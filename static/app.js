@@ -14,7 +14,7 @@ const STATUSES = ['running', 'starting', 'unhealthy', 'stopping', 'backoff', 'cr
   'exited', 'stopped'];
 const TICKING = new Set(['running', 'starting', 'unhealthy']);
 const CAN_START = (st) => !['running', 'starting', 'unhealthy', 'stopping'].includes(st);
-const CAN_STOP = (st) => st !== 'stopped' && st !== 'exited'; // DESIGN §8a: backoff/fatal may be stopped
+const CAN_STOP = (st) => st !== 'stopped' && st !== 'exited'; // docs/DESIGN.md §8a: backoff/fatal may be stopped
 const CAN_RESTART = (st) => st !== 'stopping';
 
 const $ = (id) => document.getElementById(id);

@@ -1058,10 +1058,11 @@ fn find<'a>(rows: &'a [Row], figure: &str, n: &str) -> Option<&'a Row> {
         .find(|r| r.figure.starts_with(figure) && r.n == n)
 }
 
-/// DESIGN §11's targets beside what was measured.
+/// docs/DESIGN.md §11's targets beside what was measured.
 fn targets(rows: &[Row], size: u64) -> String {
-    let mut out =
-        String::from("| DESIGN §11 target | measured (tend, median) | met |\n|---|---|---|\n");
+    let mut out = String::from(
+        "| docs/DESIGN.md §11 target | measured (tend, median) | met |\n|---|---|---|\n",
+    );
     let mut line = |what: &str, value: Option<f64>, unit: &str, ok: &dyn Fn(f64) -> bool| {
         let (shown, met) = match value {
             Some(v) => (

@@ -1,7 +1,7 @@
 //! Workload programs the managers supervise: `tend-bench child listen PORT` (accepts and closes
 //! every connection: a healthy port), `tend-bench child stuck PORT` (a listener whose accept
 //! queue is full and never drained: a connect to it hangs, the loopback-only way to make a port
-//! unreachable; NOTES.md), `tend-bench child http PORT` (answers every request `200 OK`: a
+//! unreachable; docs/NOTES.md), `tend-bench child http PORT` (answers every request `200 OK`: a
 //! healthy HTTP health check) and `tend-bench child mute PORT` (accepts and never answers: an
 //! HTTP check that times out). All die on SIGTERM (the default disposition) and use no CPU while
 //! idle.

@@ -1,4 +1,4 @@
-//! `tend status` over several tends (DESIGN §12 "Fleet", README "Many hosts"): every tend's
+//! `tend status` over several tends (docs/DESIGN.md §12 "Fleet", README "Many hosts"): every tend's
 //! server list read at once, one table with a HOST column. A tend that cannot be read is a row
 //! that says why, never the end of the command. Nothing here changes anything: control stays
 //! per host (`tend restart web --url URL`).

@@ -2,7 +2,7 @@
 //! verdict on one server from what tend reports of it (pure, table-tested below), and the loop
 //! that reads the event stream until every server has a verdict or the deadline passes.
 //!
-//! Runs on the CLI's main thread, after tend has acted. It reads `GET /api/events` (DESIGN §5)
+//! Runs on the CLI's main thread, after tend has acted. It reads `GET /api/events` (docs/DESIGN.md §5)
 //! and never polls: the stream's snapshot on connect (taken after the action, so nothing before
 //! it is missed) and its `server` events carry every change of status and PID, and
 //! `processDied` names a death even when a restart in the same instant hides it from the
@@ -110,7 +110,7 @@ pub fn judge(goal: &Goal, row: &ServerRow) -> Verdict {
     }
 }
 
-/// The `processDied` event of the stream (DESIGN §5).
+/// The `processDied` event of the stream (docs/DESIGN.md §5).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Died {

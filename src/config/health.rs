@@ -1,4 +1,4 @@
-//! A server's `max_memory` and `health` keys (DESIGN §12): what "it works" means beyond a live
+//! A server's `max_memory` and `health` keys (docs/DESIGN.md §12): what "it works" means beyond a live
 //! PID and open ports. Kept apart from the rest of the server keys because each is a small
 //! language of its own (sizes, loopback URLs, status ranges, a regex subset).
 

@@ -1,5 +1,5 @@
-//! Procfiles (DESIGN §1): foreman's `name: command` format and the `.env` beside it, read into
-//! an ordinary [`Config`] whose servers have the DESIGN §2 defaults. Like the JSON reader it
+//! Procfiles (docs/DESIGN.md §1): foreman's `name: command` format and the `.env` beside it, read into
+//! an ordinary [`Config`] whose servers have the docs/DESIGN.md §2 defaults. Like the JSON reader it
 //! runs on the main thread at start-up and for `tend check`, reports every problem at once as
 //! file:line:col, and never spawns or signals anything.
 //!

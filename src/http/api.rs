@@ -1,4 +1,4 @@
-//! JSON handlers (DESIGN §4): parse → [`Control`] → wait for the supervisor's reply → JSON.
+//! JSON handlers (docs/DESIGN.md §4): parse → [`Control`] → wait for the supervisor's reply → JSON.
 //! Routing is a `match` on method and path segments. Runs on HTTP handler threads; it blocks
 //! only its own thread (waiting for a reply, or for an orphan to die).
 
@@ -28,7 +28,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const INDEX_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Actions wait for stops (stop_timeout + SIGKILL grace) and dependency chains.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long an orphan gets between SIGTERM and SIGKILL (DESIGN §4).
+/// How long an orphan gets between SIGTERM and SIGKILL (docs/DESIGN.md §4).
 const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 
 pub enum Outcome {
@@ -87,7 +87,7 @@ fn not_found(path: &str) -> Reply {
     Reply::error(404, "not_found", format!("no such path: {path}"))
 }
 
-/// Maps a refusal to its status and code (DESIGN §4).
+/// Maps a refusal to its status and code (docs/DESIGN.md §4).
 pub fn error_reply(error: &ControlError) -> Reply {
     if let ControlError::InvalidConfig(errors) = error {
         // Each problem on its own as well, for programs (and the dashboard) to list.

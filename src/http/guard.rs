@@ -1,4 +1,4 @@
-//! The checks every request passes before any handler sees it (DESIGN §8): its size, its Host
+//! The checks every request passes before any handler sees it (docs/DESIGN.md §8): its size, its Host
 //! (DNS rebinding), its token (a header or the dashboard's cookie), and for requests that change
 //! something, its Origin (CSRF). Loopback is not a boundary: any page the user visits and any
 //! local user can reach tend, so each rule holds on every route, the event stream included.
@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::auth::constant_time_eq;
 use crate::http::{ApiRequest, Reply};
 
-/// Total size of the request line's URL and of all headers (DESIGN §8: 8 KiB).
+/// Total size of the request line's URL and of all headers (docs/DESIGN.md §8: 8 KiB).
 pub const MAX_HEAD: usize = 8 * 1024;
 /// The cookie the dashboard's `/?token=…` link sets.
 pub const COOKIE: &str = "tend_token";

@@ -1,4 +1,4 @@
-//! The HTTP front (DESIGN §4, §7): connections (one thread each, see [`connections`]), the
+//! The HTTP front (docs/DESIGN.md §4, §7): connections (one thread each, see [`connections`]), the
 //! reading of a request, the checks of [`guard`], routing to [`api`] and the answer's bytes.
 //! Handlers never touch server state: they send a [`Control`] to the supervisor and wait for
 //! its reply.
@@ -29,7 +29,7 @@ use connections::KeepAlive;
 
 pub(crate) const LOG: &str = "Http";
 
-/// Largest request body accepted (DESIGN §8).
+/// Largest request body accepted (docs/DESIGN.md §8).
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// What handlers share: the way to the supervisor and the read-only facts they need.
@@ -154,7 +154,7 @@ pub fn start(listen: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, Stri
 }
 
 /// Silence allowed on a connection: before a request (an idle keep-alive is closed after it),
-/// within a request head, and while an answer waits to be read (DESIGN §8: 10 s).
+/// within a request head, and while an answer waits to be read (docs/DESIGN.md §8: 10 s).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Each connection thread's stack: 256 connections cost 64 MiB of address space, and only
@@ -377,7 +377,7 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Headers every response carries (DESIGN §8).
+/// Headers every response carries (docs/DESIGN.md §8).
 pub const SECURITY_HEADERS: &str = "X-Content-Type-Options: nosniff\r\n\
 X-Frame-Options: DENY\r\n\
 Referrer-Policy: no-referrer\r\n\

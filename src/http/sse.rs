@@ -1,6 +1,6 @@
-//! Server-Sent Events (DESIGN §5): one stream per handler thread, written straight to the socket
+//! Server-Sent Events (docs/DESIGN.md §5): one stream per handler thread, written straight to the socket
 //! with a flush after every frame (tiny_http's `Response` would hold events in an 8 KiB buffer,
-//! ../shared/NOTES.md). Frames come from the supervisor's event hub through a bounded queue; a
+//! docs/NOTES.md). Frames come from the supervisor's event hub through a bounded queue; a
 //! `?logs=ID` stream also follows that server's log file. A heartbeat comment every 15 s finds
 //! clients that went away, and a failed write ends the thread.
 

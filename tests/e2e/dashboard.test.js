@@ -393,7 +393,7 @@ test('the page reconnects after tend restarts, and the data catches up', { timeo
     assert.equal(String((await server(ctx.tend, 'web')).pid), newPid);
 
     // A client resuming with an id of the previous tend cannot get those events replayed by the
-    // new one: it must be sent a fresh snapshot (DESIGN §5).
+    // new one: it must be sent a fresh snapshot (docs/DESIGN.md §5).
     const isState = (ev) => ev.event !== 'stats' && ev.event !== 'log'; // samples carry no id
     const got = (await readEvents(`${ctx.tend.base}/api/events`, { 'Last-Event-ID': snapshot.id }, isState))
       .filter(isState).map((ev) => `${ev.event}#${ev.id}`);

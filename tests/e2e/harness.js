@@ -144,7 +144,7 @@ async function stopTend(tend, timeout = 8000) {
     try { process.kill(-child.pid, 'SIGKILL'); } catch (_) { /* gone */ }
     await exited(child, 2000);
   }
-  // A supervised child runs in its own session (DESIGN §7): if tend could not stop it, end its
+  // A supervised child runs in its own session (docs/DESIGN.md §7): if tend could not stop it, end its
   // group here so a failed test leaves nothing behind.
   for (const pid of tend.pids) {
     if (pid > 1 && isAlive(pid)) { try { process.kill(-pid, 'SIGKILL'); } catch (_) { /* gone */ } }

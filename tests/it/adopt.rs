@@ -1,4 +1,4 @@
-//! Adoptable orphans (DESIGN §12, issue 19): when tend's state is lost while its servers live
+//! Adoptable orphans (docs/DESIGN.md §12, issue 19): when tend's state is lost while its servers live
 //! on, each one's port shows an orphan that is provably the server's own process; `tend adopt`
 //! (or `adopt_orphans: true` on start) takes it over instead of killing it. A process that only
 //! looks the part (a forged `TEND_SERVER_ID`) never is.

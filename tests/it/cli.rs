@@ -1,4 +1,4 @@
-//! Every client command against a live `tend up` (DESIGN §1), plus `check`, `version`, `help`
+//! Every client command against a live `tend up` (docs/DESIGN.md §1), plus `check`, `version`, `help`
 //! and the errors a person sees.
 
 use std::io::{BufRead, BufReader};

@@ -1,4 +1,4 @@
-//! The HTTP front's connections (DESIGN §12, README "Security"): one thread per connection, so
+//! The HTTP front's connections (docs/DESIGN.md §12, README "Security"): one thread per connection, so
 //! no connection can delay another's request, whatever it does; HTTP/1.1 keep-alive with
 //! pipelining, idle close and `Connection: close`/HTTP/1.0 honoured; and at `max_connections`,
 //! idle connections make room before ones that are mid-request.

@@ -1,4 +1,4 @@
-//! The fleet (issue 17, DESIGN §12 "Fleet"): contrib/prometheus and contrib/grafana proven
+//! The fleet (issue 17, docs/DESIGN.md §12 "Fleet"): contrib/prometheus and contrib/grafana proven
 //! against the real thing. `promtool` checks the rules and runs their unit tests; then Debian's
 //! own `prometheus` binary, started as a plain process on a loopback port with the example
 //! config (contrib/prometheus/prometheus.yml, its targets and intervals replaced), scrapes two

@@ -1,4 +1,4 @@
-//! The HTTP contract (DESIGN §4, §8, §8a): a burst of keep-alive clients all answered
+//! The HTTP contract (docs/DESIGN.md §4, §8, §8a): a burst of keep-alive clients all answered
 //! (tiny_http's pool starvation, issue 2 item 10), every error's shape and status, the headers
 //! every response carries, the dashboard's files, and the logs endpoint's `lines` parameter.
 //! Connections themselves (keep-alive, stalled clients, the limit) are in `connections.rs`.
@@ -114,7 +114,7 @@ fn burst(tend: &Tend, clients: usize, hold: bool) -> Vec<String> {
 
 #[test]
 fn a_burst_of_50_keep_alive_clients_is_all_answered() {
-    // See: issue 2 (item 10) and ../shared/NOTES.md "connection starvation".
+    // See: issue 2 (item 10) and docs/NOTES.md "connection starvation".
     let dir = TempDir::new("http_burst");
     let tend = Tend::start(&dir, &idle_web());
     let failures = burst(&tend, 50, true);
@@ -138,7 +138,7 @@ fn a_burst_of_50_clients_that_close_after_reading_is_all_answered() {
     );
 }
 
-/// Asserts a response is the error shape of DESIGN §4 with `status`; returns its `code`.
+/// Asserts a response is the error shape of docs/DESIGN.md §4 with `status`; returns its `code`.
 fn assert_error(what: &str, response: &RawResponse, status: u16) -> String {
     let (got, headers, body) = response;
     let text = String::from_utf8_lossy(body);
@@ -324,7 +324,7 @@ fn a_get_on_a_route_without_get_is_405_not_404() {
     assert_error("GET /api/kill", &response, 405);
 }
 
-/// Asserts the headers DESIGN §8 puts on every response.
+/// Asserts the headers docs/DESIGN.md §8 puts on every response.
 fn assert_security_headers(what: &str, headers: &[(String, String)]) {
     let get = |name: &str| header(headers, name).unwrap_or_default().to_string();
     assert_eq!(

@@ -79,7 +79,7 @@ fn unknown_ids_are_404_not_found() {
 }
 
 /// A spawn that fails at once answers 500 spawn_failed with the reason and leaves the server
-/// `crashed` with `lastError` (DESIGN §8a).
+/// `crashed` with `lastError` (docs/DESIGN.md §8a).
 fn assert_spawn_fails(name: &str, server: Value, reason_has: &[&str]) {
     let dir = TempDir::new(name);
     let tend = Tend::start(&dir, &json!({"servers": [server]}));

@@ -1,4 +1,4 @@
-//! Orphans (DESIGN §3, §8): a configured port held from outside a server's own process tree is
+//! Orphans (docs/DESIGN.md §3, §8): a configured port held from outside a server's own process tree is
 //! reported with the holder's PID, blocks a start, and can be killed through the API; nothing
 //! else can be killed that way.
 

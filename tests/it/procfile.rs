@@ -1,4 +1,4 @@
-//! Procfiles (issue 6, item 1; DESIGN §1): `tend up` with no tend.json runs `./Procfile` with
+//! Procfiles (issue 6, item 1; docs/DESIGN.md §1): `tend up` with no tend.json runs `./Procfile` with
 //! the `.env` beside it, each entry with foreman's PORT, checked as its port; `tend check`
 //! validates both files; and honcho (PyPI, installed by tests/install-honcho.sh) run on the
 //! same files gives each process the same PORT and `.env` values, except for the differences

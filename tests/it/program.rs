@@ -1,4 +1,4 @@
-//! Every figure is the program's, not its shell's (issue 10, DESIGN §12): a string command that
+//! Every figure is the program's, not its shell's (issue 10, docs/DESIGN.md §12): a string command that
 //! is one simple command runs as if it began with `exec`, so tend's PID is the program's; other
 //! strings keep their `/bin/sh -c`; a server's CPU and memory are its whole process group's.
 

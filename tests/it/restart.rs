@@ -1,4 +1,4 @@
-//! Restart policies (DESIGN §2) as a table of real runs, the instant first restart, the reset
+//! Restart policies (docs/DESIGN.md §2) as a table of real runs, the instant first restart, the reset
 //! on a manual start, and the retry of a `fatal` server.
 
 use std::time::Duration;
@@ -76,7 +76,7 @@ fn restart_policies_end_in_the_right_state_after_the_right_runs() {
     }
 }
 
-/// Under `always` a run shorter than 10 s is a failure whatever its exit code (DESIGN §2), so
+/// Under `always` a run shorter than 10 s is a failure whatever its exit code (docs/DESIGN.md §2), so
 /// quick clean exits are restarted and, after `max_restarts`, end `fatal`.
 #[test]
 fn restart_always_restarts_quick_clean_exits_until_fatal() {

@@ -1,4 +1,4 @@
-//! Security (DESIGN §8, §8a, issue 4): one test per rule, each against a real `tend up` over
+//! Security (docs/DESIGN.md §8, §8a, issue 4): one test per rule, each against a real `tend up` over
 //! real sockets. Where the listen address, the token, the Host, the Origin, the size of a
 //! request or the pace of a client is what a rule is about, the request is written raw.
 //!
@@ -45,7 +45,7 @@ fn json_of(body: &[u8]) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
-/// The token file of a tend: `token` beside its state file (DESIGN §8a).
+/// The token file of a tend: `token` beside its state file (docs/DESIGN.md §8a).
 fn token_path(tend: &Tend) -> PathBuf {
     tend.state_file.with_file_name("token")
 }
@@ -82,7 +82,7 @@ fn printed_url(tend: &Tend) -> String {
         .to_string()
 }
 
-/// Asserts a refusal in the error shape of DESIGN §4 with `status` and `code`; returns the
+/// Asserts a refusal in the error shape of docs/DESIGN.md §4 with `status` and `code`; returns the
 /// message.
 fn assert_refused(what: &str, response: &RawResponse, status: u16, code: &str) -> String {
     let (got, _, body) = response;

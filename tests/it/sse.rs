@@ -1,4 +1,4 @@
-//! The Server-Sent Events contract (DESIGN §5, issue 3): the snapshot on connect, one `server`
+//! The Server-Sent Events contract (docs/DESIGN.md §5, issue 3): the snapshot on connect, one `server`
 //! object per change, the named timeline events, `stats` per health round, increasing ids,
 //! `Last-Event-ID` resume, prompt delivery (no buffering), live log lines, the client cap, dead
 //! clients ending their threads, and a burst of clients all served (tiny_http's pool).
@@ -21,7 +21,7 @@ use crate::support::{
 
 /// How long any one expected event may take (generous: the suite runs in parallel).
 const EVENT_WAIT: Duration = Duration::from_secs(10);
-/// "Promptly": an event must reach the client this soon after its change (DESIGN §5 asks for
+/// "Promptly": an event must reach the client this soon after its change (docs/DESIGN.md §5 asks for
 /// 50 ms; speed belongs to `make bench`, this only catches buffering, which holds events for
 /// seconds or forever).
 const PROMPT: Duration = Duration::from_secs(1);

@@ -1,4 +1,4 @@
-//! The state file (DESIGN §6): what it holds and how it is written, adoption after `kill -9` of
+//! The state file (docs/DESIGN.md §6): what it holds and how it is written, adoption after `kill -9` of
 //! tend without a second copy, PID reuse refused, a corrupt file moved aside, and adopted
 //! processes that die or are stopped.
 
