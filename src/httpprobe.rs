@@ -120,13 +120,8 @@ pub fn probe_all(probes: &[HttpProbe]) -> Vec<Answer> {
             revents: 0,
         }));
         let earliest = flying.iter().map(|f| f.deadline).min().expect("not empty");
-        let wait = earliest.saturating_duration_since(Instant::now());
-        let wait_ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `polls` is a live array of exactly polls.len() pollfds, each holding a
-        // descriptor owned by the matching `flying` entry.
-        let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, wait_ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
+        // Every descriptor in `polls` is owned by the matching `flying` entry.
+        if let Err(e) = probe::poll_until(&mut polls, earliest) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }

@@ -95,14 +95,7 @@ fn probe_windowed(targets: &[SocketAddr], timeout: Duration, max_in_flight: usiz
             .map(|p| p.deadline)
             .min()
             .expect("pending is not empty");
-        let wait = earliest.saturating_duration_since(Instant::now());
-        // Round up: a 0 ms poll for a 0.4 ms wait would spin until the deadline.
-        let wait_ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `polls` is a live, exclusively borrowed array of exactly polls.len() pollfds,
-        // each holding a descriptor owned by the matching `pending` entry.
-        let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, wait_ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = poll_until(&mut polls, earliest) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue; // The deadlines stand; the next wait is computed from them.
             }
@@ -145,6 +138,21 @@ fn warn_out_of_descriptors(targets: usize) {
 }
 
 /// Opens a non-blocking socket and starts a connect to `addr`.
+/// One `poll()` over `polls`, waiting at most until `earliest` (rounded up to the next
+/// millisecond: a 0 ms poll for a 0.4 ms wait would spin until the deadline). The caller owns
+/// every descriptor in `polls`; an interrupted wait is `ErrorKind::Interrupted`.
+pub(crate) fn poll_until(polls: &mut [libc::pollfd], earliest: Instant) -> io::Result<()> {
+    let wait = earliest.saturating_duration_since(Instant::now());
+    let wait_ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `polls` is a live, exclusively borrowed array of exactly polls.len() pollfds, each
+    // holding a descriptor the caller owns for the duration of the call.
+    let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, wait_ms) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub(crate) fn start_connect(addr: &SocketAddr) -> Started {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
