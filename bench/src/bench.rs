@@ -690,20 +690,7 @@ fn unreachable_rounds(opts: &Opts, n: usize, rounds: usize) -> Samples {
         &config,
         "info,ProcessMonitor=trace",
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let list = tend.get("/api/servers");
-        let settled = list.as_array().is_some_and(|l| {
-            l.len() == n
-                && l.iter()
-                    .all(|s| s["status"] == "running" || s["status"] == "unhealthy")
-        });
-        if settled {
-            break;
-        }
-        assert!(Instant::now() < deadline, "servers did not settle");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_settled(&tend, n, Duration::from_secs(120));
     let skip = round_times(&tend.log_text(), 0).len();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -740,23 +727,7 @@ fn http_health_rounds(opts: &Opts, n: usize, half_mute: bool, rounds: usize) -> 
         &config,
         "info,ProcessMonitor=trace",
     );
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let list = tend.get("/api/servers");
-        let settled = list.as_array().is_some_and(|l| {
-            l.len() == n
-                && l.iter()
-                    .all(|s| s["status"] == "running" || s["status"] == "unhealthy")
-        });
-        if settled {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "servers with HTTP checks did not settle"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_settled(&tend, n, Duration::from_secs(180));
     // "… TRACE ProcessMonitor 1000 HTTP probes in 12345 µs": whole rounds only (quick rounds
     // probe the few servers that are starting).
     let probe_rounds = |log: &str| -> Vec<f64> {
@@ -782,6 +753,25 @@ fn http_health_rounds(opts: &Opts, n: usize, half_mute: bool, rounds: usize) -> 
         std::thread::sleep(Duration::from_millis(200));
     };
     Samples(times)
+}
+
+/// Waits until all `n` servers are past starting: running, or unhealthy (the half that never
+/// answers); panics after `limit`.
+fn wait_settled(tend: &TendRun, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let list = tend.get("/api/servers");
+        let settled = list.as_array().is_some_and(|l| {
+            l.len() == n
+                && l.iter()
+                    .all(|s| s["status"] == "running" || s["status"] == "unhealthy")
+        });
+        if settled {
+            return;
+        }
+        assert!(Instant::now() < deadline, "servers did not settle");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn section(title: &str) {
