@@ -10,13 +10,13 @@ use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Deserialize;
 
 use crate::http::assets;
+use crate::http::metrics;
 use crate::http::{ApiRequest, Reply, Shared};
-use crate::logfile;
-use crate::logrotate;
-use crate::metrics;
+use crate::logs::rotate;
+use crate::logs::tail;
 use crate::model::{Action, signal_name};
-use crate::process;
-use crate::procfs;
+use crate::os::process;
+use crate::os::procfs;
 use crate::supervisor::{Control, ControlError};
 
 /// The API's description, kept true by a test that exercises every route and status it lists.
@@ -162,8 +162,8 @@ fn metrics(shared: &Shared) -> Reply {
         Ok(snapshot) => snapshot,
         Err(reply) => return reply,
     };
-    snapshot.log_rotations = logrotate::ROTATIONS.load(Ordering::Relaxed);
-    snapshot.log_bytes_lost = logrotate::LOST_BYTES.load(Ordering::Relaxed);
+    snapshot.log_rotations = rotate::ROTATIONS.load(Ordering::Relaxed);
+    snapshot.log_bytes_lost = rotate::LOST_BYTES.load(Ordering::Relaxed);
     snapshot.process = tend_process();
     snapshot.http = shared.connections.sample();
     let text = metrics::render(&snapshot);
@@ -298,7 +298,7 @@ fn logs(request: &ApiRequest, shared: &Shared, id: &str) -> Reply {
     let lines = match request.query("lines") {
         None => 200,
         Some(text) => match text.parse::<u64>() {
-            Ok(n) => n.min(logfile::MAX_LINES as u64) as usize,
+            Ok(n) => n.min(tail::MAX_LINES as u64) as usize,
             Err(_) => {
                 return Reply::error(
                     400,
@@ -308,7 +308,7 @@ fn logs(request: &ApiRequest, shared: &Shared, id: &str) -> Reply {
             }
         },
     };
-    match logfile::tail(&shared.log_dir, id, lines) {
+    match tail::tail(&shared.log_dir, id, lines) {
         Ok(lines) => Reply::json(200, &serde_json::json!({ "id": id, "lines": lines })),
         Err(e) => Reply::error(500, "io", format!("cannot read the log of '{id}': {e}")),
     }

@@ -13,6 +13,12 @@
 //! snapshot without waiting. Timers carry the server's `epoch`, which grows on every spawn and
 //! stop, so a stale timer is ignored when it fires instead of being cancelled.
 
+pub mod adopt;
+pub mod events;
+pub mod listjson;
+pub mod policy;
+pub mod reload;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -21,28 +27,28 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, after, never, select};
 
-use crate::adopt::{self, Adoptable};
+use self::adopt::Adoptable;
 
+use self::policy::{AfterExit, Check, ExitKind};
+use self::reload::{ConfigSource, Current, KnownIds};
 use crate::config::health::{self, HealthCheck, Probe};
 use crate::config::{Config, ConfigErrors, OnExit, ServerConfig};
-use crate::events::{EventHub, Subscription};
-use crate::httpprobe::{self, HttpProbe, Outcome};
-use crate::listjson::ListJson;
-use crate::logrotate;
-use crate::metrics::{self, Histogram, ServerSample};
+use crate::http::metrics::{self, Histogram, ServerSample};
+use crate::logs::rotate;
 use crate::model::{
     Action, AdoptableView, Event, HealthView, PortView, ReloadPlan, ServerView, StatsEntry, Status,
     Timeline, signal_name,
 };
+use crate::monitor::httpprobe::{self, HttpProbe, Outcome};
 use crate::monitor::{HttpWatch, LogWatch, MonitorCmd, Observation, Probed, Report, Sample, Watch};
-use crate::pidwatch::PidWatcher;
-use crate::policy::{self, AfterExit, Check, ExitKind};
-use crate::process::{self, SignalError};
-use crate::procfs;
-use crate::reaper::{Exit, ExitStatus, Signal};
-use crate::reload::{self, ConfigSource, Current, KnownIds};
-use crate::sockdiag;
+use crate::os::pidwatch::PidWatcher;
+use crate::os::process::{self, SignalError};
+use crate::os::procfs;
+use crate::os::reaper::{Exit, ExitStatus, Signal};
+use crate::os::sockdiag;
 use crate::store::{StateFile, StoreHandle, StoredProcess};
+use crate::supervisor::events::{EventHub, Subscription};
+use crate::supervisor::listjson::ListJson;
 
 const LOG: &str = "ServerOrchestrator";
 
@@ -478,7 +484,7 @@ pub struct Outputs {
     /// The ids HTTP handlers check log requests against; replaced on reload.
     pub known_ids: Arc<KnownIds>,
     /// Log rotation's limits; set on reload.
-    pub log_limits: Arc<logrotate::Limits>,
+    pub log_limits: Arc<rotate::Limits>,
 }
 
 pub struct ServerOrchestrator {
