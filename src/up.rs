@@ -98,8 +98,14 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     let log_limits = Arc::new(rotate::Limits::new(config.log_max_bytes, config.log_keep));
     rotate::start(config.log_dir.clone(), Arc::clone(&log_limits))
         .context("cannot watch the log folder")?;
-    monitor::start(config.health_interval, monitor_rx, reports_tx)
-        .context("cannot start the monitor")?;
+    let demand = Arc::new(monitor::demand::Demand::default());
+    monitor::start(
+        config.health_interval,
+        monitor_rx,
+        reports_tx,
+        Arc::clone(&demand),
+    )
+    .context("cannot start the monitor")?;
 
     let known_ids = Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone())));
     let policy = http::guard::Policy::new(
@@ -140,6 +146,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
 
     let outputs = Outputs {
         monitor: monitor_tx,
+        demand,
         store,
         pidwatch,
         known_ids,

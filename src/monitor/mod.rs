@@ -5,11 +5,18 @@
 //! (its session: tend starts every server with setsid) or to an orphan, checks adopted PIDs
 //! that the reaper cannot see, and samples CPU and RSS from /proc. It reports only changes.
 //!
+//! CPU and memory are sampled only while someone looks ([`demand::Demand`]: an SSE client, an
+//! API read or scrape within [`demand::READ_ROUNDS`] rounds), on demand when a read finds the
+//! figures older than a round ([`MonitorCmd::SampleNow`]), and every round for just the servers
+//! with a `max_memory` limit. With nothing to look at (no ports, no limit, no adopted process,
+//! nobody looking) there are no rounds at all: the thread sleeps until a command comes.
+//!
 //! Servers that are `starting` get quick rounds (every [`QUICK_INTERVAL`]) over just their own
 //! ports, so a server is seen running, and its dependents start, milliseconds after it binds,
 //! not a whole health interval later. The monitor never touches server state: it reads the
 //! watches the supervisor sends and answers with reports.
 
+pub mod demand;
 pub mod httpprobe;
 pub mod members;
 pub mod probe;
@@ -19,10 +26,12 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, after, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, after, never, select};
 
+use self::demand::Demand;
 use self::httpprobe::{HttpProbe, Outcome};
 use crate::model::{PortView, reachable_ip};
 use crate::monitor::members::Members;
@@ -83,6 +92,8 @@ pub struct Watch {
     pub http: Option<HttpWatch>,
     /// Set until the server's `health.log` line is seen.
     pub log: Option<LogWatch>,
+    /// It has a `max_memory` limit: its figures are sampled every round, looked at or not.
+    pub max_memory: bool,
 }
 
 pub enum MonitorCmd {
@@ -92,6 +103,9 @@ pub enum MonitorCmd {
     },
     /// Run a full round now (after an orphan was killed, say).
     CheckNow,
+    /// Sample every running server's CPU and memory now: a reader found the figures older than
+    /// a round. Answered with a complete [`Report::Stats`].
+    SampleNow,
 }
 
 /// What a round saw of one server's ports.
@@ -113,12 +127,14 @@ pub enum Report {
         pid: Option<u32>,
         observation: Observation,
     },
-    /// CPU and memory of running servers, once per full round.
-    Stats(Vec<Sample>),
+    /// CPU and memory of running servers: of every one (`complete`) while someone looks or when
+    /// asked, else of those with a `max_memory` limit.
+    Stats {
+        samples: Vec<Sample>,
+        complete: bool,
+    },
     /// An adopted process is gone and no pidfd said so.
     Vanished { index: usize, pid: u32 },
-    /// A full round finished; `took` is how long it ran.
-    RoundDone { took: Duration },
     /// HTTP health probes that ended, all of one batch.
     Probed(Vec<Probed>),
     /// A line of the server's output matched its `health.log` pattern.
@@ -142,7 +158,11 @@ pub struct Probed {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub index: usize,
-    /// CPU of every live member since the last round, in % of one core (one decimal).
+    /// When it was taken.
+    pub taken: Instant,
+    /// CPU of every live member since the group was last sampled (one round while someone looks;
+    /// the whole pause after one; the process's lifetime at its first sample), in % of one core
+    /// (one decimal).
     pub cpu_percent: f64,
     /// Resident memory of every live member, summed.
     pub rss_bytes: u64,
@@ -159,11 +179,12 @@ pub fn start(
     interval: Duration,
     commands: Receiver<MonitorCmd>,
     reports: Sender<Report>,
+    demand: Arc<Demand>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || {
-            let mut monitor = ProcessMonitor::new(interval, reports);
+            let mut monitor = ProcessMonitor::new(interval, reports, demand);
             monitor.run(&commands);
         })?;
     Ok(())
@@ -183,6 +204,14 @@ struct Holder {
 struct ProcessMonitor {
     interval: Duration,
     reports: Sender<Report>,
+    demand: Arc<Demand>,
+    /// A reader asked for figures now ([`MonitorCmd::SampleNow`]).
+    sample_asked: bool,
+    /// The last round sampled something: [`Members`] holds descriptors and a map of every
+    /// process, given back once nothing is sampled.
+    sampled_last_round: bool,
+    /// When every running server was last sampled.
+    complete_at: Option<Instant>,
     watches: Vec<Watch>,
     /// Per server, the sessions of its earlier processes whose group is still being cleaned up
     /// (the workers of a master that died, while tend kills what is left of its group): their
@@ -190,8 +219,8 @@ struct ProcessMonitor {
     former: Vec<Vec<u32>>,
     last: Vec<Option<Observation>>,
     holders: HashMap<u64, Holder>,
-    /// CPU ticks of every member at the last round.
-    cpu: HashMap<u32, u64>,
+    /// CPU ticks of every member when it was last sampled, and its session.
+    cpu: HashMap<u32, (u64, u32)>,
     /// Per server process (by its PID): the group's CPU ticks so far and when they were taken.
     group_cpu: HashMap<u32, (u64, Instant)>,
     members: Members,
@@ -203,10 +232,14 @@ struct ProcessMonitor {
 }
 
 impl ProcessMonitor {
-    fn new(interval: Duration, reports: Sender<Report>) -> ProcessMonitor {
+    fn new(interval: Duration, reports: Sender<Report>, demand: Arc<Demand>) -> ProcessMonitor {
         ProcessMonitor {
             interval,
             reports,
+            demand,
+            sample_asked: false,
+            sampled_last_round: false,
+            complete_at: None,
             watches: Vec::new(),
             former: Vec::new(),
             last: Vec::new(),
@@ -233,8 +266,17 @@ impl ProcessMonitor {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
+            if std::mem::take(&mut self.sample_asked) {
+                self.sample_stats(true);
+                // Rounds were not running: the next one is a round away, not at once (which
+                // would measure CPU over a moment).
+                if next_full <= Instant::now() {
+                    next_full = Instant::now() + self.interval;
+                }
+            }
             let now = Instant::now();
-            if now >= next_full {
+            let rounds = self.needs_rounds();
+            if rounds && now >= next_full {
                 self.round(None);
                 // The next round starts on time however long this one took.
                 next_full += self.interval;
@@ -256,23 +298,24 @@ impl ProcessMonitor {
                 self.next_log_scan = now + LOG_SCAN_INTERVAL;
                 continue;
             }
-            let mut wake = if quick.is_empty() {
-                next_full
-            } else {
-                next_full.min(now + QUICK_INTERVAL)
-            };
+            // No round due and nothing else to do: no timer at all, not one that finds no work.
+            let mut wake = rounds.then_some(next_full);
+            if !quick.is_empty() {
+                wake = Some(wake.map_or(now + QUICK_INTERVAL, |w| w.min(now + QUICK_INTERVAL)));
+            }
             if let Some(probe_at) = self.next_probe.iter().flatten().min() {
-                wake = wake.min(*probe_at);
+                wake = Some(wake.map_or(*probe_at, |w| w.min(*probe_at)));
             }
             if scanning {
-                wake = wake.min(self.next_log_scan);
+                wake = Some(wake.map_or(self.next_log_scan, |w| w.min(self.next_log_scan)));
             }
+            let timer = wake.map_or_else(never, |w| after(w.saturating_duration_since(now)));
             select! {
                 recv(commands) -> command => match command {
                     Ok(command) => self.command(command, &mut next_full),
                     Err(_) => return,
                 },
-                recv(after(wake.saturating_duration_since(now))) -> _ => {
+                recv(timer) -> _ => {
                     if !quick.is_empty() && Instant::now() < next_full {
                         self.round(Some(&quick));
                     }
@@ -285,7 +328,17 @@ impl ProcessMonitor {
         match command {
             MonitorCmd::Set { index, watch } => self.set(index, *watch),
             MonitorCmd::CheckNow => *next_full = Instant::now(),
+            MonitorCmd::SampleNow => self.sample_asked = true,
         }
+    }
+
+    /// Whether full rounds have work: ports to look at, figures someone wants or a memory
+    /// limit needs, or an adopted process whose death no pidfd may report.
+    fn needs_rounds(&self) -> bool {
+        self.watches
+            .iter()
+            .any(|w| !w.ports.is_empty() || (w.pid.is_some() && (w.max_memory || w.adopted)))
+            || self.demand.is_looking(self.interval)
     }
 
     fn set(&mut self, index: usize, watch: Watch) {
@@ -548,12 +601,19 @@ impl ProcessMonitor {
             }
         }
         if only.is_none() {
-            self.sample_stats();
+            // A sample on demand half a round ago is current still: CPU over a shorter window
+            // would be mostly rounding.
+            let recent = self
+                .complete_at
+                .is_some_and(|at| at.elapsed() < self.interval / 2);
+            let looking = self.demand.is_looking(self.interval) && !recent;
+            self.sample_stats(looking);
             let took = started.elapsed();
             if took > self.interval {
                 log::warn!(target: LOG, "Health round took {} ms, longer than the interval", took.as_millis());
             }
-            let _ = self.reports.send(Report::RoundDone { took });
+            log::trace!(target: LOG, "Full round in {} µs (someone looking: {looking})", took.as_micros());
+            self.demand.round_done(took);
         }
     }
 
@@ -623,37 +683,55 @@ impl ProcessMonitor {
         }
     }
 
-    /// CPU and memory of every running server's process group, and the death of adopted
-    /// processes.
-    fn sample_stats(&mut self) {
+    /// CPU and memory of every running server's process group (`all`), or of those with a
+    /// `max_memory` limit; and the death of adopted processes.
+    fn sample_stats(&mut self, all: bool) {
         let ticks_per_second = procfs::clock_ticks_per_second() as f64;
         let now = Instant::now();
         let mut processes = 0;
-        let sessions: HashSet<u32> = self.watches.iter().filter_map(|w| w.pid).collect();
-        let groups = if sessions.is_empty() {
-            HashMap::new()
-        } else {
-            self.members.scan(&sessions)
-        };
+        if all {
+            self.complete_at = Some(now);
+        }
+        let sampled = |w: &Watch| all || w.max_memory;
+        let sessions: HashSet<u32> = self
+            .watches
+            .iter()
+            .filter(|w| sampled(w))
+            .filter_map(|w| w.pid)
+            .collect();
+        self.check_adopted();
+        if sessions.is_empty() {
+            if std::mem::take(&mut self.sampled_last_round) {
+                // Nobody looks any more: give back the descriptors and the process map.
+                self.members = Members::default();
+            }
+            if all {
+                let _ = self.reports.send(Report::Stats {
+                    samples: Vec::new(),
+                    complete: true,
+                });
+            }
+            return;
+        }
+        self.sampled_last_round = true;
+        let groups = self.members.scan(&sessions);
+        let boot_ticks = procfs::boot_clock_ticks();
         let mut samples = Vec::new();
         let mut cpu = HashMap::with_capacity(self.cpu.len());
         let mut group_cpu = HashMap::with_capacity(self.group_cpu.len());
-        let percent = |ticks: u64, since: Option<Instant>| match since {
-            Some(at) if now > at => {
-                let seconds = now.duration_since(at).as_secs_f64();
+        let percent = |ticks: u64, seconds: f64| {
+            if seconds > 0.0 {
                 ((ticks as f64 / ticks_per_second) / seconds * 1000.0).round() / 10.0
+            } else {
+                0.0
             }
-            _ => 0.0,
         };
         for (index, watch) in self.watches.iter().enumerate() {
-            let Some(pid) = watch.pid else { continue };
+            let Some(pid) = watch.pid.filter(|_| sampled(watch)) else {
+                continue;
+            };
             let group = groups.get(&pid).map(Vec::as_slice).unwrap_or_default();
             let Some(main) = group.iter().find(|stat| stat.pid == pid) else {
-                // An adopted process is not our child: no exit reaches the reaper, so the same
-                // scan that samples it is the fallback to its pidfd for noticing its death.
-                if watch.adopted {
-                    let _ = self.reports.send(Report::Vanished { index, pid });
-                }
                 continue;
             };
             processes += group.len();
@@ -663,33 +741,69 @@ impl ProcessMonitor {
             let mut main_used = 0;
             for stat in group {
                 let ticks = procfs::cpu_time_ticks(stat);
-                let since = ticks.saturating_sub(self.cpu.get(&stat.pid).copied().unwrap_or(0));
+                let before = self.cpu.get(&stat.pid).map_or(0, |&(ticks, _)| ticks);
+                let since = ticks.saturating_sub(before);
                 used += since;
                 if stat.pid == pid {
                     main_used = since;
                 }
                 rss += procfs::rss_bytes(stat);
-                cpu.insert(stat.pid, ticks);
+                cpu.insert(stat.pid, (ticks, pid));
             }
             let total = previous.map_or(0, |(total, _)| total) + used;
             group_cpu.insert(pid, (total, now));
-            let since = previous.map(|(_, at)| at);
+            // First sampled: what it used over its life so far, not a 0 that looks measured.
+            let seconds = match previous {
+                Some((_, at)) => now.saturating_duration_since(at).as_secs_f64(),
+                None => boot_ticks.map_or(0.0, |boot| {
+                    boot.saturating_sub(main.start_ticks) as f64 / ticks_per_second
+                }),
+            };
             samples.push(Sample {
                 index,
-                cpu_percent: percent(used, since),
+                taken: now,
+                cpu_percent: percent(used, seconds),
                 rss_bytes: rss,
                 cpu_time: Duration::from_secs_f64(total as f64 / ticks_per_second),
                 processes: group.len() as u32,
-                main_cpu_percent: percent(main_used, since),
+                main_cpu_percent: percent(main_used, seconds),
                 main_rss_bytes: procfs::rss_bytes(main),
             });
         }
-        self.cpu = cpu;
-        self.group_cpu = group_cpu;
-        log::trace!(target: LOG, "Sampled {} servers ({} processes) in {} µs",
+        if all {
+            self.cpu = cpu;
+            self.group_cpu = group_cpu;
+        } else {
+            // Only the limited servers were read: the others' counts stay for their next look.
+            self.cpu
+                .retain(|_, (_, session)| !sessions.contains(session));
+            self.cpu.extend(cpu);
+            self.group_cpu.extend(group_cpu);
+            let live: HashSet<u32> = self.watches.iter().filter_map(|w| w.pid).collect();
+            self.group_cpu.retain(|pid, _| live.contains(pid));
+        }
+        log::trace!(target: LOG, "Sampled {} servers ({} processes, all: {all}) in {} µs",
             samples.len(), processes, now.elapsed().as_micros());
-        if !samples.is_empty() {
-            let _ = self.reports.send(Report::Stats(samples));
+        if all || !samples.is_empty() {
+            let _ = self.reports.send(Report::Stats {
+                samples,
+                complete: all,
+            });
+        }
+    }
+
+    /// An adopted process is not our child: no exit reaches the reaper, so each round checks
+    /// it is still there, as the fallback to its pidfd. One stat read per adopted process.
+    fn check_adopted(&self) {
+        for (index, watch) in self.watches.iter().enumerate() {
+            let Some(pid) = watch.pid.filter(|_| watch.adopted) else {
+                continue;
+            };
+            // Still the leader of its own session: a PID reused by someone else is not it.
+            let alive = procfs::read_stat(pid).is_some_and(|s| s.session == pid && !s.is_dead());
+            if !alive {
+                let _ = self.reports.send(Report::Vanished { index, pid });
+            }
         }
     }
 }

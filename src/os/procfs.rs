@@ -181,6 +181,21 @@ pub fn clock_ticks_per_second() -> u64 {
     })
 }
 
+/// Clock ticks since boot now, on the clock `start_ticks` (field 22) counts on: the kernel
+/// takes a process's start time from CLOCK_BOOTTIME (suspend included).
+pub fn boot_clock_ticks() -> Option<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec into our own variable.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return None;
+    }
+    let nanos = now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128;
+    Some((nanos * clock_ticks_per_second() as u128 / 1_000_000_000) as u64)
+}
+
 /// `sysconf(_SC_PAGESIZE)`: the unit of the rss field. Cached.
 pub fn page_size() -> u64 {
     static PAGE: OnceLock<u64> = OnceLock::new();

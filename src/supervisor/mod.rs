@@ -18,6 +18,7 @@
 //! - [`observe`]: the monitor's reports (ports, orphans, figures, memory limits) and health;
 //! - [`takeover`]: processes tend did not just spawn (its own from before a restart, orphans);
 //! - [`apply_reload`]: a reload planned by [`reload`] applied: stop what goes, then swap;
+//! - [`readers`]: reads of the figures, answered fresh (a sample on demand), and who looks;
 //! - pure parts with their own tests: [`policy`], [`adopt`], [`reload`], [`events`], [`listjson`].
 
 mod actions;
@@ -29,6 +30,7 @@ pub mod listjson;
 mod observe;
 pub mod policy;
 mod protocol;
+mod readers;
 pub mod reload;
 mod server;
 mod takeover;
@@ -42,7 +44,7 @@ use crossbeam_channel::{after, never, select};
 
 use self::reload::ConfigSource;
 use crate::config::{Config, OnExit};
-use crate::http::metrics::{self, Histogram};
+use crate::http::metrics;
 use crate::model::{Event, ServerView, Status, Timeline, signal_name};
 use crate::monitor::MonitorCmd;
 use crate::os::process;
@@ -54,6 +56,7 @@ use crate::supervisor::listjson::ListJson;
 use self::actions::Waiter;
 use self::apply_reload::Reloading;
 pub use self::protocol::{Control, ControlError, Inbox, Outputs};
+use self::readers::{Reader, Readers};
 use self::server::{AfterStop, Server, Timer, epoch_ms, link};
 
 const LOG: &str = "ServerOrchestrator";
@@ -91,10 +94,11 @@ pub struct ServerOrchestrator {
     state_saved_at: Option<Instant>,
     state_due: Option<Instant>,
     shutting_down: bool,
-    /// For `/metrics`: processes spawned, spawns that failed, and how long health rounds take.
+    /// For `/metrics`: processes spawned and spawns that failed.
     spawn_successes: u64,
     spawn_failures: u64,
-    health_rounds: Histogram,
+    /// Reads waiting for fresh figures.
+    readers: Readers,
     /// Where a reload reads the config, and the top-level settings in effect (its `servers`
     /// are not kept here: `servers` above is the truth).
     source: ConfigSource,
@@ -153,7 +157,7 @@ impl ServerOrchestrator {
             shutting_down: false,
             spawn_successes: 0,
             spawn_failures: 0,
-            health_rounds: Histogram::new(metrics::HEALTH_BUCKETS),
+            readers: Readers::default(),
             source,
             settings: Config {
                 servers: Vec::new(),
@@ -195,6 +199,7 @@ impl ServerOrchestrator {
                 .map(|Reverse(t)| t.at)
                 .into_iter()
                 .chain(self.state_due)
+                .chain(self.readers.due())
                 .min();
             let timer = match next {
                 Some(at) => after(at.saturating_duration_since(Instant::now())),
@@ -223,7 +228,9 @@ impl ServerOrchestrator {
             }
             self.advance();
             self.continue_reload();
+            self.answer_late_readers();
             self.flush();
+            self.note_subscribers();
             if self.shutting_down && self.all_settled_for_exit() {
                 return self.finish_shutdown();
             }
@@ -244,13 +251,8 @@ impl ServerOrchestrator {
             control => control,
         };
         match control {
-            Control::List { reply } => {
-                let _ = reply.send(self.list_json());
-            }
-            Control::Get { id, reply } => {
-                let result = self.find(&id).map(|index| self.view(index));
-                let _ = reply.send(result);
-            }
+            Control::List { reply } => self.read(Reader::List(reply)),
+            Control::Get { id, reply } => self.read(Reader::Get { id, reply }),
             Control::Act { action, id, reply } => self.act(action, id, reply),
             Control::FindOrphan { id, pid, reply } => {
                 let _ = reply.send(self.find_orphan(id, pid));
@@ -274,6 +276,7 @@ impl ServerOrchestrator {
                 let result = if self.hub.subscriber_count() >= self.max_sse_clients {
                     Err(ControlError::TooManyClients)
                 } else {
+                    self.on_subscribe();
                     let now = SystemTime::now();
                     let servers = &self.servers;
                     Ok(self.hub.subscribe(last_event_id, || {
@@ -282,9 +285,7 @@ impl ServerOrchestrator {
                 };
                 let _ = reply.send(result);
             }
-            Control::Metrics { reply } => {
-                let _ = reply.send(self.metrics());
-            }
+            Control::Metrics { reply } => self.read(Reader::Metrics(reply)),
             Control::Adopt { id, reply } => {
                 let _ = reply.send(self.adopt_orphan(&id));
             }
@@ -297,7 +298,7 @@ impl ServerOrchestrator {
     fn metrics(&self) -> metrics::Snapshot {
         let now = SystemTime::now();
         let servers = self.servers.iter().map(|s| s.sample(now)).collect();
-        let mut snapshot = metrics::Snapshot::new(servers, self.health_rounds.clone());
+        let mut snapshot = metrics::Snapshot::new(servers, self.outputs.demand.rounds());
         snapshot.spawn_successes = self.spawn_successes;
         snapshot.spawn_failures = self.spawn_failures;
         snapshot.store = self.outputs.store.stats();

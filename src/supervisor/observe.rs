@@ -36,12 +36,13 @@ impl ServerOrchestrator {
                     self.on_observed(index, pid, observation);
                 }
             }
-            Report::Stats(stats) => {
+            Report::Stats { samples, complete } => {
                 // Nobody watching: keep the numbers for the API, skip building the event.
                 let watched = self.hub.subscriber_count() > 0;
-                let mut entries = Vec::with_capacity(if watched { stats.len() } else { 0 });
+                let mut entries = Vec::with_capacity(if watched { samples.len() } else { 0 });
                 let mut over_memory = Vec::new();
-                for sample in stats {
+                let mut sampled = vec![false; if complete { self.servers.len() } else { 0 }];
+                for sample in samples {
                     let Some(index) = self.slot_index(sample.index) else {
                         continue;
                     };
@@ -69,12 +70,25 @@ impl ServerOrchestrator {
                     }
                     server.sample = Some(sample);
                     self.list_json.forget(index);
+                    if let Some(seen) = sampled.get_mut(index) {
+                        *seen = true;
+                    }
+                }
+                // A complete sample that has nothing of a server (its group was gone a moment
+                // before it was reaped): no figures, rather than the last ones as if current.
+                for (index, seen) in sampled.into_iter().enumerate() {
+                    if !seen && self.servers[index].sample.take().is_some() {
+                        self.list_json.forget(index);
+                    }
                 }
                 for (index, rss_bytes, limit_bytes) in over_memory {
                     self.restart_for_memory(index, rss_bytes, limit_bytes);
                 }
                 if !entries.is_empty() {
                     self.hub.publish(&Event::Stats(entries));
+                }
+                if complete {
+                    self.on_complete_sample();
                 }
             }
             Report::Vanished { index: slot, pid } => {
@@ -102,10 +116,6 @@ impl ServerOrchestrator {
                 if let Some(index) = self.slot_index(slot) {
                     self.on_log_matched(index, pid, &line);
                 }
-            }
-            Report::RoundDone { took } => {
-                log::trace!(target: "ProcessMonitor", "Health round took {} µs", took.as_micros());
-                self.health_rounds.observe(took);
             }
         }
     }
@@ -473,6 +483,7 @@ impl ServerOrchestrator {
                 }),
                 _ => None,
             },
+            max_memory: server.config.max_memory.is_some(),
         };
         let slot = server.slot;
         let _ = self.outputs.monitor.send(MonitorCmd::Set {

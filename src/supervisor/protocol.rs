@@ -10,6 +10,7 @@ use crate::config::ConfigErrors;
 use crate::http::metrics;
 use crate::logs::rotate;
 use crate::model::{Action, ReloadPlan, ServerView};
+use crate::monitor::demand::Demand;
 use crate::monitor::{MonitorCmd, Report};
 use crate::os::pidwatch::PidWatcher;
 use crate::os::reaper::{Exit, Signal};
@@ -149,6 +150,8 @@ pub struct Inbox {
 /// Where the supervisor's outputs go.
 pub struct Outputs {
     pub monitor: Sender<MonitorCmd>,
+    /// Who looks at the figures (told to the monitor) and the health-round times (from it).
+    pub demand: Arc<Demand>,
     pub store: StoreHandle,
     pub pidwatch: PidWatcher,
     /// The ids HTTP handlers check log requests against; replaced on reload.

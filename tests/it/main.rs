@@ -15,6 +15,7 @@ mod export;
 mod fleet;
 mod health;
 mod http;
+mod idle;
 mod lifecycle;
 mod logs;
 mod metrics;
