@@ -1,7 +1,8 @@
 //! `make bench` and `make soak`: drive the real tend binary (and supervisord) from outside.
 //!
 //! ```text
-//! tend-bench [--quick] [--n 100,1000]     the comparison table (bench.rs)
+//! tend-bench [--quick] [--n 100,1000,10000]   the comparison table (bench.rs; 10000: the
+//!                                            large tier, idle.rs)
 //! tend-bench soak [--seconds 300]         churn over 100 servers, then a verdict (soak.rs)
 //! tend-bench child listen|stuck PORT      a workload program (child.rs)
 //! ```
@@ -13,6 +14,7 @@ mod bench;
 mod child;
 mod footprint;
 mod http;
+mod idle;
 mod managers;
 mod procs;
 mod soak;
@@ -61,8 +63,9 @@ fn tend_binary() -> PathBuf {
 
 fn run_bench(args: &[String]) {
     let quick = args.iter().any(|a| a == "--quick");
+    // The large tier (10,000 servers) only in the full run: it alone takes minutes.
     let ns: Vec<usize> = value(args, "--n")
-        .unwrap_or("100,1000")
+        .unwrap_or(if quick { "100,1000" } else { "100,1000,10000" })
         .split(',')
         .map(|n| n.trim().parse().expect("--n 100,1000"))
         .collect();

@@ -271,3 +271,34 @@ pub fn kill_group(pgid: u32, signal: i32) {
         unsafe { libc::kill(-(pgid as i32), signal) };
     }
 }
+
+/// Every thread of `pid` with its name and its context switches so far (voluntary plus
+/// involuntary, from `/proc/PID/task/TID/status`): each switch in is a wake-up.
+pub fn thread_switches(pid: u32) -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let mut name = String::new();
+        let mut switches = 0;
+        for line in status.lines() {
+            if let Some(v) = line.strip_prefix("Name:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                switches += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+        out.push((tid, name, switches));
+    }
+    out
+}
