@@ -84,7 +84,7 @@ impl ServerOrchestrator {
 
     /// The monitor sampled every running server.
     pub(super) fn on_complete_sample(&mut self) {
-        self.readers.complete_at = Some(Instant::now());
+        self.readers.complete_at = Some(self.host.now());
         self.readers.deadline = None;
         for reader in std::mem::take(&mut self.readers.waiting) {
             self.answer(reader);
@@ -93,7 +93,7 @@ impl ServerOrchestrator {
 
     /// Readers whose sample did not come within [`SAMPLE_WAIT`] get what there is.
     pub(super) fn answer_late_readers(&mut self) {
-        if self.readers.deadline.is_none_or(|at| at > Instant::now()) {
+        if self.readers.deadline.is_none_or(|at| at > self.host.now()) {
             return;
         }
         self.readers.deadline = None;
@@ -107,29 +107,31 @@ impl ServerOrchestrator {
 
     fn ask_for_sample(&mut self) {
         if self.readers.deadline.is_none() {
-            self.readers.deadline = Some(Instant::now() + SAMPLE_WAIT);
+            self.readers.deadline = Some(self.host.now() + SAMPLE_WAIT);
             let _ = self.outputs.monitor.send(MonitorCmd::SampleNow);
         }
     }
 
     /// Every running server was sampled within the last round (or none runs).
     fn figures_current(&self) -> bool {
+        let now = self.host.now();
         let fresh = self
             .readers
             .complete_at
-            .is_some_and(|at| at.elapsed() < self.health_interval);
+            .is_some_and(|at| now.saturating_duration_since(at) < self.health_interval);
         fresh || self.servers.iter().all(|s| s.pid.is_none())
     }
 
     /// Forgets figures older than [`READ_ROUNDS`] rounds, so nothing shows them as current.
     fn drop_stale_figures(&mut self) {
         let oldest = self.health_interval * READ_ROUNDS;
+        let now = self.host.now();
         for index in 0..self.servers.len() {
             let server = &mut self.servers[index];
             if server
                 .sample
                 .as_ref()
-                .is_some_and(|s| s.taken.elapsed() > oldest)
+                .is_some_and(|s| now.saturating_duration_since(s.taken) > oldest)
             {
                 server.sample = None;
                 self.list_json.forget(index);
