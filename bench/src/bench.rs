@@ -598,10 +598,16 @@ fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
     let sbase = free_port_range(tbase + n as u16, n as u16);
     let tprogs = listeners(&opts.me, n, tbase, None);
     let sprogs = listeners(&opts.me, n, sbase, None);
+    // The listeners bind at once: a 5 s start grace keeps its one check per server (a
+    // wake-up each, 30 s after the start by default) out of the idle window below.
+    let mut config = TendRun::config(&tprogs, true);
+    for server in config["servers"].as_array_mut().into_iter().flatten() {
+        server["start_timeout_ms"] = 5000.into();
+    }
     let tend = TendRun::start(
         &opts.tend,
         &format!("steady{n}"),
-        &TendRun::config(&tprogs, true),
+        &config,
         "info,ProcessMonitor=trace",
     );
     let supd = SupdRun::start(&opts.supervisord, &format!("steady{n}"), &sprogs, true);
@@ -639,7 +645,7 @@ fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
     out.rounds = Samples(round_times(&tend.log_text(), skip));
 
     // One dashboard open: an SSE client gets a stats event every round.
-    out.sse_window = if opts.quick { window / 2 } else { window };
+    out.sse_window = if opts.quick { window / 3 } else { window };
     let stream = sse_client(tend.port);
     let cpu1: Vec<f64> = pids
         .iter()

@@ -266,13 +266,10 @@ impl ProcessMonitor {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
+            // A round right after this one samples nothing more (see `round`); and an overdue
+            // round stays due: readers asking while a probe batch ran must not push it back.
             if std::mem::take(&mut self.sample_asked) {
                 self.sample_stats(true);
-                // Rounds were not running: the next one is a round away, not at once (which
-                // would measure CPU over a moment).
-                if next_full <= Instant::now() {
-                    next_full = Instant::now() + self.interval;
-                }
             }
             let now = Instant::now();
             let rounds = self.needs_rounds();

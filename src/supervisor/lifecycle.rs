@@ -78,8 +78,11 @@ impl ServerOrchestrator {
                 self.set_status(index, Status::Starting);
                 if config.ports.is_empty() && config.health.is_none() {
                     self.set_status(index, Status::Running);
+                } else {
+                    // Only what has something to become ready needs judging when its grace
+                    // ends: a wake-up per server started, 30 s later, is no idle.
+                    self.arm(index, TimerKind::StartGrace, config.start_timeout);
                 }
-                self.arm(index, TimerKind::StartGrace, config.start_timeout);
                 self.send_watch(index);
                 self.state_dirty = true;
             }
