@@ -577,6 +577,7 @@ struct Steady {
     rounds: Samples,
     /// CPU (utime+stime, ms) with one SSE client connected, and that window's length.
     cpu_sse: [Samples; 2],
+    cpu_sse_sched: [Samples; 2],
     sse_window: Duration,
     /// Wake-ups per minute while nobody looks.
     wakeups: [Option<crate::idle::Wakeups>; 2],
@@ -645,15 +646,27 @@ fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
     out.rounds = Samples(round_times(&tend.log_text(), skip));
 
     // One dashboard open: an SSE client gets a stats event every round.
-    out.sse_window = if opts.quick { window / 3 } else { window };
+    out.sse_window = if opts.quick { window / 2 } else { window };
+    // The window starts at the first `stats` event: connecting (the snapshot) and the first
+    // sample after a pause (every process read once, descriptors opened) are one-offs that a
+    // short window, scaled to a minute, would multiply.
     let stream = sse_client(tend.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stream
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .expect("a stats event once a dashboard is open")
+        .0
+        != "stats"
+    {}
     let cpu1: Vec<f64> = pids
         .iter()
         .map(|&p| procs::cpu_ms(p).unwrap_or(0.0))
         .collect();
+    let sched1: Vec<u64> = pids.iter().map(|&p| procs::sched_ns(p)).collect();
     std::thread::sleep(out.sse_window);
     for (i, &pid) in pids.iter().enumerate() {
         out.cpu_sse[i] = Samples::one(procs::cpu_ms(pid).unwrap_or(0.0) - cpu1[i]);
+        out.cpu_sse_sched[i] = Samples::one((procs::sched_ns(pid) - sched1[i]) as f64 / 1e6);
     }
     let stats_events = stream.try_iter().filter(|(e, _, _)| e == "stats").count();
     assert!(stats_events > 0, "no stats event with a dashboard open");
@@ -960,6 +973,25 @@ pub fn run(opts: &Opts) -> String {
             )),
             m(&Samples(
                 st.cpu_sse[1].0.iter().map(|v| v * sse_scale).collect(),
+            )),
+            true,
+        ));
+        rows.push(row(
+            &format!("CPU over 60 s, one dashboard open, schedstat (ns-exact){sse_note}"),
+            "ms",
+            m(&Samples(
+                st.cpu_sse_sched[0]
+                    .0
+                    .iter()
+                    .map(|v| v * sse_scale)
+                    .collect(),
+            )),
+            m(&Samples(
+                st.cpu_sse_sched[1]
+                    .0
+                    .iter()
+                    .map(|v| v * sse_scale)
+                    .collect(),
             )),
             true,
         ));
