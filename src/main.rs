@@ -16,9 +16,11 @@ mod model;
 mod monitor;
 mod os;
 mod regex;
+mod schedule;
 mod store;
 mod supervisor;
 mod up;
+mod watch;
 
 use std::io::Write;
 use std::process::ExitCode;

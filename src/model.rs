@@ -128,6 +128,30 @@ pub struct ServerView {
     /// The last health check of the running process (`health` in the config); `None` without
     /// one, or before its first result.
     pub health: Option<HealthView>,
+    /// The file watch (`watch` in the config); `None` without one.
+    pub watch: Option<WatchView>,
+    /// The next restart `restart_every` or `restart_at` plans for the running process.
+    pub planned_restart: Option<PlannedView>,
+}
+
+/// A server's file watch as the dashboard shows it: "watching 12 paths".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchView {
+    /// Folders watched (each covers the files in it).
+    pub paths: usize,
+    /// Why the watch is incomplete (the kernel's watch limit), if it is.
+    pub error: Option<String>,
+}
+
+/// The next planned restart: when, and which key plans it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedView {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// "restart_every 24h" or "restart_at 0 4 * * *".
+    pub by: String,
 }
 
 /// The last health check's result, as the API and the dashboard show it.
@@ -251,6 +275,18 @@ pub enum Timeline {
         rss_bytes: u64,
         limit_bytes: u64,
     },
+    /// tend restarts the server on its own plan, not for a failure: a watched file changed
+    /// (`trigger` "watch", `file` the first of the burst) or its schedule came due
+    /// ("restart_every", "restart_at").
+    #[serde(rename_all = "camelCase")]
+    PlannedRestart {
+        id: String,
+        pid: Option<u32>,
+        trigger: &'static str,
+        /// "src/app.js and 49 more changed", "restart_every 24h".
+        detail: String,
+        file: Option<String>,
+    },
 }
 
 impl Timeline {
@@ -268,6 +304,7 @@ impl Timeline {
             Timeline::ConfigReloaded(_) => "configReloaded",
             Timeline::MemoryExceeded { .. } => "memoryExceeded",
             Timeline::HealthChanged { .. } => "healthChanged",
+            Timeline::PlannedRestart { .. } => "plannedRestart",
         }
     }
 }
@@ -443,6 +480,8 @@ mod tests {
             main_rss_bytes: None,
             last_error: None,
             health: None,
+            watch: None,
+            planned_restart: None,
         };
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["status"], "backoff");

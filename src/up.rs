@@ -23,6 +23,7 @@ use crate::os::reaper;
 use crate::store::{self, LoadOutcome, ProcessStateStore};
 use crate::supervisor::reload::{ConfigSource, KnownIds};
 use crate::supervisor::{Inbox, Outputs, ServerOrchestrator};
+use crate::watch;
 
 const LOG: &str = "tend";
 
@@ -100,6 +101,12 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         .context("cannot watch the log folder")?;
     monitor::start(config.health_interval, monitor_rx, reports_tx)
         .context("cannot start the monitor")?;
+    let (watch_tx, watch_rx) = unbounded();
+    let own_files = watch::OwnFiles {
+        log_dir: config.log_dir.clone(),
+        state_file: config.state_file.clone(),
+    };
+    let watch = watch::start(own_files, watch_tx).context("cannot start the file watcher")?;
 
     let known_ids = Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone())));
     let policy = http::guard::Policy::new(
@@ -144,6 +151,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         pidwatch,
         known_ids,
         log_limits,
+        watch,
     };
     let mut supervisor = ServerOrchestrator::new(&config, outputs, tend_bin, boot_id, source);
     supervisor.boot(stored);
@@ -152,6 +160,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         exits: exits_rx,
         reports: reports_rx,
         signals: signals_rx,
+        watch: watch_rx,
     });
     Ok(())
 }

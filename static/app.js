@@ -242,6 +242,7 @@ function render(r) {
   e.flags.replaceChildren();
   if (s.adopted) e.flags.append(el('span', 'flag', 'adopted'));
   if (s.orphaned) e.flags.append(el('span', 'flag warn', 'orphan'));
+  for (const flag of planFlags(s)) e.flags.append(flag);
   setText(e.pid, hasProcess(s) ? s.pid : '—');
   tickUptime(r, Date.now());
   setText(e.restarts, s.restarts || 0);
@@ -294,6 +295,26 @@ function render(r) {
   e.extra.hidden = e.died.hidden && e.orphan.hidden && e.health.hidden && e.lastError.hidden &&
     e.msg.hidden &&
     !(openLog && openLog.r === r);
+}
+
+/** "watching 12 paths" and "next planned restart at 04:00": what tend will restart it for. */
+function planFlags(s) {
+  const flags = [];
+  if (s.watch) {
+    const n = s.watch.paths || 0;
+    const f = el('span', s.watch.error ? 'flag warn watching' : 'flag watching', `watching ${n} path${n === 1 ? '' : 's'}`);
+    f.title = s.watch.error ? `Not every folder is watched: ${s.watch.error}` : 'Restarts when a watched file changes';
+    flags.push(f);
+  }
+  if (s.plannedRestart && hasProcess(s)) {
+    const at = new Date(s.plannedRestart.at);
+    const today = at.toDateString() === new Date().toDateString();
+    const when = today ? `${pad(at.getHours())}:${pad(at.getMinutes())}` : at.toLocaleString();
+    const f = el('span', 'flag planned', `next planned restart at ${when}`);
+    f.title = `${at.toLocaleString()} (${s.plannedRestart.by})`;
+    flags.push(f);
+  }
+  return flags;
 }
 
 function renderMetrics(r) {
@@ -516,6 +537,8 @@ const TIMELINE = {
   configReloaded: (d) => ['info', `reloaded: ${planSummary(d)}`],
   healthChanged: (d) => [d.ok ? 'ok' : 'warn', `health check ${d.ok ? 'passes' : 'failed'}: ${d.detail}`],
   memoryExceeded: (d) => ['warn', `memory ${mib(d.rssBytes)} over ${mib(d.limitBytes)}: restarting`],
+  plannedRestart: (d) => ['info', d.trigger === 'watch'
+    ? `${d.pid ? 'restarting' : 'starting'}: ${d.detail}` : `planned restart (${d.detail})`],
 };
 function mib(bytes) { return `${Math.round((bytes || 0) / 1048576)} MiB`; }
 

@@ -14,6 +14,7 @@ use crate::model::parse_signal;
 
 pub mod health;
 pub mod procfile;
+pub mod watch;
 
 /// How a server's command is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +109,12 @@ pub struct ServerConfig {
     pub max_memory: Option<u64>,
     /// How tend knows the server answers, beyond its ports.
     pub health: Option<health::HealthCheck>,
+    /// Restart on file changes (`watch`); `None`: off.
+    pub watch: Option<watch::WatchSpec>,
+    /// Planned restarts: this long after each start (`restart_every`), and at the times of a
+    /// cron expression (`restart_at`, local time).
+    pub restart_every: Option<Duration>,
+    pub restart_at: Option<crate::schedule::Cron>,
     /// 1-based line of the server's object in the file, for messages.
     pub line: usize,
 }
@@ -170,6 +177,9 @@ impl ServerConfig {
             depends_on: Vec::new(),
             max_memory: None,
             health: None,
+            watch: None,
+            restart_every: None,
+            restart_at: None,
             line,
         }
     }
@@ -215,6 +225,9 @@ const SERVER_KEYS: &[&str] = &[
     "depends_on",
     "max_memory",
     "health",
+    "watch",
+    "restart_every",
+    "restart_at",
 ];
 
 /// The files `locate` tries, in order, relative to the working directory (docs/DESIGN.md §1).
@@ -1223,6 +1236,9 @@ impl Checker<'_> {
                 "max_memory" => config.max_memory = self.max_memory(&f, value),
                 // Read once the ports are known: a path is probed on the first one.
                 "health" => health = Some((f, value)),
+                "watch" => config.watch = self.watch(&f, value),
+                "restart_every" => config.restart_every = self.restart_every(&f, value),
+                "restart_at" => config.restart_at = self.restart_at(&f, value),
                 _ => self.unknown_key(&f.path, key, &place, SERVER_KEYS),
             }
         }
@@ -1615,6 +1631,9 @@ mod tests {
             depends_on: Vec::new(),
             max_memory: None,
             health: None,
+            watch: None,
+            restart_every: None,
+            restart_at: None,
             line,
         }
     }
@@ -1741,6 +1760,9 @@ mod tests {
             depends_on: vec!["db".to_string()],
             max_memory: None,
             health: None,
+            watch: None,
+            restart_every: None,
+            restart_at: None,
             line: 14,
         };
         assert_eq!(*web, expected_web);

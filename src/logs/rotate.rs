@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::os::inotify::Inotify;
+
 const LOG: &str = "LogRotation";
 
 /// How a rotation went.
@@ -188,25 +190,13 @@ impl Limits {
 /// the limit is rotated. Existing logs are checked once at start (an adopted child may have
 /// written a lot while tend was down).
 pub fn start(log_dir: PathBuf, limits: Arc<Limits>) -> io::Result<()> {
-    // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let dir = std::ffi::CString::new(log_dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "log folder path has a NUL"))?;
-    // SAFETY: `dir` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MODIFY) } < 0 {
-        let error = io::Error::last_os_error();
-        // SAFETY: closes the descriptor we just opened.
-        unsafe { libc::close(fd) };
-        return Err(error);
-    }
+    let inotify = Inotify::new(false)?;
+    inotify.add_watch(&log_dir, libc::IN_MODIFY)?;
     std::thread::Builder::new()
         .name("logs".into())
         .spawn(move || {
             check_all(&log_dir, &limits);
-            watch(fd, &log_dir, &limits);
+            watch(&inotify, &log_dir, &limits);
         })?;
     Ok(())
 }
@@ -237,40 +227,24 @@ fn rotate_logged(path: &Path, max_bytes: u64, keep: u32) {
     }
 }
 
-fn watch(fd: i32, log_dir: &Path, limits: &Limits) {
+fn watch(inotify: &Inotify, log_dir: &Path, limits: &Limits) {
     // Room for many events at once; each is a header plus a NUL-padded name.
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        // SAFETY: reads into our own buffer of the given length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
+        let events = match inotify.read(&mut buf) {
+            Ok(events) => events,
+            Err(e) => {
+                log::error!(target: LOG, "Log watch failed: {e}");
+                return;
             }
-            log::error!(target: LOG, "Log watch failed: {}", io::Error::last_os_error());
-            return;
-        }
+        };
         let mut names: Vec<String> = Vec::new();
-        let mut offset = 0usize;
-        let header = std::mem::size_of::<libc::inotify_event>();
-        while offset + header <= n as usize {
-            // SAFETY: the kernel wrote a whole inotify_event at `offset`; read_unaligned copes
-            // with the byte buffer's alignment.
-            let event: libc::inotify_event =
-                unsafe { std::ptr::read_unaligned(buf[offset..].as_ptr().cast()) };
-            let name_start = offset + header;
-            let name_end = name_start + event.len as usize;
-            if name_end > n as usize {
-                break;
-            }
-            let name = &buf[name_start..name_end];
-            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-            if let Ok(name) = std::str::from_utf8(name) {
+        for event in events {
+            if let Some(name) = event.name.to_str() {
                 if name.ends_with(".log") && !names.iter().any(|n| n == name) {
                     names.push(name.to_string());
                 }
             }
-            offset = name_end;
         }
         let (max_bytes, keep) = limits.get();
         for name in names {

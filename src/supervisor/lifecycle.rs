@@ -88,6 +88,7 @@ impl ServerOrchestrator {
                 }
                 self.arm(index, TimerKind::StartGrace, config.start_timeout);
                 self.send_watch(index);
+                self.after_start(index);
                 self.state_dirty = true;
             }
             Err(reason) => self.spawn_failed(index, reason),
@@ -314,6 +315,10 @@ impl ServerOrchestrator {
         });
         self.send_watch(index);
         self.state_dirty = true;
+        if stopping.then != AfterStop::Start {
+            // A person's stop outranks a change queued during the restart it cancelled.
+            self.servers[index].queued_change = None;
+        }
         if stopping.then == AfterStop::Start && !self.shutting_down {
             self.request_start(index, false);
         }
@@ -364,6 +369,8 @@ impl ServerOrchestrator {
             TimerKind::StartGrace => self.update_health(index),
             TimerKind::UnhealthyRestart => self.check_unhealthy_restart(index),
             TimerKind::Escalate => self.escalate(index),
+            TimerKind::Planned => self.on_planned(timer),
+            TimerKind::QueuedChange => self.on_queued_change(index),
             TimerKind::GroupCheck => {
                 let pgid = self.servers[index].last_leader;
                 let Some(stopping) = &self.servers[index].stopping else {

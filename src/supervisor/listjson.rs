@@ -151,6 +151,14 @@ mod tests {
                 failures: 1,
                 ready: true,
             }),
+            watch: Some(crate::model::WatchView {
+                paths: 2,
+                error: None,
+            }),
+            planned_restart: Some(crate::model::PlannedView {
+                at: 1_700_000_060_000,
+                by: "restart_at * * * * *".into(),
+            }),
         }
     }
 

@@ -18,6 +18,7 @@
 //! - [`observe`]: the monitor's reports (ports, orphans, figures, memory limits) and health;
 //! - [`takeover`]: processes tend did not just spawn (its own from before a restart, orphans);
 //! - [`apply_reload`]: a reload planned by [`reload`] applied: stop what goes, then swap;
+//! - [`planned`]: restarts tend plans itself, on file changes (`watch`) and on a schedule;
 //! - pure parts with their own tests: [`policy`], [`adopt`], [`reload`], [`events`], [`listjson`].
 
 mod actions;
@@ -27,6 +28,7 @@ pub mod events;
 mod lifecycle;
 pub mod listjson;
 mod observe;
+mod planned;
 pub mod policy;
 mod protocol;
 pub mod reload;
@@ -170,6 +172,7 @@ impl ServerOrchestrator {
     pub fn boot(&mut self, stored: Option<StateFile>) {
         for index in 0..self.servers.len() {
             self.send_watch(index);
+            self.send_watch_spec(index);
         }
         if let Some(state) = stored {
             self.adopt(state);
@@ -217,6 +220,11 @@ impl ServerOrchestrator {
                 recv(inbox.signals) -> signal => {
                     if let Ok(signal) = signal {
                         self.on_signal(signal);
+                    }
+                },
+                recv(inbox.watch) -> report => {
+                    if let Ok(report) = report {
+                        self.on_watch_report(report);
                     }
                 },
                 recv(timer) -> _ => self.on_timers(),

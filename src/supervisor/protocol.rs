@@ -15,6 +15,7 @@ use crate::os::pidwatch::PidWatcher;
 use crate::os::reaper::{Exit, Signal};
 use crate::store::StoreHandle;
 use crate::supervisor::events::Subscription;
+use crate::watch::{WatchHandle, WatchReport};
 
 use super::reload::KnownIds;
 
@@ -144,6 +145,8 @@ pub struct Inbox {
     pub exits: Receiver<Exit>,
     pub reports: Receiver<Report>,
     pub signals: Receiver<Signal>,
+    /// Changes the file watcher saw, and how many folders it watches.
+    pub watch: Receiver<WatchReport>,
 }
 
 /// Where the supervisor's outputs go.
@@ -155,4 +158,6 @@ pub struct Outputs {
     pub known_ids: Arc<KnownIds>,
     /// Log rotation's limits; set on reload.
     pub log_limits: Arc<rotate::Limits>,
+    /// The file watcher, told each server's `watch` at boot and on reload.
+    pub watch: WatchHandle,
 }

@@ -123,6 +123,9 @@ pub fn process_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static s
         line: _,
         max_memory: _,
         health: _,
+        watch: _,
+        restart_every: _,
+        restart_at: _,
     } = new;
     let mut changed = Vec::new();
     if *command != old.command {
@@ -172,6 +175,9 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
         line: _,
         max_memory,
         health,
+        watch,
+        restart_every,
+        restart_at,
     } = new;
     let mut changed = Vec::new();
     if *autostart != old.autostart {
@@ -201,6 +207,17 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
     // A new check runs against the same process: the monitor is told at the swap.
     if *health != old.health {
         changed.push("health");
+    }
+    // The watcher is told at the swap, and the next planned restart is worked out anew from
+    // the running process's start.
+    if *watch != old.watch {
+        changed.push("watch");
+    }
+    if *restart_every != old.restart_every {
+        changed.push("restart_every");
+    }
+    if *restart_at != old.restart_at {
+        changed.push("restart_at");
     }
     changed
 }

@@ -30,3 +30,4 @@ mod state;
 mod stop;
 mod support;
 mod wait;
+mod watch;
