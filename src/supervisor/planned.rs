@@ -5,7 +5,7 @@
 //! `max_restarts` limits is left alone. A server a person stopped is never started by one.
 
 use std::cmp::Reverse;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::{Status, Timeline};
 use crate::os::localtime;
@@ -142,7 +142,7 @@ impl ServerOrchestrator {
         if server.pid.is_none() {
             return;
         }
-        let wall_now = SystemTime::now();
+        let wall_now = self.host.wall_clock();
         let mut next: Option<(SystemTime, String)> = None;
         if let Some(every) = server.config.restart_every {
             let due = server.started_at.unwrap_or(wall_now) + every;
@@ -166,7 +166,7 @@ impl ServerOrchestrator {
         let Some((wall, by)) = next else {
             return;
         };
-        let at = Instant::now() + wall.duration_since(wall_now).unwrap_or_default();
+        let at = self.host.now() + wall.duration_since(wall_now).unwrap_or_default();
         log::debug!(target: LOG, "'{}': next planned restart at {} ({})", server.config.id,
             localtime::format(wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64), by);
         server.planned = Some(Planned { at, wall, by });
@@ -188,7 +188,7 @@ impl ServerOrchestrator {
         if server.pid.is_none() || server.stopping.is_some() || server.pending_stop {
             return;
         }
-        if SystemTime::now() + CLOCK_SLACK < planned.wall {
+        if self.host.wall_clock() + CLOCK_SLACK < planned.wall {
             self.arm_planned(index);
             return;
         }

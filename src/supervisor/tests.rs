@@ -168,6 +168,7 @@ impl Harness {
             store: ProcessStateStore::spawn(dir.join("state.json")).unwrap(),
             known_ids: Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone()))),
             log_limits: Arc::new(rotate::Limits::new(0, 0)),
+            watch: crate::watch::WatchHandle::unattended(),
         };
         let machine = Arc::new(Mutex::new(machine));
         let host = FakeHost {
@@ -474,4 +475,76 @@ fn a_state_file_from_another_boot_adopts_nothing() {
     h.boot(Some(state));
     assert_ne!(h.pid("web"), Some(4242));
     assert_eq!(h.spawns().len(), 1);
+}
+
+// ---- planned restarts (issue 18) ---------------------------------------------------------------
+
+#[test]
+fn restart_every_stops_through_the_stop_path_on_time_and_is_never_a_failure() {
+    let mut h = Harness::new(
+        r#"[{"id": "leaky", "command": ["sleep", "1000"], "restart_every": "1s",
+             "max_restarts": 1, "backoff_ms": 100}]"#,
+    );
+    h.boot(None);
+    for round in 1..=3u64 {
+        let (_, pid, spawned_at) = h.spawns().last().cloned().unwrap();
+        let due = spawned_at + ms(1000);
+        let index = h.supervisor.index_of["leaky"];
+        let planned = h.supervisor.servers[index].view(h.supervisor.host.wall_clock());
+        assert!(planned.planned_restart.is_some(), "round {round}");
+        let elapsed = h.machine.lock().unwrap().elapsed;
+        h.advance(due - elapsed - ms(10));
+        assert!(
+            !h.signals().iter().any(|s| s.0 == pid),
+            "round {round}: nothing before it is due"
+        );
+        h.advance(ms(20));
+        let signals = h.signals();
+        let (group, signal, at) = signals[signals.len() - 2];
+        assert_eq!((group, signal), (pid, libc::SIGTERM), "round {round}");
+        assert!(at >= due && at <= due + ms(10), "round {round}: {at:?}");
+        assert_eq!(h.status("leaky"), Status::Stopping);
+        h.exit(pid, ExitStatus::Signal(libc::SIGTERM), false);
+        assert_eq!(h.status("leaky"), Status::Running, "round {round}");
+        assert_eq!(h.spawns().len() as u64, round + 1);
+    }
+    // Three planned restarts with max_restarts 1: a real crash is still restarted.
+    let (_, pid, _) = h.spawns().last().cloned().unwrap();
+    h.exit(pid, ExitStatus::Code(1), false);
+    assert_ne!(h.status("leaky"), Status::Fatal);
+    assert_eq!(
+        h.spawns().len(),
+        5,
+        "restarted at once after the first failure"
+    );
+}
+
+#[test]
+fn a_schedule_is_skipped_while_a_person_has_the_server_stopped() {
+    let mut h =
+        Harness::new(r#"[{"id": "leaky", "command": ["sleep", "1000"], "restart_every": "1s"}]"#);
+    h.boot(None);
+    let pid = h.pid("leaky").unwrap();
+    h.advance(ms(500));
+    let _answer = h.act(Action::Stop, Some("leaky"));
+    h.exit(pid, ExitStatus::Signal(libc::SIGTERM), false);
+    assert_eq!(h.status("leaky"), Status::Stopped);
+    h.advance(ms(3000));
+    assert_eq!(h.status("leaky"), Status::Stopped);
+    assert_eq!(h.spawns().len(), 1, "never started by its schedule");
+    // Started again by a person, it is due a second after that start, not before.
+    let _answer = h.act(Action::Start, Some("leaky"));
+    let pid = h.pid("leaky").unwrap();
+    h.advance(ms(990));
+    assert!(
+        !h.signals()
+            .iter()
+            .any(|s| s.0 == pid && s.1 == libc::SIGTERM)
+    );
+    h.advance(ms(20));
+    assert!(
+        h.signals()
+            .iter()
+            .any(|s| s.0 == pid && s.1 == libc::SIGTERM)
+    );
 }

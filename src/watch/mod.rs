@@ -76,6 +76,16 @@ pub struct WatchHandle {
 }
 
 impl WatchHandle {
+    /// A handle no thread reads, for supervisor tests that run no watcher.
+    #[cfg(test)]
+    pub fn unattended() -> WatchHandle {
+        let (commands, _) = unbounded();
+        WatchHandle {
+            commands,
+            waker: Arc::new(Waker::new().expect("an eventfd")),
+        }
+    }
+
     pub fn set(&self, command: WatchCmd) {
         if self.commands.send(command).is_ok() {
             self.waker.wake();
