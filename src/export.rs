@@ -310,6 +310,36 @@ fn header(config: &Config, user: bool) -> String {
     text
 }
 
+/// What of tend's planned restarts (issue 18) a unit does not do: systemd restarts on no
+/// file change, and a schedule needs a timer unit of its own.
+fn planned_restart_note(server: &ServerConfig) -> String {
+    let mut text = String::new();
+    if let Some(watch) = &server.watch {
+        let _ = writeln!(
+            text,
+            "# Not done by systemd: tend's restart on changes to {}.",
+            comment_text(&watch.paths.join(", "))
+        );
+    }
+    let every = server
+        .restart_every
+        .map(|every| format!("every {}", crate::schedule::format_every(every)));
+    let at = server
+        .restart_at
+        .as_ref()
+        .map(|cron| format!("at \"{}\"", cron.text));
+    let plan: Vec<String> = every.into_iter().chain(at).collect();
+    if !plan.is_empty() {
+        let _ = writeln!(
+            text,
+            "# Not done by this unit: tend's planned restart {}; a timer unit running\n\
+             # `systemctl restart` would do it.",
+            comment_text(&plan.join(" and "))
+        );
+    }
+    text
+}
+
 /// One server's `.service` text; its environment is all in `env_path`.
 fn service_unit(
     config: &Config,
@@ -357,6 +387,7 @@ fn service_unit(
             comment_text(regex.as_str())
         );
     }
+    text.push_str(&planned_restart_note(server));
 
     text.push_str("[Unit]\n");
     let _ = writeln!(
@@ -1084,6 +1115,28 @@ mod tests {
         assert!(text.contains("Restart=no\n"), "{text}");
         assert!(!text.contains("StartLimit"), "{text}");
         assert!(text.contains("KillSignal=40\n"), "{text}");
+    }
+
+    #[test]
+    fn watch_and_schedules_are_named_as_what_a_unit_does_not_do() {
+        let config = config(
+            r#"{"servers": [{"id": "web", "command": "run", "watch": {"paths": ["src"]},
+                             "restart_every": "1h30m", "restart_at": "0 4 * * *"}]}"#,
+        );
+        let text = &systemd(&config, false, &host(), Path::new("/e"))
+            .unwrap()
+            .units[0]
+            .text;
+        assert!(
+            text.contains("# Not done by systemd: tend's restart on changes to src.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# Not done by this unit: tend's planned restart every 1h30m and at \"0 4 * * *\";"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -526,3 +526,33 @@ test('Reload config adds a row and drops a removed one without a page reload', {
     assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not reloaded');
   });
 });
+
+test('a watched server says what it watches and when it restarts next, and the timeline names the changed file', { timeout: 60000 }, async () => {
+  const servers = [{
+    id: 'dev', command: 'exec sleep 1000',
+    watch: { paths: ['src'], debounce_ms: 50 }, restart_every: '1h',
+  }];
+  const dir = h.tempDir('watch-src');
+  fs.mkdirSync(path.join(dir, 'src', 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'src', 'app.js'), 'v1');
+  // withTend makes its own folder: the server's cwd points at this one.
+  servers[0].cwd = dir;
+  await withTend('watch', servers, async ({ page, tend }) => {
+    await statusIs(page, 'dev', 'running');
+    const flags = row(page, 'dev').locator('.flags');
+    await until('the watch shown', () => text(flags.locator('.watching')), (t) => t === 'watching 2 paths');
+    const s = await server(tend, 'dev');
+    const at = new Date(s.plannedRestart.at);
+    const hhmm = `${String(at.getHours()).padStart(2, '0')}:${String(at.getMinutes()).padStart(2, '0')}`;
+    const planned = await text(flags.locator('.planned'));
+    // An hour from now is on another day near midnight: then the date is shown too.
+    if (at.toDateString() === new Date().toDateString()) assert.equal(planned, `next planned restart at ${hhmm}`);
+    else assert.match(planned, /^next planned restart at /);
+    assert.match(await flags.locator('.planned').getAttribute('title'), /restart_every 1h/);
+
+    fs.writeFileSync(path.join(dir, 'src', 'lib', 'util.js'), 'v2');
+    await page.locator('#timeline li[data-kind="plannedRestart"]', { hasText: 'src/lib/util.js changed' }).waitFor();
+    await until('a new PID', () => server(tend, 'dev'), (n) => n.status === 'running' && n.pid !== s.pid);
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+});
