@@ -110,13 +110,15 @@ fn parse(bytes: &[u8]) -> Vec<Event> {
     events
 }
 
-/// The per-user watch limit, when /proc says.
+/// The per-user watch limit, when /proc says: the system's, or a user namespace's own
+/// (`user.max_inotify_watches`, a container's) when that is lower.
 pub fn max_user_watches() -> Option<u64> {
-    std::fs::read_to_string(MAX_USER_WATCHES)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    [MAX_USER_WATCHES, "/proc/sys/user/max_inotify_watches"]
+        .into_iter()
+        .filter_map(read)
+        .min()
 }
 
 /// An eventfd another thread writes to wake a thread blocked in [`wait`].

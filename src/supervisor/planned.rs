@@ -51,11 +51,8 @@ impl ServerOrchestrator {
                 let Some(Some(index)) = self.slots.get(slot).copied() else {
                     return;
                 };
+                // The watcher has logged the problem, once per tend.
                 let server = &mut self.servers[index];
-                if error.is_some() && error != server.watch_error {
-                    log::warn!(target: LOG, "Server '{}' watches only {} folders: {}",
-                        server.config.id, folders, error.as_deref().unwrap_or_default());
-                }
                 server.watch_paths = folders;
                 server.watch_error = error;
                 self.mark_changed(index);

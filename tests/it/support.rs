@@ -399,6 +399,18 @@ impl Tend {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Tend {
+        Tend::start_wrapped(dir, config, extra_args, env, &[])
+    }
+
+    /// Starts tend through `wrapper` (a command that ends by exec'ing its arguments, such as
+    /// `unshare -U -r sh -c '…; exec "$0" "$@"'`), so the PID is tend's once it runs.
+    pub fn start_wrapped(
+        dir: &TempDir,
+        config: &Value,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Tend {
         let config = Tend::full_config(dir, config);
         let config_path = dir.write("tend.json", &serde_json::to_string_pretty(&config).unwrap());
         let state_file = PathBuf::from(config["state_file"].as_str().unwrap());
@@ -408,7 +420,14 @@ impl Tend {
             .append(true)
             .open(dir.join("tend.log"))
             .unwrap();
-        let mut command = Command::new(tend_bin());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(tend_bin());
+                command
+            }
+            None => Command::new(tend_bin()),
+        };
         command
             .arg("up")
             .arg("--config")

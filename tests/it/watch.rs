@@ -394,3 +394,56 @@ fn a_reload_updates_watch_and_schedule_without_a_restart() {
     assert_eq!(planned(&mut sse)["file"], "lib/x.js");
     wait_new_pid(&tend, "web", &first["pid"]);
 }
+
+/// The kernel's watch limit, lowered for tend alone: in a user namespace of its own,
+/// `user.max_inotify_watches` caps the watches its processes may add.
+#[test]
+fn at_the_inotify_watch_limit_tend_says_so_once_and_keeps_supervising() {
+    let dir = TempDir::new("watch-limit");
+    for n in 0..8 {
+        dir.write(&format!("src/d{n}/f.js"), "x");
+    }
+    let config = json!({"servers": [
+        watcher("web", json!({"paths": ["src"], "debounce_ms": 50})),
+        {"id": "plain", "command": "exec sleep 1000"},
+    ]});
+    // Four watches: one is the log folder's, three are left for nine folders.
+    let wrapper = [
+        "unshare",
+        "-U",
+        "-r",
+        "sh",
+        "-c",
+        "echo 4 > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\"",
+    ];
+    let tend = Tend::start_wrapped(&dir, &config, &[], &[], &wrapper);
+    let server = tend.wait_server("web", "the limit shown", |s| {
+        s["status"] == "running" && !s["watch"]["error"].is_null()
+    });
+    let error = server["watch"]["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "limit of 4 inotify watches per user is reached (fs.inotify.max_user_watches)"
+        ),
+        "{error}"
+    );
+    assert!(
+        error.contains("sysctl -w fs.inotify.max_user_watches="),
+        "{error}"
+    );
+    assert_eq!(
+        server["watch"]["paths"], 3,
+        "what could be watched is: {server:#}"
+    );
+    // Still supervising: the other server runs, and a restart works.
+    tend.wait_status("plain", "running");
+    let (status, body) = tend.act("web", "restart");
+    assert_eq!(status, 200, "{body}");
+    wait_new_pid(&tend, "web", &server["pid"]);
+    let log = tend.stderr_text();
+    assert_eq!(
+        log.matches("inotify watches per user is reached").count(),
+        1,
+        "said once:\n{log}"
+    );
+}
