@@ -548,3 +548,56 @@ fn a_schedule_is_skipped_while_a_person_has_the_server_stopped() {
             .any(|s| s.0 == pid && s.1 == libc::SIGTERM)
     );
 }
+
+fn changed(h: &mut Harness, file: &str) {
+    h.supervisor
+        .on_watch_report(crate::watch::WatchReport::Changed {
+            slot: 0,
+            file: file.into(),
+            more: 0,
+        });
+    h.supervisor.end_turn();
+}
+
+#[test]
+fn file_changes_restart_a_running_server_queue_one_more_mid_restart_and_revive_a_fatal_one() {
+    let mut h = Harness::new(
+        r#"[{"id": "dev", "command": ["node", "app.js"], "watch": {"paths": ["src"]},
+             "restart": "on-failure", "max_restarts": 0, "retry_fatal_ms": 0}]"#,
+    );
+    h.boot(None);
+    let first = h.pid("dev").unwrap();
+    changed(&mut h, "src/a.js");
+    assert_eq!(h.status("dev"), Status::Stopping);
+    // Three changes while it stops: one more restart, not three.
+    for file in ["src/b.js", "src/c.js", "src/d.js"] {
+        changed(&mut h, file);
+    }
+    h.exit(first, ExitStatus::Signal(libc::SIGTERM), false);
+    let second = h.pid("dev").unwrap();
+    h.advance(ms(10));
+    assert_eq!(h.status("dev"), Status::Stopping, "the queued restart");
+    h.exit(second, ExitStatus::Signal(libc::SIGTERM), false);
+    let third = h.pid("dev").unwrap();
+    h.advance(ms(100));
+    assert_eq!(h.status("dev"), Status::Running, "nothing more queued");
+    assert_eq!(h.spawns().len(), 3);
+    assert_eq!(h.supervisor.servers[0].restarts, 2);
+
+    // It crashes (max_restarts 0: fatal at once); a change, maybe the fix, starts it again.
+    h.exit(third, ExitStatus::Code(1), false);
+    assert_eq!(h.status("dev"), Status::Fatal);
+    changed(&mut h, "src/fix.js");
+    assert_eq!(h.status("dev"), Status::Running);
+    assert_eq!(h.spawns().len(), 4);
+
+    // Stopped by a person: changes do nothing.
+    let fourth = h.pid("dev").unwrap();
+    let _answer = h.act(Action::Stop, Some("dev"));
+    changed(&mut h, "src/during-stop.js");
+    h.exit(fourth, ExitStatus::Signal(libc::SIGTERM), false);
+    changed(&mut h, "src/after-stop.js");
+    h.advance(ms(100));
+    assert_eq!(h.status("dev"), Status::Stopped);
+    assert_eq!(h.spawns().len(), 4);
+}
