@@ -2453,7 +2453,7 @@ mod tests {
             ),
             (
                 r#"{"servers": [{"id": "web", "command": "x", "xyz": 1}]}"#,
-                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, max_memory, health)",
+                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, max_memory, health, watch, restart_every, restart_at)",
             ),
             (
                 r#"{"servers": [], "zzz": 1}"#,

@@ -20,7 +20,9 @@ pub const ALWAYS_IGNORED: &[&str] = &[
 ];
 
 /// tend's own files, which must never restart a server: the log folder, and the state file
-/// with whatever tend keeps beside it under the same name (`.lock`, temporary copies).
+/// with whatever tend keeps beside it under the same name (`.lock`, `.tmp`, a history file):
+/// any file in the state file's folder whose name begins with the state file's name without
+/// its extension.
 #[derive(Debug, Clone, Default)]
 pub struct OwnFiles {
     pub log_dir: PathBuf,
@@ -112,7 +114,7 @@ impl Rules {
             path.parent(),
             path.file_name(),
             state.parent(),
-            state.file_name(),
+            state.file_stem(),
         ) {
             (Some(dir), Some(name), Some(state_dir), Some(state_name)) => {
                 dir == state_dir
@@ -348,6 +350,8 @@ mod tests {
         assert!(!own.matches(Path::new("/app/.tend/logs/web.log")));
         assert!(!own.matches(Path::new("/app/.tend/process-state.json")));
         assert!(!own.matches(Path::new("/app/state.json.tmp")));
+        assert!(!own.matches(Path::new("/app/state.events.json")));
+        assert!(own.matches(Path::new("/app/other/state.json")));
         assert!(own.matches(Path::new("/app/server.js")));
     }
 
