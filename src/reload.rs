@@ -120,6 +120,7 @@ pub fn process_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static s
         start_timeout: _,
         retry_fatal: _,
         depends_on,
+        group: _,
         line: _,
         max_memory: _,
         health: _,
@@ -169,6 +170,7 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
         start_timeout,
         retry_fatal,
         depends_on: _,
+        group,
         line: _,
         max_memory,
         health,
@@ -194,6 +196,10 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
     }
     if *retry_fatal != old.retry_fatal {
         changed.push("retry_fatal_ms");
+    }
+    // Only which servers `@name` selects and how the dashboard files them.
+    if *group != old.group {
+        changed.push("group");
     }
     if *max_memory != old.max_memory {
         changed.push("max_memory");
