@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::unbounded;
 
+use crate::groups::ActTarget;
 use crate::http::api::{Outcome, route};
 use crate::http::guard::{Policy, check};
 use crate::http::{ApiRequest, Shared, parse_query};
@@ -232,8 +233,12 @@ fn fake_supervisor() -> Shared {
                 Control::Get { id, reply } => {
                     let _ = reply.send(Err(ControlError::NotFound(id)));
                 }
-                Control::Act { id, reply, .. } => {
-                    let _ = reply.send(Err(ControlError::NotRunning(id.unwrap_or_default())));
+                Control::Act { target, reply, .. } => {
+                    let id = match target {
+                        ActTarget::One(id) => id,
+                        _ => String::new(),
+                    };
+                    let _ = reply.send(Err(ControlError::NotRunning(id)));
                 }
                 Control::FindOrphan { reply, .. } => {
                     let _ = reply.send(Err(ControlError::Refused("not an orphan".into())));

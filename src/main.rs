@@ -13,6 +13,7 @@ mod events;
 mod export;
 #[cfg(test)]
 mod fuzz_tests;
+mod groups;
 mod http;
 mod httpprobe;
 mod listjson;

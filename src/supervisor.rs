@@ -26,6 +26,7 @@ use crate::adopt::{self, Adoptable};
 use crate::config::health::{self, HealthCheck, Probe};
 use crate::config::{Config, ConfigErrors, OnExit, ServerConfig};
 use crate::events::{EventHub, Subscription};
+use crate::groups::{self, ActTarget};
 use crate::httpprobe::{self, HttpProbe, Outcome};
 use crate::listjson::ListJson;
 use crate::logrotate;
@@ -76,10 +77,9 @@ pub enum Control {
         id: String,
         reply: Reply<ServerView>,
     },
-    /// `id: None` acts on all servers.
     Act {
         action: Action,
-        id: Option<String>,
+        target: ActTarget,
         reply: Reply<Vec<ServerView>>,
     },
     FindOrphan {
@@ -134,12 +134,15 @@ pub enum ControlError {
     ShuttingDown,
     /// A reload found the config invalid; nothing was changed.
     InvalidConfig(ConfigErrors),
+    /// `@name` or `group=name` that no server has (the message lists the known groups).
+    UnknownGroup(groups::Unknown),
 }
 
 impl std::fmt::Display for ControlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ControlError::NotFound(id) => write!(f, "no server with id '{id}'"),
+            ControlError::UnknownGroup(unknown) => write!(f, "{unknown}"),
             ControlError::AlreadyRunning(id) => write!(f, "server '{id}' is already running"),
             ControlError::NotRunning(id) => write!(f, "server '{id}' is already stopped"),
             ControlError::OrphanHoldsPort {
@@ -360,6 +363,7 @@ impl Server {
         let sample = self.sample.as_ref().filter(|_| alive);
         ServerView {
             id: self.config.id.clone(),
+            group: self.config.group.clone(),
             command: self.config.command.display(),
             status: self.status,
             running: alive,
@@ -915,7 +919,11 @@ impl ServerOrchestrator {
                 let result = self.find(&id).map(|index| self.view(index));
                 let _ = reply.send(result);
             }
-            Control::Act { action, id, reply } => self.act(action, id, reply),
+            Control::Act {
+                action,
+                target,
+                reply,
+            } => self.act(action, target, reply),
             Control::FindOrphan { id, pid, reply } => {
                 let _ = reply.send(self.find_orphan(id, pid));
             }
@@ -976,21 +984,18 @@ impl ServerOrchestrator {
             .ok_or_else(|| ControlError::NotFound(id.to_string()))
     }
 
-    fn act(&mut self, action: Action, id: Option<String>, reply: Reply<Vec<ServerView>>) {
+    fn act(&mut self, action: Action, target: ActTarget, reply: Reply<Vec<ServerView>>) {
         if self.shutting_down {
             let _ = reply.send(Err(ControlError::ShuttingDown));
             return;
         }
-        let single = id.is_some();
-        let targets: Vec<usize> = match &id {
-            Some(id) => match self.find(id) {
-                Ok(index) => vec![index],
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-            },
-            None => (0..self.servers.len()).collect(),
+        let single = matches!(target, ActTarget::One(_));
+        let targets = match self.targets(&target) {
+            Ok(targets) => targets,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
         let goal = match action {
             Action::Stop => Goal::Stopped,
@@ -1025,6 +1030,26 @@ impl ServerOrchestrator {
             single,
             reply,
         });
+    }
+
+    /// The indexes an action is for; a subset goes the way of `All` (dependency order comes
+    /// from `request_start`/`request_stop` and `advance`, whatever the set).
+    fn targets(&self, target: &ActTarget) -> Result<Vec<usize>, ControlError> {
+        match target {
+            ActTarget::All => Ok((0..self.servers.len()).collect()),
+            ActTarget::One(id) => self.find(id).map(|index| vec![index]),
+            ActTarget::Selected(selector) => {
+                let roster: Vec<(&str, Option<&str>)> = self
+                    .servers
+                    .iter()
+                    .map(|s| (s.config.id.as_str(), s.config.group.as_deref()))
+                    .collect();
+                groups::select(&roster, selector).map_err(|unknown| match unknown {
+                    groups::Unknown::Id(id) => ControlError::NotFound(id),
+                    unknown => ControlError::UnknownGroup(unknown),
+                })
+            }
+        }
     }
 
     /// Ok(false): skip (already in the target state, acting on all).
@@ -1277,11 +1302,15 @@ impl ServerOrchestrator {
         Some(ready)
     }
 
+    /// Every dependent that is being stopped too is down. A dependent nobody asked to stop
+    /// (outside a group being stopped) is not waited for, as when a person stops one server;
+    /// stop-all, shutdown and reload ask every running dependent to stop, so for them this is
+    /// "every dependent is down".
     fn dependents_down(&self, index: usize) -> bool {
-        self.servers[index]
-            .dependents
-            .iter()
-            .all(|&d| self.servers[d].pid.is_none() && !self.servers[d].pending_start)
+        self.servers[index].dependents.iter().all(|&d| {
+            let dependent = &self.servers[d];
+            !dependent.pending_stop && dependent.stopping.is_none()
+        })
     }
 
     fn spawn(&mut self, index: usize) {
@@ -2510,7 +2539,15 @@ impl ServerOrchestrator {
                     }
                 }
                 (true, Goal::Stopped) => Ok(vec![self.view(waiter.targets[0])]),
-                (false, _) => Ok(self.views()),
+                // The servers acted on: all of them for `All`, the members for a selection.
+                (false, _) => {
+                    let now = SystemTime::now();
+                    Ok(waiter
+                        .targets
+                        .iter()
+                        .map(|&t| self.servers[t].view(now))
+                        .collect())
+                }
             };
             let _ = waiter.reply.send(result);
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Deserialize;
 
+use crate::groups::{ActTarget, Selector};
 use crate::http::assets;
 use crate::http::{ApiRequest, Reply, Shared};
 use crate::logfile;
@@ -99,6 +100,7 @@ pub fn error_reply(error: &ControlError) -> Reply {
     }
     let (status, code) = match error {
         ControlError::NotFound(_) => (404, "not_found"),
+        ControlError::UnknownGroup(_) => (404, "unknown_group"),
         ControlError::AlreadyRunning(_) => (409, "already_running"),
         ControlError::NotRunning(_) => (409, "not_running"),
         ControlError::OrphanHoldsPort { .. } => (409, "orphan_holds_port"),
@@ -248,11 +250,14 @@ fn act(request: &ApiRequest, shared: &Shared, id: Option<&str>) -> Reply {
             format!("unknown action '{action}'; use start, stop, restart or adopt"),
         );
     };
-    let id = id.map(str::to_string);
-    let single = id.is_some();
+    let target = match act_target(request, id) {
+        Ok(target) => target,
+        Err(reply) => return reply,
+    };
+    let single = matches!(target, ActTarget::One(_));
     match ask(shared, ACTION_TIMEOUT, |reply| Control::Act {
         action,
-        id,
+        target,
         reply,
     }) {
         Ok(Ok(mut views)) if single => match views.pop() {
@@ -262,6 +267,24 @@ fn act(request: &ApiRequest, shared: &Shared, id: Option<&str>) -> Reply {
         Ok(Ok(views)) => Reply::json(200, &views),
         Ok(Err(error)) => error_reply(&error),
         Err(reply) => reply,
+    }
+}
+
+/// One server from the path; else groups and ids from `?group=`/`?id=`; else all of them.
+fn act_target(request: &ApiRequest, id: Option<&str>) -> Result<ActTarget, Reply> {
+    let selector = Selector {
+        groups: request.query_list("group"),
+        ids: request.query_list("id"),
+    };
+    match id {
+        Some(_) if !selector.is_empty() => Err(Reply::error(
+            400,
+            "bad_request",
+            "group= and id= choose servers on POST /api/servers; this path already names one",
+        )),
+        Some(id) => Ok(ActTarget::One(id.to_string())),
+        None if selector.is_empty() => Ok(ActTarget::All),
+        None => Ok(ActTarget::Selected(selector)),
     }
 }
 
