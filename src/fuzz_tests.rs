@@ -262,7 +262,10 @@ fn fake_supervisor() -> Shared {
             }
         }
     });
-    let ids = Arc::new(KnownIds::new(["web".to_string(), "db".to_string()]));
+    let ids = Arc::new(KnownIds::new([
+        ("web".to_string(), None),
+        ("db".to_string(), None),
+    ]));
     let policy = Policy::new(
         Some("s3cret".into()),
         "127.0.0.1:7070".parse().expect("addr"),

@@ -9,10 +9,11 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Deserialize;
 
-use crate::groups::{ActTarget, Selector};
+use crate::groups::{ActTarget, Selector, Unknown};
 use crate::http::assets;
 use crate::http::{ApiRequest, Reply, Shared};
 use crate::logfile;
+use crate::logmerge;
 use crate::logrotate;
 use crate::metrics;
 use crate::model::{Action, signal_name};
@@ -37,11 +38,11 @@ pub enum Outcome {
     Events(EventsParams),
 }
 
-/// An SSE request: where to resume, and which server's log lines to add.
+/// An SSE request: where to resume, and which servers' log lines to add (none: no log lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsParams {
     pub last_event_id: Option<u64>,
-    pub logs: Option<String>,
+    pub logs: Vec<String>,
 }
 
 pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
@@ -64,11 +65,13 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         ("POST", ["api", "servers"]) => act(request, shared, None),
         ("POST", ["api", "servers", id]) => act(request, shared, Some(id)),
         ("GET", ["api", "servers", id, "logs"]) => logs(request, shared, id),
+        ("GET", ["api", "logs"]) => merged_logs(request, shared),
         ("DELETE", ["api", "kill"]) => kill(request, shared),
         ("POST", ["api", "reload"]) => reload(request, shared),
         (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])
         | (_, ["api", "reload"])
         | (_, ["api", "servers", _, "logs"] | ["healthz"] | ["api", "openapi.json"])
+        | (_, ["api", "logs"])
         | (_, ["metrics"]) => Reply::error(
             405,
             "method_not_allowed",
@@ -314,22 +317,50 @@ fn reload(request: &ApiRequest, shared: &Shared) -> Reply {
     }
 }
 
+/// `?lines=N` of the log routes: 200 when absent, at most `logfile::MAX_LINES`.
+fn lines_param(request: &ApiRequest) -> Result<usize, Reply> {
+    match request.query("lines") {
+        None => Ok(200),
+        Some(text) => match text.parse::<u64>() {
+            Ok(n) => Ok(n.min(logfile::MAX_LINES as u64) as usize),
+            Err(_) => Err(Reply::error(
+                400,
+                "bad_request",
+                format!("lines must be a whole number, got '{text}'"),
+            )),
+        },
+    }
+}
+
+/// `GET /api/logs?group=G&id=I&lines=N`: the last N lines over the servers named (every server
+/// when none is), merged by arrival (`logmerge`), with the ids that were read.
+fn merged_logs(request: &ApiRequest, shared: &Shared) -> Reply {
+    let selector = Selector {
+        groups: request.query_list("group"),
+        ids: request.query_list("id"),
+    };
+    let ids = match shared.server_ids.select(&selector) {
+        Ok(ids) => ids,
+        Err(Unknown::Id(id)) => return error_reply(&ControlError::NotFound(id)),
+        Err(unknown) => return error_reply(&ControlError::UnknownGroup(unknown)),
+    };
+    let lines = match lines_param(request) {
+        Ok(lines) => lines,
+        Err(reply) => return reply,
+    };
+    match logmerge::tail(&shared.log_dir, &ids, lines) {
+        Ok(lines) => Reply::json(200, &serde_json::json!({ "ids": ids, "lines": lines })),
+        Err(e) => Reply::error(500, "io", format!("cannot read the logs: {e}")),
+    }
+}
+
 fn logs(request: &ApiRequest, shared: &Shared, id: &str) -> Reply {
     if !shared.server_ids.contains(id) {
         return error_reply(&ControlError::NotFound(id.to_string()));
     }
-    let lines = match request.query("lines") {
-        None => 200,
-        Some(text) => match text.parse::<u64>() {
-            Ok(n) => n.min(logfile::MAX_LINES as u64) as usize,
-            Err(_) => {
-                return Reply::error(
-                    400,
-                    "bad_request",
-                    format!("lines must be a whole number, got '{text}'"),
-                );
-            }
-        },
+    let lines = match lines_param(request) {
+        Ok(lines) => lines,
+        Err(reply) => return reply,
     };
     match logfile::tail(&shared.log_dir, id, lines) {
         Ok(lines) => Reply::json(200, &serde_json::json!({ "id": id, "lines": lines })),
@@ -412,11 +443,9 @@ fn kill(request: &ApiRequest, shared: &Shared) -> Reply {
 }
 
 fn events(request: &ApiRequest, shared: &Shared) -> Outcome {
-    let logs = request.query("logs").map(str::to_string);
-    if let Some(id) = &logs {
-        if !shared.server_ids.contains(id) {
-            return Outcome::Reply(error_reply(&ControlError::NotFound(id.clone())));
-        }
+    let logs = request.query_list("logs");
+    if let Some(id) = logs.iter().find(|id| !shared.server_ids.contains(id)) {
+        return Outcome::Reply(error_reply(&ControlError::NotFound(id.clone())));
     }
     let last_event_id = request
         .last_event_id
