@@ -399,6 +399,7 @@ impl Server {
         let sample = self.sample.as_ref().filter(|_| alive);
         ServerSample {
             id: self.config.id.clone(),
+            group: self.config.group.clone(),
             status: self.status,
             is_up: alive,
             restarts: self.restarts,
