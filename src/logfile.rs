@@ -45,9 +45,9 @@ fn open_newest_first(live: &Path) -> io::Result<Vec<(File, u64, u64)>> {
     Ok(files)
 }
 
-/// [`tail`] with each line's arrival bound (`logtimes`): the earliest moment tend can show the
-/// line was in its file, in ms since the epoch. Never before the line was written; oldest first
-/// and never decreasing.
+/// [`tail`] with each line's time bound (`logtimes`), in ms since the epoch: the earliest file
+/// modification time tend knows of by which the line was in its file. Oldest first, never
+/// decreasing.
 pub fn tail_stamped(log_dir: &Path, id: &str, count: usize) -> io::Result<Vec<(String, u64)>> {
     let live = log_path(log_dir, id);
     // The lengths, the rotated files and the bytes removed from the head must be one picture.
@@ -169,14 +169,15 @@ impl Follower {
     }
 
     /// [`Follower::poll`] with each line's arrival bound (see [`tail_stamped`]); a line no mark
-    /// has seen yet gets the time of this read.
+    /// has seen yet gets the file's modification time as this read found it.
     pub fn poll_stamped(&mut self) -> Vec<(String, u64)> {
         let Ok(mut file) = File::open(&self.path) else {
             return Vec::new();
         };
-        let Ok(len) = file.metadata().map(|m| m.len()) else {
+        let Ok(meta) = file.metadata() else {
             return Vec::new();
         };
+        let (len, modified) = (meta.len(), meta.modified().map_or(0, logtimes::epoch_ms));
         let removed = removed_from_head(&self.path);
         let mut physical = self.offset.saturating_sub(removed);
         if self.offset < removed || physical > len {
@@ -203,12 +204,12 @@ impl Follower {
         let rest = self.partial.split_off(last_newline + 1);
         let complete = std::mem::replace(&mut self.partial, rest);
         let end = self.offset - self.partial.len() as u64;
-        let now = logtimes::epoch_ms(std::time::SystemTime::now());
         let mut lines = Vec::new();
         let mut start = 0;
         for (at, _) in complete.iter().enumerate().filter(|&(_, &b)| b == b'\n') {
             let line_end = end - (complete.len() - at - 1) as u64;
-            let seen = logtimes::first_seen(&self.path, line_end).map_or(now, |t| t.min(now));
+            let seen =
+                logtimes::first_seen(&self.path, line_end).map_or(modified, |t| t.min(modified));
             lines.push((
                 String::from_utf8_lossy(&complete[start..at]).into_owned(),
                 seen,

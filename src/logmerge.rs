@@ -1,11 +1,11 @@
 //! Several servers' logs as one stream, foreman's way (`tend logs`, `tend logs @backend`,
-//! `GET /api/logs`, the dashboard's group log): each line with its server and its arrival bound
+//! `GET /api/logs`, the dashboard's group log): each line with its server and its time bound
 //! (`logtimes`), merged in that order. Runs on HTTP handler threads; it only reads.
 //!
 //! The order is exactly as true as the bounds: a server's own lines never change order; lines
-//! of different servers are ordered by when tend first saw them in their files (ties: config
-//! order), which trails each write by the log watcher's wake-up while tend runs, and is the
-//! file's modification time for lines written while no tend watched.
+//! of different servers are ordered by the bound (ties: config order), which is the line's own
+//! write time while the log watcher keeps up, and the file's last write for lines written while
+//! no tend watched.
 
 use std::io;
 use std::path::Path;
@@ -19,8 +19,7 @@ use crate::logfile::{self, Follower};
 pub struct MergedLine {
     pub id: String,
     pub line: String,
-    /// When tend first saw the line in its file, in ms since the Unix epoch (never before it
-    /// was written).
+    /// By when the line was in its file, in ms since the Unix epoch (see `logtimes`).
     pub at: u64,
 }
 

@@ -233,7 +233,7 @@ fn check_all(log_dir: &Path, limits: &Limits) {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "log") {
             // Written before this tend watched: its last write is all that is known.
-            logtimes::observe(&path, logtimes::Seen::LastModified);
+            logtimes::observe(&path);
             rotate_logged(&path, max_bytes, keep);
         }
     }
@@ -290,7 +290,7 @@ fn watch(fd: i32, log_dir: &Path, limits: &Limits) {
         let (max_bytes, keep) = limits.get();
         for name in names {
             let path = log_dir.join(name);
-            logtimes::observe(&path, logtimes::Seen::Now);
+            logtimes::observe(&path);
             rotate_logged(&path, max_bytes, keep);
         }
     }

@@ -3,11 +3,13 @@
 //! Children write their log files themselves (docs/DESIGN.md §7), so a line carries no time of
 //! its own and tend never sees a write happen. What tend does see: the "logs" thread
 //! (`logrotate::start`) wakes on inotify's IN_MODIFY for every write to the log folder and
-//! records a *mark* — "at time T the file held L bytes" (L logical: counting bytes rotation
-//! removed from its head). Every line that ends at or before L was written by T, so the first
-//! mark at or past a line's end is an upper bound on when it was written, and while tend watches
-//! it trails the write only by the watcher's wake-up. A file's modification time is the other
-//! upper bound, and the only one for lines written while no tend watched.
+//! records a *mark* — "the file held L bytes, and its modification time was T" (L logical:
+//! counting bytes rotation removed from its head). Every line that ends at or before L was
+//! written by T, so the first mark at or past a line's end bounds when it was written. While the
+//! watcher keeps up (it wakes per write), T is the line's own write; when several writes land
+//! before it wakes, the earlier ones get the later write's time. A file's modification time is
+//! the only bound for lines written while no tend watched. Modification times come from the
+//! kernel's coarse clock, so a bound may be up to one clock tick (a few ms) early.
 //!
 //! Marks are kept in memory for this tend's life only, a bounded number per file: when a file
 //! has too many, every other mark of its older half is dropped, so old lines keep a coarser,
@@ -71,24 +73,15 @@ pub fn first_seen(path: &Path, logical_end: u64) -> Option<u64> {
     list.get(at).map(|&(_, ms)| ms)
 }
 
-/// Which time a mark gets.
-pub enum Seen {
-    /// The watcher just woke for a write.
-    Now,
-    /// The file's modification time: for what was written before tend watched.
-    LastModified,
-}
-
-/// Marks `path` at its current logical length. Called only on the "logs" thread, which also
-/// does every rotation, so the length and `removed_from_head` agree.
-pub fn observe(path: &Path, seen: Seen) {
+/// Marks `path` at its current logical length with its modification time: the time of the
+/// write that made it this long (the kernel sets it as each write begins), so every byte up to
+/// here was written by then, however late the watcher woke. Called only on the "logs" thread,
+/// which also does every rotation, so the length and `removed_from_head` agree.
+pub fn observe(path: &Path) {
     let Ok(meta) = std::fs::metadata(path) else {
         return;
     };
-    let at = match seen {
-        Seen::Now => SystemTime::now(),
-        Seen::LastModified => meta.modified().unwrap_or_else(|_| SystemTime::now()),
-    };
+    let at = meta.modified().unwrap_or_else(|_| SystemTime::now());
     let logical = crate::logrotate::removed_from_head(path) + meta.len();
     mark(path, logical, epoch_ms(at));
 }
