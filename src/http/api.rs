@@ -11,14 +11,14 @@ use serde::Deserialize;
 
 use crate::groups::{ActTarget, Selector, Unknown};
 use crate::http::assets;
+use crate::http::metrics;
 use crate::http::{ApiRequest, Reply, Shared};
-use crate::logfile;
-use crate::logmerge;
-use crate::logrotate;
-use crate::metrics;
+use crate::logs::merge;
+use crate::logs::rotate;
+use crate::logs::tail;
 use crate::model::{Action, signal_name};
-use crate::process;
-use crate::procfs;
+use crate::os::process;
+use crate::os::procfs;
 use crate::supervisor::{Control, ControlError};
 
 /// The API's description, kept true by a test that exercises every route and status it lists.
@@ -167,8 +167,8 @@ fn metrics(shared: &Shared) -> Reply {
         Ok(snapshot) => snapshot,
         Err(reply) => return reply,
     };
-    snapshot.log_rotations = logrotate::ROTATIONS.load(Ordering::Relaxed);
-    snapshot.log_bytes_lost = logrotate::LOST_BYTES.load(Ordering::Relaxed);
+    snapshot.log_rotations = rotate::ROTATIONS.load(Ordering::Relaxed);
+    snapshot.log_bytes_lost = rotate::LOST_BYTES.load(Ordering::Relaxed);
     snapshot.process = tend_process();
     snapshot.http = shared.connections.sample();
     let text = metrics::render(&snapshot);
@@ -317,12 +317,12 @@ fn reload(request: &ApiRequest, shared: &Shared) -> Reply {
     }
 }
 
-/// `?lines=N` of the log routes: 200 when absent, at most `logfile::MAX_LINES`.
+/// `?lines=N` of the log routes: 200 when absent, at most `tail::MAX_LINES`.
 fn lines_param(request: &ApiRequest) -> Result<usize, Reply> {
     match request.query("lines") {
         None => Ok(200),
         Some(text) => match text.parse::<u64>() {
-            Ok(n) => Ok(n.min(logfile::MAX_LINES as u64) as usize),
+            Ok(n) => Ok(n.min(tail::MAX_LINES as u64) as usize),
             Err(_) => Err(Reply::error(
                 400,
                 "bad_request",
@@ -348,7 +348,7 @@ fn merged_logs(request: &ApiRequest, shared: &Shared) -> Reply {
         Ok(lines) => lines,
         Err(reply) => return reply,
     };
-    match logmerge::tail(&shared.log_dir, &ids, lines) {
+    match merge::tail(&shared.log_dir, &ids, lines) {
         Ok(lines) => Reply::json(200, &serde_json::json!({ "ids": ids, "lines": lines })),
         Err(e) => Reply::error(500, "io", format!("cannot read the logs: {e}")),
     }
@@ -362,7 +362,7 @@ fn logs(request: &ApiRequest, shared: &Shared, id: &str) -> Reply {
         Ok(lines) => lines,
         Err(reply) => return reply,
     };
-    match logfile::tail(&shared.log_dir, id, lines) {
+    match tail::tail(&shared.log_dir, id, lines) {
         Ok(lines) => Reply::json(200, &serde_json::json!({ "id": id, "lines": lines })),
         Err(e) => Reply::error(500, "io", format!("cannot read the log of '{id}': {e}")),
     }

@@ -6,9 +6,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::logrotate::{self, removed_from_head, rotated_path};
-use crate::logtimes;
-use crate::process::log_path;
+use crate::logs::rotate::{self, removed_from_head, rotated_path};
+use crate::logs::times;
+use crate::os::process::log_path;
 
 /// The most lines one request may ask for (docs/DESIGN.md §4).
 pub const MAX_LINES: usize = 10_000;
@@ -35,7 +35,7 @@ fn open_newest_first(live: &Path) -> io::Result<Vec<(File, u64, u64)>> {
         match File::open(&path) {
             Ok(file) => {
                 let meta = file.metadata()?;
-                let modified = meta.modified().map_or(0, logtimes::epoch_ms);
+                let modified = meta.modified().map_or(0, times::epoch_ms);
                 files.push((file, meta.len(), modified));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
@@ -45,13 +45,13 @@ fn open_newest_first(live: &Path) -> io::Result<Vec<(File, u64, u64)>> {
     Ok(files)
 }
 
-/// [`tail`] with each line's time bound (`logtimes`), in ms since the epoch: the earliest file
+/// [`tail`] with each line's time bound (`times`), in ms since the epoch: the earliest file
 /// modification time tend knows of by which the line was in its file. Oldest first, never
 /// decreasing.
 pub fn tail_stamped(log_dir: &Path, id: &str, count: usize) -> io::Result<Vec<(String, u64)>> {
     let live = log_path(log_dir, id);
     // The lengths, the rotated files and the bytes removed from the head must be one picture.
-    let (mut files, logical_end) = logrotate::paused(|| {
+    let (mut files, logical_end) = rotate::paused(|| {
         let files = open_newest_first(&live)?;
         let live_len = files.first().map_or(0, |f| f.1);
         io::Result::Ok((files, removed_from_head(&live) + live_len))
@@ -72,7 +72,7 @@ pub fn tail_stamped(log_dir: &Path, id: &str, count: usize) -> io::Result<Vec<(S
             }
             let seen = logical_end
                 .checked_sub(from_end)
-                .and_then(|end| logtimes::first_seen(&live, end))
+                .and_then(|end| times::first_seen(&live, end))
                 .unwrap_or(u64::MAX);
             (line, seen.min(modified))
         })
@@ -177,7 +177,7 @@ impl Follower {
         let Ok(meta) = file.metadata() else {
             return Vec::new();
         };
-        let (len, modified) = (meta.len(), meta.modified().map_or(0, logtimes::epoch_ms));
+        let (len, modified) = (meta.len(), meta.modified().map_or(0, times::epoch_ms));
         let removed = removed_from_head(&self.path);
         let mut physical = self.offset.saturating_sub(removed);
         if self.offset < removed || physical > len {
@@ -209,7 +209,7 @@ impl Follower {
         for (at, _) in complete.iter().enumerate().filter(|&(_, &b)| b == b'\n') {
             let line_end = end - (complete.len() - at - 1) as u64;
             let seen =
-                logtimes::first_seen(&self.path, line_end).map_or(modified, |t| t.min(modified));
+                times::first_seen(&self.path, line_end).map_or(modified, |t| t.min(modified));
             lines.push((
                 String::from_utf8_lossy(&complete[start..at]).into_owned(),
                 seen,
@@ -275,14 +275,14 @@ mod tests {
         let live = log_path(&dir, "web");
         std::fs::write(rotated_path(&live, 1), "old 1\nold 2\n").unwrap();
         std::fs::write(&live, "a\n").unwrap();
-        logtimes::mark(&live, 2, 5_000);
+        times::mark(&live, 2, 5_000);
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(&live)
             .unwrap();
         file.write_all(b"bb\nccc\n").unwrap();
-        logtimes::mark(&live, 5, 6_000);
-        logtimes::mark(&live, 9, 7_000);
+        times::mark(&live, 5, 6_000);
+        times::mark(&live, 9, 7_000);
         let stamped = tail_stamped(&dir, "web", 10).unwrap();
         let texts: Vec<&str> = stamped.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(texts, ["old 1", "old 2", "a", "bb", "ccc"]);
@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(follower.poll(), ["one"]);
         file.write_all(b"o\n").unwrap();
         assert_eq!(follower.poll(), ["two"]);
-        crate::logrotate::rotate(&path, 2).unwrap();
+        crate::logs::rotate::rotate(&path, 2).unwrap();
         file.write_all(b"after rotation\n").unwrap();
         assert_eq!(follower.poll(), ["after rotation"], "no line read twice");
         std::fs::write(&path, "fresh\n").unwrap();

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::logtimes;
+use crate::logs::times;
 
 const LOG: &str = "LogRotation";
 
@@ -81,7 +81,7 @@ pub fn rotate_if_needed(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Op
 /// `removed_from_head` (and the rotated files) as one consistent picture can wait it out.
 static ROTATING: Mutex<()> = Mutex::new(());
 
-/// Runs `read` while no rotation is under way (`logfile::tail_stamped`).
+/// Runs `read` while no rotation is under way (`tail::tail_stamped`).
 pub fn paused<T>(read: impl FnOnce() -> T) -> T {
     let _guard = ROTATING.lock().unwrap_or_else(|p| p.into_inner());
     read()
@@ -233,7 +233,7 @@ fn check_all(log_dir: &Path, limits: &Limits) {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "log") {
             // Written before this tend watched: its last write is all that is known.
-            logtimes::observe(&path);
+            times::observe(&path);
             rotate_logged(&path, max_bytes, keep);
         }
     }
@@ -290,7 +290,7 @@ fn watch(fd: i32, log_dir: &Path, limits: &Limits) {
         let (max_bytes, keep) = limits.get();
         for name in names {
             let path = log_dir.join(name);
-            logtimes::observe(&path);
+            times::observe(&path);
             rotate_logged(&path, max_bytes, keep);
         }
     }

@@ -1,6 +1,6 @@
 //! Several servers' logs as one stream, foreman's way (`tend logs`, `tend logs @backend`,
 //! `GET /api/logs`, the dashboard's group log): each line with its server and its time bound
-//! (`logtimes`), merged in that order. Runs on HTTP handler threads; it only reads.
+//! (`times`), merged in that order. Runs on HTTP handler threads; it only reads.
 //!
 //! The order is exactly as true as the bounds: a server's own lines never change order; lines
 //! of different servers are ordered by the bound (ties: config order), which is the line's own
@@ -12,14 +12,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::logfile::{self, Follower};
+use crate::logs::tail::{self, Follower};
 
 /// One line of a merged log, as the API sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MergedLine {
     pub id: String,
     pub line: String,
-    /// By when the line was in its file, in ms since the Unix epoch (see `logtimes`).
+    /// By when the line was in its file, in ms since the Unix epoch (see `logs::times`).
     pub at: u64,
 }
 
@@ -27,7 +27,7 @@ pub struct MergedLine {
 pub fn tail(log_dir: &Path, ids: &[String], count: usize) -> io::Result<Vec<MergedLine>> {
     let mut all = Vec::new();
     for id in ids {
-        for (line, at) in logfile::tail_stamped(log_dir, id, count)? {
+        for (line, at) in tail::tail_stamped(log_dir, id, count)? {
             all.push(MergedLine {
                 id: id.clone(),
                 line,
@@ -82,8 +82,8 @@ impl Followers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logtimes;
-    use crate::process::log_path;
+    use crate::logs::times;
+    use crate::os::process::log_path;
 
     #[test]
     fn lines_of_several_servers_interleave_by_when_they_were_seen() {
@@ -92,10 +92,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(log_path(&dir, "api"), "api 1\napi 2\n").unwrap();
         std::fs::write(log_path(&dir, "db"), "db 1\ndb 2\n").unwrap();
-        logtimes::mark(&log_path(&dir, "db"), 5, 1_000);
-        logtimes::mark(&log_path(&dir, "api"), 6, 2_000);
-        logtimes::mark(&log_path(&dir, "db"), 10, 3_000);
-        logtimes::mark(&log_path(&dir, "api"), 12, 3_000);
+        times::mark(&log_path(&dir, "db"), 5, 1_000);
+        times::mark(&log_path(&dir, "api"), 6, 2_000);
+        times::mark(&log_path(&dir, "db"), 10, 3_000);
+        times::mark(&log_path(&dir, "api"), 12, 3_000);
         let ids = ["api".to_string(), "db".to_string()];
         let merged = tail(&dir, &ids, 10).unwrap();
         let order: Vec<(&str, &str, u64)> = merged

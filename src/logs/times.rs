@@ -2,7 +2,7 @@
 //!
 //! Children write their log files themselves (docs/DESIGN.md §7), so a line carries no time of
 //! its own and tend never sees a write happen. What tend does see: the "logs" thread
-//! (`logrotate::start`) wakes on inotify's IN_MODIFY for every write to the log folder and
+//! (`rotate::start`) wakes on inotify's IN_MODIFY for every write to the log folder and
 //! records a *mark* — "the file held L bytes, and its modification time was T" (L logical:
 //! counting bytes rotation removed from its head). Every line that ends at or before L was
 //! written by T, so the first mark at or past a line's end bounds when it was written. While the
@@ -82,7 +82,7 @@ pub fn observe(path: &Path) {
         return;
     };
     let at = meta.modified().unwrap_or_else(|_| SystemTime::now());
-    let logical = crate::logrotate::removed_from_head(path) + meta.len();
+    let logical = crate::logs::rotate::removed_from_head(path) + meta.len();
     mark(path, logical, epoch_ms(at));
 }
 
