@@ -906,7 +906,7 @@ function groupFeed(g) {
   const width = Math.max(0, ...ids.map((id) => id.length));
   const prefix = (d) => `${d.id.padEnd(width)} | ${d.line}`;
   return {
-    stream: `/api/events?logs=${ids.map(encodeURIComponent).join(',')}`,
+    stream: `/api/events?group=${encodeURIComponent(g.name)}`,
     backlog: `/api/logs?group=${encodeURIComponent(g.name)}&lines=${LOG_INITIAL}`,
     live: (d) => (d && ids.includes(d.id) && typeof d.line === 'string' ? prefix(d) : null),
     lines: (d) => (d && Array.isArray(d.lines) ? d.lines.map(prefix) : []),

@@ -70,6 +70,21 @@ fn logs_path(selector: &Selector, lines: usize) -> String {
     path
 }
 
+/// The event stream of the logs `selector` names (every server's when it names none).
+fn stream_path(selector: &Selector) -> String {
+    if selector.is_empty() {
+        return "/api/events?logs=*".to_string();
+    }
+    let mut query = Vec::new();
+    for group in &selector.groups {
+        query.push(format!("group={}", encode_component(group)));
+    }
+    for id in &selector.ids {
+        query.push(format!("logs={}", encode_component(id)));
+    }
+    format!("/api/events?{}", query.join("&"))
+}
+
 /// Prints the merged tail, and with `follow` every new line until interrupted (a lost stream
 /// is reopened as `tend logs -f ID` does; a refusal ends it).
 pub(super) fn run(
@@ -86,25 +101,12 @@ pub(super) fn run(
         let prefixes = Prefixes::new(merged.ids, colour);
         return print_lines(&prefixes, &merged.lines, out);
     }
-    // Which servers, first (an unknown group fails here); then subscribe before reading the
-    // tail, so no line falls between the two (one may come twice, the lesser harm).
-    let members: Merged = api.call_json("GET", &logs_path(selector, 0), None)?;
-    let prefixes = Prefixes::new(members.ids, colour);
-    let stream_path = format!(
-        "/api/events?logs={}",
-        prefixes
-            .ids
-            .iter()
-            .map(|id| encode_component(id))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    // Subscribe before reading the tail, so no line falls between the two (one may come
+    // twice, the lesser harm). Groups go by name, so the URL stays short whatever their size.
+    let stream_path = stream_path(selector);
     let mut stream = api.open_event_stream(&stream_path, None)?;
-    let by_id = Selector {
-        groups: Vec::new(),
-        ids: prefixes.ids.clone(),
-    };
-    let tail: Merged = api.call_json("GET", &logs_path(&by_id, lines), None)?;
+    let tail: Merged = api.call_json("GET", &logs_path(selector, lines), None)?;
+    let prefixes = Prefixes::new(tail.ids, colour);
     print_lines(&prefixes, &tail.lines, out)?;
     let mut parser = SseParser::new();
     loop {
@@ -201,5 +203,7 @@ mod tests {
             "/api/logs?lines=5&group=backend&id=web"
         );
         assert_eq!(logs_path(&Selector::default(), 0), "/api/logs?lines=0");
+        assert_eq!(stream_path(&selector), "/api/events?group=backend&logs=web");
+        assert_eq!(stream_path(&Selector::default()), "/api/events?logs=*");
     }
 }

@@ -442,11 +442,36 @@ fn kill(request: &ApiRequest, shared: &Shared) -> Reply {
     }
 }
 
+/// Which servers' log lines an event stream adds: `logs=ID` and `group=NAME` (each repeatable
+/// or comma-separated), `logs=*` for every server, none without either. Resolved once, here.
+fn followed_logs(request: &ApiRequest, shared: &Shared) -> Result<Vec<String>, Reply> {
+    let ids = request.query_list("logs");
+    let selector = if ids == ["*"] {
+        Selector::default()
+    } else {
+        let selector = Selector {
+            groups: request.query_list("group"),
+            ids,
+        };
+        if selector.is_empty() {
+            return Ok(Vec::new());
+        }
+        selector
+    };
+    shared
+        .server_ids
+        .select(&selector)
+        .map_err(|unknown| match unknown {
+            Unknown::Id(id) => error_reply(&ControlError::NotFound(id)),
+            unknown => error_reply(&ControlError::UnknownGroup(unknown)),
+        })
+}
+
 fn events(request: &ApiRequest, shared: &Shared) -> Outcome {
-    let logs = request.query_list("logs");
-    if let Some(id) = logs.iter().find(|id| !shared.server_ids.contains(id)) {
-        return Outcome::Reply(error_reply(&ControlError::NotFound(id.clone())));
-    }
+    let logs = match followed_logs(request, shared) {
+        Ok(logs) => logs,
+        Err(reply) => return Outcome::Reply(reply),
+    };
     let last_event_id = request
         .last_event_id
         .as_deref()

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::support::{TempDir, Tend, free_port, send_signal, tend_bin, wait_until};
+use crate::support::{SseReader, TempDir, Tend, free_port, send_signal, tend_bin, wait_until};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -327,8 +327,21 @@ fn follow_merged_logs_across_a_restart_of_one_member() {
     } else {
         Vec::new()
     };
+    // The streams behind `tend logs -f` (every server) and the dashboard's group log.
+    let mut every = SseReader::connect(&tend.url, "/api/events?logs=*", None);
+    let mut group = SseReader::connect(&tend.url, "/api/events?group=chat", None);
+    assert_eq!((every.status(), group.status()), (200, 200));
+    let unknown = SseReader::connect(&tend.url, "/api/events?group=nope", None);
+    assert_eq!(unknown.status(), 404);
     dir.write("go", "");
     let all = read_until("b | b went", 1);
+    for stream in [&mut every, &mut group] {
+        let event = stream.wait_for("log", Duration::from_secs(10), |e| {
+            e.json()["line"] == "b went"
+        });
+        assert_eq!(event.json()["id"], "b");
+        assert!(event.json()["at"].as_u64().unwrap() > 0);
+    }
     send_signal(pid as i32, libc::SIGKILL);
     let _ = follow.wait();
     assert_eq!(status, 200);
