@@ -411,6 +411,49 @@ fn dependencies_start_first_and_stop_last() {
 }
 
 #[test]
+fn a_group_stops_its_own_dependents_first_and_leaves_outside_ones_running() {
+    let mut h = Harness::new(
+        r#"[{"id": "web", "command": ["sleep", "1"], "depends_on": ["api"]},
+            {"id": "api", "command": ["sleep", "1"], "depends_on": ["db"], "group": "backend"},
+            {"id": "db", "command": ["sleep", "1"], "group": "backend"}]"#,
+    );
+    h.boot(None);
+    let (db, api, web) = (
+        h.pid("db").unwrap(),
+        h.pid("api").unwrap(),
+        h.pid("web").unwrap(),
+    );
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let selector = crate::groups::Selector {
+        groups: vec!["backend".into()],
+        ids: Vec::new(),
+    };
+    h.supervisor.on_control(Control::Act {
+        action: Action::Stop,
+        target: ActTarget::Selected(selector),
+        reply,
+    });
+    h.supervisor.end_turn();
+    let terms = |h: &Harness| -> Vec<u32> {
+        let signals = h.signals().into_iter();
+        signals
+            .filter(|s| s.1 == libc::SIGTERM)
+            .map(|s| s.0)
+            .collect()
+    };
+    // api at once (web is not being stopped: not waited for), db once api is down.
+    assert_eq!(terms(&h), [api]);
+    h.exit(api, ExitStatus::Signal(libc::SIGTERM), false);
+    assert_eq!(terms(&h), [api, db]);
+    h.exit(db, ExitStatus::Signal(libc::SIGTERM), false);
+    let views = answer.try_recv().unwrap().unwrap();
+    let ids: Vec<&str> = views.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["api", "db"], "the answer is the servers acted on");
+    assert_eq!(h.pid("web"), Some(web));
+    assert_eq!(h.status("db"), Status::Stopped);
+}
+
+#[test]
 fn a_process_from_before_a_restart_of_tend_is_adopted_only_if_its_start_time_matches() {
     let mut machine = Machine::default();
     machine.old_processes.insert(4242, 777);
