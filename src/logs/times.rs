@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Marks kept per file before the older half is thinned.
-const MAX_MARKS: usize = 4096;
+/// Marks kept per file before the older half is thinned: at most 16 KiB per log file.
+const MAX_MARKS: usize = 1024;
 
 /// `(logical length, milliseconds since the Unix epoch)`, both non-decreasing.
 type Marks = Vec<(u64, u64)>;
@@ -47,7 +47,11 @@ pub fn mark(path: &Path, logical_len: u64, at_ms: u64) {
         _ => {}
     }
     let at_ms = list.last().map_or(at_ms, |&(_, last)| at_ms.max(last));
-    list.push((logical_len, at_ms));
+    match list.last_mut() {
+        // Written within the same millisecond: one mark says as much.
+        Some(last) if last.1 == at_ms => last.0 = logical_len,
+        _ => list.push((logical_len, at_ms)),
+    }
     if list.len() > MAX_MARKS {
         thin(list);
     }
@@ -106,6 +110,7 @@ mod tests {
         assert_eq!(first_seen(path, 1), None);
         mark(path, 10, 1_000);
         mark(path, 10, 1_500);
+        mark(path, 20, 2_000);
         mark(path, 25, 2_000);
         assert_eq!(first_seen(path, 5), Some(1_000));
         assert_eq!(first_seen(path, 10), Some(1_000));
