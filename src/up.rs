@@ -109,7 +109,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     };
     let watch = watch::start(own_files, watch_tx).context("cannot start the file watcher")?;
 
-    let known_ids = Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone())));
+    let known_ids = Arc::new(KnownIds::of(&config));
     let policy = http::guard::Policy::new(
         auth.token().map(str::to_string),
         config.listen,
