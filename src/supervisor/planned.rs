@@ -18,6 +18,11 @@ use super::{LOG, ServerOrchestrator};
 /// A planned timer that fires this much before its wall-clock time (the clock was set back
 /// since it was armed) is armed again instead of restarting early.
 const CLOCK_SLACK: Duration = Duration::from_millis(50);
+/// The longest a planned timer waits before the wall clock is looked at again. Timers run on
+/// the monotonic clock, which stands still while the machine sleeps (a laptop's suspend) and
+/// ignores the wall clock being set forward: without a cap, a 04:00 restart armed at 22:00
+/// before an 8-hour suspend would come at noon. A look every 10 minutes costs nothing.
+const WALL_CLOCK_CHECK: Duration = Duration::from_secs(600);
 
 impl ServerOrchestrator {
     /// Tells the file watcher what the server at `index` watches now.
@@ -163,7 +168,11 @@ impl ServerOrchestrator {
         let Some((wall, by)) = next else {
             return;
         };
-        let at = self.host.now() + wall.duration_since(wall_now).unwrap_or_default();
+        let at = self.host.now()
+            + wall
+                .duration_since(wall_now)
+                .unwrap_or_default()
+                .min(WALL_CLOCK_CHECK);
         log::debug!(target: LOG, "'{}': next planned restart at {} ({})", server.config.id,
             localtime::format(wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64), by);
         server.planned = Some(Planned { at, wall, by });
@@ -186,6 +195,7 @@ impl ServerOrchestrator {
             return;
         }
         if self.host.wall_clock() + CLOCK_SLACK < planned.wall {
+            // Not due yet by the wall clock: a periodic look, or the clock was set back.
             self.arm_planned(index);
             return;
         }

@@ -140,6 +140,7 @@ pub(super) struct Server {
 /// The next restart the schedule plans for the running process.
 #[derive(Debug, Clone)]
 pub(super) struct Planned {
+    /// When its timer fires next: the restart, or a look at the wall clock on the way.
     pub(super) at: Instant,
     pub(super) wall: SystemTime,
     pub(super) by: String,

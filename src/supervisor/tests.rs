@@ -649,3 +649,17 @@ fn file_changes_restart_a_running_server_queue_one_more_mid_restart_and_revive_a
     assert_eq!(h.status("dev"), Status::Stopped);
     assert_eq!(h.spawns().len(), 4);
 }
+
+#[test]
+fn a_long_schedule_looks_at_the_wall_clock_on_the_way_and_restarts_on_time() {
+    let mut h =
+        Harness::new(r#"[{"id": "leaky", "command": ["sleep", "1000"], "restart_every": "25m"}]"#);
+    h.boot(None);
+    let pid = h.pid("leaky").unwrap();
+    // Two looks on the way (at 10 and 20 minutes) re-arm it; neither restarts it.
+    h.advance(Duration::from_secs(25 * 60) - ms(10));
+    assert!(h.signals().is_empty(), "{:?}", h.signals());
+    h.advance(ms(20));
+    assert_eq!(h.signals()[0].0, pid);
+    assert_eq!(h.signals()[0].1, libc::SIGTERM);
+}

@@ -555,6 +555,7 @@ test('a watched server says what it watches and when it restarts next, and the t
     await until('a new PID', () => server(tend, 'dev'), (n) => n.status === 'running' && n.pid !== s.pid);
   });
   fs.rmSync(dir, { recursive: true, force: true });
+});
 
 test('a group restarts from its header, shows its merged log, and the status filter stays in the URL', { timeout: 90000 }, async () => {
   const [pApi, pDb, pWeb] = [await freePort(), await freePort(), await freePort()];
