@@ -657,7 +657,19 @@ fn a_long_schedule_looks_at_the_wall_clock_on_the_way_and_restarts_on_time() {
     h.boot(None);
     let pid = h.pid("leaky").unwrap();
     // Two looks on the way (at 10 and 20 minutes) re-arm it; neither restarts it.
-    h.advance(Duration::from_secs(25 * 60) - ms(10));
+    let next_look = |h: &Harness| {
+        let planned = h.supervisor.servers[0].planned.as_ref().unwrap();
+        planned.at - h.supervisor.host.now()
+    };
+    assert_eq!(next_look(&h), Duration::from_secs(600));
+    h.advance(Duration::from_secs(601));
+    assert_eq!(
+        next_look(&h),
+        Duration::from_secs(599),
+        "looked at 10 minutes"
+    );
+    h.advance(Duration::from_secs(25 * 60 - 601) - ms(10));
+    assert_eq!(next_look(&h), ms(10), "the last stretch is the rest");
     assert!(h.signals().is_empty(), "{:?}", h.signals());
     h.advance(ms(20));
     assert_eq!(h.signals()[0].0, pid);
