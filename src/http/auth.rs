@@ -10,7 +10,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::AuthSetting;
-use crate::os::process::{TOKEN_VAR, ensure_private_dir};
+use crate::logs::paths::ensure_private_dir;
+
+/// The environment variable children must never inherit: it carries tend's API token.
+pub const TOKEN_VAR: &str = "TEND_TOKEN";
 
 /// Where the token of a run came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]

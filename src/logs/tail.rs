@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::logs::paths::log_path;
 use crate::logs::rotate::{removed_from_head, rotated_path};
-use crate::os::process::log_path;
 
 /// The most lines one request may ask for (docs/DESIGN.md §4).
 pub const MAX_LINES: usize = 10_000;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::health::{HealthCheck, Probe};
+use crate::logs::paths;
 use crate::model::{HealthView, Status, Timeline, signal_name};
 use crate::os::process::{self, SignalError};
 use crate::os::reaper::{Exit, ExitStatus};
@@ -40,7 +41,7 @@ impl ServerOrchestrator {
         // This process's output starts where the file ends now (tend waits for a stop to
         // finish before a new start, so no earlier process writes after this).
         let log_from =
-            std::fs::metadata(process::log_path(&self.log_dir, &config.id)).map_or(0, |m| m.len());
+            std::fs::metadata(paths::log_path(&self.log_dir, &config.id)).map_or(0, |m| m.len());
         match process::spawn(&config, &self.log_dir, &self.tend_bin) {
             Ok(spawned) => {
                 let server = &mut self.servers[index];
