@@ -22,6 +22,7 @@ use crate::os::pidwatch::PidWatcher;
 use crate::os::procfs;
 use crate::os::reaper;
 use crate::store::{self, LoadOutcome, ProcessStateStore};
+use crate::supervisor::host::RealHost;
 use crate::supervisor::reload::{ConfigSource, KnownIds};
 use crate::supervisor::{Inbox, Outputs, ServerOrchestrator};
 
@@ -142,11 +143,17 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     let outputs = Outputs {
         monitor: monitor_tx,
         store,
-        pidwatch,
         known_ids,
         log_limits,
     };
-    let mut supervisor = ServerOrchestrator::new(&config, outputs, tend_bin, boot_id, source);
+    let mut supervisor = ServerOrchestrator::new(
+        &config,
+        outputs,
+        Box::new(RealHost { pidwatch }),
+        tend_bin,
+        boot_id,
+        source,
+    );
     supervisor.boot(stored);
     supervisor.run(Inbox {
         control: control_rx,

@@ -3,7 +3,6 @@
 //! A request is answered when its servers settle (a [`Waiter`]), not when it is accepted.
 
 use crate::model::{Action, ServerView, Status};
-use crate::os::{process, procfs};
 
 use super::protocol::{ControlError, OrphanTarget, Reply};
 use super::server::AfterStop;
@@ -140,7 +139,7 @@ impl ServerOrchestrator {
                     "pid must be a positive process id, got {pid}"
                 )));
             }
-            if !process::is_signallable(pid as u32) {
+            if !self.host.is_signallable(pid as u32) {
                 return Err(ControlError::Refused(format!(
                     "PID {pid} is never killed by tend"
                 )));
@@ -172,7 +171,7 @@ impl ServerOrchestrator {
                 (None, None) => ControlError::BadRequest("give an id or a pid".into()),
             });
         };
-        if !process::is_signallable(orphan_pid) {
+        if !self.host.is_signallable(orphan_pid) {
             return Err(ControlError::Refused(format!(
                 "PID {orphan_pid} holds a port of '{}' but is PID 1, tend or in tend's own \
                  process group: tend never signals those",
@@ -185,7 +184,9 @@ impl ServerOrchestrator {
                 "PID {orphan_pid} is a managed server"
             )));
         }
-        let start_ticks = procfs::start_ticks(orphan_pid)
+        let start_ticks = self
+            .host
+            .start_ticks(orphan_pid)
             .ok_or_else(|| ControlError::Refused(format!("PID {orphan_pid} is gone")))?;
         Ok(OrphanTarget {
             id: self.servers[index].config.id.clone(),

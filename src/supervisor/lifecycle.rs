@@ -4,16 +4,16 @@
 
 use std::cmp::Reverse;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use crate::config::health::{HealthCheck, Probe};
 use crate::logs::paths;
 use crate::model::{HealthView, Status, Timeline, signal_name};
-use crate::os::process::{self, SignalError};
+use crate::os::process::SignalError;
 use crate::os::reaper::{Exit, ExitStatus};
 
 use super::policy::{self, AfterExit, ExitKind};
-use super::server::{AfterStop, Stopping, Timer, TimerKind, epoch_ms};
+use super::server::{AfterStop, NewProcess, Stopping, Timer, TimerKind, epoch_ms};
 use super::{LOG, ServerOrchestrator};
 
 /// How often a stopping server's group is looked at after its leader exited while members
@@ -40,27 +40,21 @@ impl ServerOrchestrator {
         let config = Arc::clone(&self.servers[index].config);
         // This process's output starts where the file ends now (tend waits for a stop to
         // finish before a new start, so no earlier process writes after this).
-        let log_from =
-            std::fs::metadata(paths::log_path(&self.log_dir, &config.id)).map_or(0, |m| m.len());
-        match process::spawn(&config, &self.log_dir, &self.tend_bin) {
+        let log_from = self
+            .host
+            .file_len(&paths::log_path(&self.log_dir, &config.id));
+        match self.host.spawn(&config, &self.log_dir, &self.tend_bin) {
             Ok(spawned) => {
                 let server = &mut self.servers[index];
-                server.pid = Some(spawned.pid);
-                server.last_leader = spawned.pid;
-                server.start_ticks = spawned.start_ticks;
-                server.env_file_text = spawned.env_file_text;
-                server.started_at = Some(SystemTime::now());
-                server.spawned_at = Some(Instant::now());
-                server.adopted = false;
-                server.exit_code = None;
-                server.exit_signal = None;
+                server.begin_process(NewProcess {
+                    pid: spawned.pid,
+                    start_ticks: spawned.start_ticks,
+                    started_at: self.host.wall_clock(),
+                    spawned_at: self.host.now(),
+                    adopted: false,
+                    env_file_text: spawned.env_file_text,
+                });
                 server.last_error = server.restart_reason.take();
-                server.opened_once = false;
-                server.ports_ok = config.ports.is_empty();
-                server.ports = server.closed_ports();
-                server.sample = None;
-                server.memory_over = 0;
-                server.health.reset();
                 server.log_from = log_from;
                 if let Some(HealthCheck {
                     probe: Probe::Log(regex),
@@ -70,13 +64,12 @@ impl ServerOrchestrator {
                     server.health.last = Some(HealthView {
                         ok: false,
                         detail: format!("no line matched /{regex}/ yet"),
-                        at: epoch_ms(SystemTime::now()),
+                        at: epoch_ms(self.host.wall_clock()),
                         duration_ms: 0,
                         failures: 0,
                         ready: false,
                     });
                 }
-                server.epoch += 1;
                 self.spawn_successes += 1;
                 self.by_pid.insert(spawned.pid, index);
                 self.timeline(Timeline::ServerStarted {
@@ -119,7 +112,7 @@ impl ServerOrchestrator {
         server.epoch += 1;
         server.pending_stop = false;
         server.stopping = Some(Stopping {
-            signalled_at: Instant::now(),
+            signalled_at: self.host.now(),
             forced: false,
             leader_gone: false,
             then,
@@ -129,10 +122,10 @@ impl ServerOrchestrator {
         let timeout = server.config.stop_timeout;
         self.set_status(index, Status::Stopping);
         log::info!(target: LOG, "Stopping '{}' (PGID: {}) with {}", id, pid, signal_name(signal));
-        match process::signal_group(pid, signal) {
+        match self.host.signal_group(pid, signal) {
             // A stopped (SIGSTOP) process only acts on the stop signal once continued.
             Ok(()) => {
-                let _ = process::signal_group(pid, libc::SIGCONT);
+                let _ = self.host.signal_group(pid, libc::SIGCONT);
             }
             Err(SignalError::Gone) => {} // Its exit is on the way from the reaper.
             Err(e) => log::error!(target: LOG, "Cannot signal '{}' (PGID: {}): {}", id, pid, e),
@@ -152,7 +145,10 @@ impl ServerOrchestrator {
             return;
         }
         let id = server.config.id.clone();
-        let ran_for = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
+        let ran_for = server
+            .spawned_at
+            .map(|at| self.host.now().saturating_duration_since(at))
+            .unwrap_or_default();
         server.pid = None;
         server.sample = None;
         let (code, signal) = match exit.status {
@@ -189,9 +185,12 @@ impl ServerOrchestrator {
             exit_signal: signal.map(signal_name),
         });
         // What is left of the dead instance's group would hold its ports against the next one.
-        if process::group_exists(exit.pid, self.servers[index].adopted) {
+        if self
+            .host
+            .group_exists(exit.pid, self.servers[index].adopted)
+        {
             log::warn!(target: LOG, "Killing what is left of '{}' (PGID: {})", id, exit.pid);
-            let _ = process::signal_group(exit.pid, libc::SIGKILL);
+            let _ = self.host.signal_group(exit.pid, libc::SIGKILL);
         }
         if kind != ExitKind::Clean {
             self.servers[index].last_error = Some(described);
@@ -261,7 +260,7 @@ impl ServerOrchestrator {
 
     /// Finishes a stop once the group is empty; otherwise looks again shortly.
     pub(super) fn check_group(&mut self, index: usize, pgid: u32) {
-        if process::group_exists(pgid, self.servers[index].adopted) {
+        if self.host.group_exists(pgid, self.servers[index].adopted) {
             self.arm(index, TimerKind::GroupCheck, GROUP_POLL);
         } else {
             self.finish_stop(index);
@@ -275,7 +274,7 @@ impl ServerOrchestrator {
                 .as_ref()
                 .is_some_and(|s| s.leader_gone);
             let server = &self.servers[index];
-            if waiting && !process::group_exists(server.last_leader, server.adopted) {
+            if waiting && !self.host.group_exists(server.last_leader, server.adopted) {
                 self.finish_stop(index);
             }
         }
@@ -306,7 +305,7 @@ impl ServerOrchestrator {
         } else {
             server.last_error = server.restart_reason.clone();
         }
-        log::info!(target: LOG, "Server '{}' stopped (PID: {}) in {} ms", id, pid, stopping.signalled_at.elapsed().as_millis());
+        log::info!(target: LOG, "Server '{}' stopped (PID: {}) in {} ms", id, pid, self.host.now().saturating_duration_since(stopping.signalled_at).as_millis());
         self.set_status(index, Status::Stopped);
         self.timeline(Timeline::ServerStopped {
             id,
@@ -325,7 +324,7 @@ impl ServerOrchestrator {
     pub(super) fn arm(&mut self, index: usize, kind: TimerKind, delay: Duration) {
         let epoch = self.servers[index].epoch;
         self.timers.push(Reverse(Timer {
-            at: Instant::now() + delay,
+            at: self.host.now() + delay,
             index,
             epoch,
             kind,
@@ -333,7 +332,7 @@ impl ServerOrchestrator {
     }
 
     pub(super) fn on_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.host.now();
         while let Some(Reverse(timer)) = self.timers.peek().copied() {
             if timer.at > now {
                 break;
@@ -371,7 +370,10 @@ impl ServerOrchestrator {
                     return;
                 };
                 if stopping.forced
-                    && stopping.signalled_at.elapsed()
+                    && self
+                        .host
+                        .now()
+                        .saturating_duration_since(stopping.signalled_at)
                         > self.servers[index].config.stop_timeout + KILL_GRACE
                 {
                     log::error!(target: LOG,
@@ -397,14 +399,14 @@ impl ServerOrchestrator {
         log::warn!(target: LOG, "Server '{}' ignored {} for {} ms; sending SIGKILL to PGID {}",
             self.servers[index].config.id, signal_name(self.servers[index].config.stop_signal),
             self.servers[index].config.stop_timeout.as_millis(), pgid);
-        let _ = process::signal_group(pgid, libc::SIGKILL);
+        let _ = self.host.signal_group(pgid, libc::SIGKILL);
         // Keep the epoch: the exit or the group check finishes the stop.
         if leader_gone {
             self.check_group(index, pgid);
         } else {
             let epoch = self.servers[index].epoch;
             self.timers.push(Reverse(Timer {
-                at: Instant::now() + KILL_GRACE,
+                at: self.host.now() + KILL_GRACE,
                 index,
                 epoch,
                 kind: TimerKind::GroupCheck,

@@ -24,6 +24,7 @@ mod actions;
 pub mod adopt;
 mod apply_reload;
 pub mod events;
+pub mod host;
 mod lifecycle;
 pub mod listjson;
 mod observe;
@@ -32,11 +33,13 @@ mod protocol;
 pub mod reload;
 mod server;
 mod takeover;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crossbeam_channel::{after, never, select};
 
@@ -45,7 +48,6 @@ use crate::config::{Config, OnExit};
 use crate::http::metrics::{self, Histogram};
 use crate::model::{Event, ServerView, Status, Timeline, signal_name};
 use crate::monitor::MonitorCmd;
-use crate::os::process;
 use crate::os::reaper::Signal;
 use crate::store::{StateFile, StoredProcess};
 use crate::supervisor::events::EventHub;
@@ -53,6 +55,7 @@ use crate::supervisor::listjson::ListJson;
 
 use self::actions::Waiter;
 use self::apply_reload::Reloading;
+use self::host::Host;
 pub use self::protocol::{Control, ControlError, Inbox, Outputs};
 use self::server::{AfterStop, Server, Timer, epoch_ms, link};
 
@@ -70,6 +73,8 @@ pub struct ServerOrchestrator {
     waiters: Vec<Waiter>,
     hub: EventHub,
     outputs: Outputs,
+    /// Everything done to the machine: the clock, spawns, signals, /proc (tests script it).
+    host: Box<dyn Host>,
     log_dir: PathBuf,
     tend_bin: PathBuf,
     boot_id: String,
@@ -112,6 +117,7 @@ impl ServerOrchestrator {
     pub fn new(
         config: &Config,
         outputs: Outputs,
+        host: Box<dyn Host>,
         tend_bin: PathBuf,
         boot_id: String,
         source: ConfigSource,
@@ -131,12 +137,13 @@ impl ServerOrchestrator {
             timers: BinaryHeap::new(),
             waiters: Vec::new(),
             hub: EventHub::starting_at(
-                SystemTime::now()
+                host.wall_clock()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_micros() as u64,
             ),
             outputs,
+            host,
             log_dir: config.log_dir.clone(),
             tend_bin,
             boot_id,
@@ -197,7 +204,7 @@ impl ServerOrchestrator {
                 .chain(self.state_due)
                 .min();
             let timer = match next {
-                Some(at) => after(at.saturating_duration_since(Instant::now())),
+                Some(at) => after(at.saturating_duration_since(self.host.now())),
                 None => never(),
             };
             select! {
@@ -221,13 +228,19 @@ impl ServerOrchestrator {
                 },
                 recv(timer) -> _ => self.on_timers(),
             }
-            self.advance();
-            self.continue_reload();
-            self.flush();
+            self.end_turn();
             if self.shutting_down && self.all_settled_for_exit() {
                 return self.finish_shutdown();
             }
         }
+    }
+
+    /// What follows every message: starts and stops that became possible, a reload that can
+    /// go on, and the turn's changes published (events, list JSON, state).
+    fn end_turn(&mut self) {
+        self.advance();
+        self.continue_reload();
+        self.flush();
     }
 
     // ---- commands -------------------------------------------------------------------------
@@ -274,7 +287,7 @@ impl ServerOrchestrator {
                 let result = if self.hub.subscriber_count() >= self.max_sse_clients {
                     Err(ControlError::TooManyClients)
                 } else {
-                    let now = SystemTime::now();
+                    let now = self.host.wall_clock();
                     let servers = &self.servers;
                     Ok(self.hub.subscribe(last_event_id, || {
                         servers.iter().map(|s| s.view(now)).collect()
@@ -295,7 +308,7 @@ impl ServerOrchestrator {
     /// One pass over the servers, only when `/metrics` asks: nothing is kept per event beyond
     /// the spawn counters and the health-round histogram.
     fn metrics(&self) -> metrics::Snapshot {
-        let now = SystemTime::now();
+        let now = self.host.wall_clock();
         let servers = self.servers.iter().map(|s| s.sample(now)).collect();
         let mut snapshot = metrics::Snapshot::new(servers, self.health_rounds.clone());
         snapshot.spawn_successes = self.spawn_successes;
@@ -323,7 +336,7 @@ impl ServerOrchestrator {
             for index in 0..self.servers.len() {
                 if self.servers[index].pid.is_some() || self.servers[index].stopping.is_some() {
                     let pgid = self.servers[index].last_leader;
-                    let _ = process::signal_group(pgid, libc::SIGKILL);
+                    let _ = self.host.signal_group(pgid, libc::SIGKILL);
                     if let Some(stopping) = &mut self.servers[index].stopping {
                         stopping.forced = true;
                     }
@@ -409,16 +422,16 @@ impl ServerOrchestrator {
     }
 
     fn view(&self, index: usize) -> ServerView {
-        self.servers[index].view(SystemTime::now())
+        self.servers[index].view(self.host.wall_clock())
     }
 
     fn views(&self) -> Vec<ServerView> {
-        let now = SystemTime::now();
+        let now = self.host.wall_clock();
         self.servers.iter().map(|s| s.view(now)).collect()
     }
 
     fn list_json(&mut self) -> Vec<u8> {
-        let now = SystemTime::now();
+        let now = self.host.wall_clock();
         let servers = &self.servers;
         self.list_json.render(
             servers.len(),
@@ -442,16 +455,16 @@ impl ServerOrchestrator {
             // The first change after a quiet spell is written at once; a burst waits its turn.
             let due = self
                 .state_saved_at
-                .map_or_else(Instant::now, |at| at + STATE_COALESCE);
+                .map_or_else(|| self.host.now(), |at| at + STATE_COALESCE);
             self.state_due = Some(due);
         }
-        if self.state_due.is_some_and(|due| due <= Instant::now()) {
+        if self.state_due.is_some_and(|due| due <= self.host.now()) {
             self.save_state();
         }
     }
 
     fn publish_changed(&mut self) {
-        let now = SystemTime::now();
+        let now = self.host.wall_clock();
         for index in std::mem::take(&mut self.changed_order) {
             self.changed[index] = false;
             let view = self.servers[index].view(now);
@@ -462,7 +475,7 @@ impl ServerOrchestrator {
     fn save_state(&mut self) {
         self.state_due = None;
         if std::mem::take(&mut self.state_dirty) {
-            self.state_saved_at = Some(Instant::now());
+            self.state_saved_at = Some(self.host.now());
             self.outputs.store.save(self.state_snapshot());
         }
     }

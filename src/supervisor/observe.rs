@@ -2,8 +2,6 @@
 //! group's CPU and memory (and `max_memory` restarts), HTTP and log health checks, and the
 //! health state they add up to (with `restart_unhealthy_after_ms`).
 
-use std::time::{Instant, SystemTime};
-
 use crate::config::health::{self, HealthCheck, Probe};
 use crate::logs::paths;
 use crate::model::{Event, HealthView, StatsEntry, Status, Timeline};
@@ -180,7 +178,7 @@ impl ServerOrchestrator {
         let view = HealthView {
             ok,
             detail: detail.clone(),
-            at: epoch_ms(SystemTime::now()),
+            at: epoch_ms(self.host.wall_clock()),
             duration_ms: probed.took.as_millis() as u64,
             failures: health.failing,
             ready: health.ready,
@@ -236,12 +234,15 @@ impl ServerOrchestrator {
         // A person reads the line in the dashboard: keep it short and on one line.
         let shown: String = line.chars().take(120).collect();
         let detail = format!("line matched /{regex}/: {}", shown.escape_debug());
-        let took = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
+        let took = server
+            .spawned_at
+            .map(|at| self.host.now().saturating_duration_since(at))
+            .unwrap_or_default();
         server.health.ready = true;
         server.health.last = Some(HealthView {
             ok: true,
             detail: detail.clone(),
-            at: epoch_ms(SystemTime::now()),
+            at: epoch_ms(self.host.wall_clock()),
             duration_ms: took.as_millis() as u64,
             failures: 0,
             ready: true,
@@ -341,7 +342,10 @@ impl ServerOrchestrator {
         if server.ports_ok {
             server.opened_once = true;
         }
-        let since = server.spawned_at.map(|at| at.elapsed()).unwrap_or_default();
+        let since = server
+            .spawned_at
+            .map(|at| self.host.now().saturating_duration_since(at))
+            .unwrap_or_default();
         let check = match &server.config.health {
             None => Check::Absent,
             Some(HealthCheck {
@@ -387,7 +391,7 @@ impl ServerOrchestrator {
                     .health
                     .as_ref()
                     .and_then(|h| h.restart_unhealthy_after);
-                server.health.unhealthy_since = Some(Instant::now());
+                server.health.unhealthy_since = Some(self.host.now());
                 if let Some(after) = restart_after {
                     self.arm(index, TimerKind::UnhealthyRestart, after);
                 }
@@ -415,7 +419,7 @@ impl ServerOrchestrator {
         if server.status != Status::Unhealthy || server.stopping.is_some() {
             return;
         }
-        let elapsed = since.elapsed();
+        let elapsed = self.host.now().saturating_duration_since(since);
         if elapsed < after {
             // Unhealthy again after a recovery since this timer was armed: wait the rest.
             self.arm(index, TimerKind::UnhealthyRestart, after - elapsed);

@@ -11,7 +11,6 @@ use crate::http::metrics;
 use crate::logs::rotate;
 use crate::model::{Action, ReloadPlan, ServerView};
 use crate::monitor::{MonitorCmd, Report};
-use crate::os::pidwatch::PidWatcher;
 use crate::os::reaper::{Exit, Signal};
 use crate::store::StoreHandle;
 use crate::supervisor::events::Subscription;
@@ -150,7 +149,6 @@ pub struct Inbox {
 pub struct Outputs {
     pub monitor: Sender<MonitorCmd>,
     pub store: StoreHandle,
-    pub pidwatch: PidWatcher,
     /// The ids HTTP handlers check log requests against; replaced on reload.
     pub known_ids: Arc<KnownIds>,
     /// Log rotation's limits; set on reload.

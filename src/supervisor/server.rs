@@ -125,7 +125,39 @@ pub(super) struct Server {
     pub(super) env_file_text: Option<String>,
 }
 
+/// A process that becomes the server's: spawned by tend, or taken over (`adopted`).
+pub(super) struct NewProcess {
+    pub(super) pid: u32,
+    pub(super) start_ticks: u64,
+    pub(super) started_at: SystemTime,
+    pub(super) spawned_at: Instant,
+    pub(super) adopted: bool,
+    pub(super) env_file_text: Option<String>,
+}
+
 impl Server {
+    /// The one place a new process replaces what was known of the last one: its identity,
+    /// exit, ports, figures and health all start over, and the epoch moves on so the last
+    /// process's timers are ignored.
+    pub(super) fn begin_process(&mut self, process: NewProcess) {
+        self.pid = Some(process.pid);
+        self.last_leader = process.pid;
+        self.start_ticks = process.start_ticks;
+        self.started_at = Some(process.started_at);
+        self.spawned_at = Some(process.spawned_at);
+        self.adopted = process.adopted;
+        self.env_file_text = process.env_file_text;
+        self.exit_code = None;
+        self.exit_signal = None;
+        self.opened_once = false;
+        self.ports_ok = self.config.ports.is_empty();
+        self.ports = self.closed_ports();
+        self.sample = None;
+        self.memory_over = 0;
+        self.health.reset();
+        self.epoch += 1;
+    }
+
     /// A server as configured, not started; `dependencies` are filled in by the caller.
     pub(super) fn new(config: &ServerConfig, slot: usize) -> Server {
         let mut server = Server {

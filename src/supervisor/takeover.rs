@@ -2,16 +2,16 @@
 //! verified by PID and start time before anything is trusted) and orphans provably a server's
 //! own lost process (`tend adopt`, `adopt_orphans`).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::health::{HealthCheck, Probe};
 use crate::model::{ServerView, Status, Timeline};
-use crate::os::{process, procfs, sockdiag};
+use crate::os::{procfs, sockdiag};
 use crate::store::StateFile;
 
 use super::adopt::{self, Adoptable};
 use super::protocol::ControlError;
-use super::server::TimerKind;
+use super::server::{NewProcess, TimerKind};
 use super::{LOG, ServerOrchestrator};
 
 impl ServerOrchestrator {
@@ -19,7 +19,10 @@ impl ServerOrchestrator {
         let same_boot = state.boot_id == self.boot_id;
         for (id, stored) in state.processes {
             let Some(&index) = self.index_of.get(&id) else {
-                if same_boot && process::is_same_process_alive(stored.pid, stored.proc_start_ticks)
+                if same_boot
+                    && self
+                        .host
+                        .is_same_process_alive(stored.pid, stored.proc_start_ticks)
                 {
                     log::warn!(target: LOG,
                         "Process '{}' (PID: {}) is no longer in the config; left running \
@@ -33,7 +36,7 @@ impl ServerOrchestrator {
                     id, stored.pid);
                 continue;
             }
-            match procfs::read_stat(stored.pid) {
+            match self.host.read_stat(stored.pid) {
                 Some(stat)
                     if stat.start_ticks == stored.proc_start_ticks
                         && stat.state != 'Z'
@@ -71,15 +74,14 @@ impl ServerOrchestrator {
         started_at: SystemTime,
     ) {
         let server = &mut self.servers[index];
-        server.pid = Some(pid);
-        server.last_leader = pid;
-        server.start_ticks = start_ticks;
-        server.started_at = Some(started_at);
-        server.spawned_at = Some(Instant::now());
-        server.adopted = true;
-        server.env_file_text = None;
-        server.epoch += 1;
-        server.opened_once = false;
+        server.begin_process(NewProcess {
+            pid,
+            start_ticks,
+            started_at,
+            spawned_at: self.host.now(),
+            adopted: true,
+            env_file_text: None,
+        });
         // The line a log check waits for was printed before tend took the process over, if
         // ever: an adopted process has been running, so it counts as ready.
         let log_check = matches!(
@@ -89,7 +91,6 @@ impl ServerOrchestrator {
                 ..
             })
         );
-        server.health.reset();
         server.health.ready = log_check;
         self.mark_changed(index);
         self.set_status(index, Status::Starting);
@@ -99,7 +100,7 @@ impl ServerOrchestrator {
             self.set_status(index, Status::Running);
         }
         self.by_pid.insert(pid, index);
-        if !self.outputs.pidwatch.watch(pid) {
+        if !self.host.watch_exit(pid) {
             log::debug!(target: LOG, "No pidfd for PID {}; the monitor polls it", pid);
         }
         self.arm(
@@ -163,7 +164,7 @@ impl ServerOrchestrator {
 
     /// Never tend itself, PID 1, or another server's process.
     pub(super) fn check_adoptable_pid(&self, pid: u32) -> Result<(), ControlError> {
-        if !process::is_signallable(pid) {
+        if !self.host.is_signallable(pid) {
             return Err(ControlError::NotAdoptable(format!(
                 "PID {pid} is PID 1, tend or in tend's own process group"
             )));
@@ -180,7 +181,7 @@ impl ServerOrchestrator {
     pub(super) fn adopt_checked(&mut self, index: usize, found: Adoptable, how: &str) {
         // The start time is read once more right here: between the check and now the process
         // may have exited and its PID been given to another.
-        if procfs::start_ticks(found.pid) != Some(found.start_ticks) {
+        if self.host.start_ticks(found.pid) != Some(found.start_ticks) {
             log::warn!(target: LOG, "Not adopting PID {}: it exited just now", found.pid);
             return;
         }
