@@ -1,6 +1,10 @@
 //! The small blocking HTTP/1.1 client the commands use: one request per connection over a
 //! `TcpStream`, answers framed by length, chunks or EOF, with bounds on what a wrong server
 //! can make it buffer.
+//!
+//! The only HTTP client in the binary. The integration tests (tests/it/support.rs) and the
+//! bench (bench/) have their own: they are separate crates and tend is a binary with no library
+//! to import, and theirs must send bytes this one never would (malformed heads, raw frames).
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -573,6 +573,7 @@ mod tests {
 
     use super::*;
     use crate::client::table::tests::{SERVERS, rows};
+    use crate::test_support::TempDir;
 
     // --- URLs -----------------------------------------------------------------------------
 
@@ -592,17 +593,13 @@ mod tests {
 
     #[test]
     fn the_token_file_is_read_trimmed_and_an_empty_one_is_no_token() {
-        let dir = std::env::temp_dir()
-            .join("tend-tests")
-            .join(format!("client-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("client-token");
         let file = dir.join("token");
         std::fs::write(&file, "s3cret\n").unwrap();
         assert_eq!(read_token_file(&file).as_deref(), Some("s3cret"));
         std::fs::write(&file, " \n").unwrap();
         assert_eq!(read_token_file(&file), None);
         assert_eq!(read_token_file(&dir.join("missing")), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     // --- HTTP answers -----------------------------------------------------------------------

@@ -1,5 +1,9 @@
 //! Server-Sent Events, the client half of docs/DESIGN.md §5: lines in, dispatched events out,
 //! as the HTML standard's parsing rules say.
+//!
+//! The only SSE parser in the binary. tests/it/support.rs reads streams its own way on purpose
+//! (besides being another crate): it reports each frame as sent, with that frame's own id and
+//! even without data, where a client per the standard keeps the last id and drops empty events.
 
 use std::time::Duration;
 

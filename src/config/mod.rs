@@ -324,37 +324,14 @@ impl std::fmt::Display for ConfigErrors {
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::{base_dir_of, load, locate_in};
-
-    /// A folder under the system temp dir, removed on drop unless the test failed.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join("tend-tests")
-                .join(format!("config-{name}-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
+    use crate::test_support::TempDir;
 
     #[test]
     fn load_reads_the_file_and_resolves_against_its_folder() {
-        let dir = TempDir::new("load");
-        let file = dir.0.join("tend.json");
+        let dir = TempDir::new("config-load");
+        let file = dir.path().join("tend.json");
         std::fs::write(
             &file,
             r#"{"state_file": "st.json", "servers": [{"id": "a", "command": "x", "cwd": "sub"}]}"#,
@@ -362,15 +339,15 @@ mod tests {
         .expect("write config");
         let config = load(&file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.path, file);
-        assert_eq!(config.base_dir, dir.0);
-        assert_eq!(config.state_file, dir.0.join("st.json"));
-        assert_eq!(config.servers[0].cwd, dir.0.join("sub"));
+        assert_eq!(config.base_dir, dir.path());
+        assert_eq!(config.state_file, dir.path().join("st.json"));
+        assert_eq!(config.servers[0].cwd, dir.path().join("sub"));
     }
 
     #[test]
     fn load_reports_a_missing_file_at_line_zero() {
-        let dir = TempDir::new("missing");
-        let file = dir.0.join("nope.json");
+        let dir = TempDir::new("config-missing");
+        let file = dir.path().join("nope.json");
         let errors = load(&file).expect_err("missing file");
         assert_eq!(errors.0.len(), 1);
         let error = &errors.0[0];
@@ -404,21 +381,24 @@ mod tests {
     #[test]
     fn locate_prefers_explicit_then_tend_json_then_procfile() {
         // docs/DESIGN.md §1: --config, else ./tend.json, else ./Procfile, else an error naming both.
-        let dir = TempDir::new("locate");
+        let dir = TempDir::new("config-locate");
         let given = Path::new("elsewhere/x.json");
-        assert_eq!(locate_in(&dir.0, Some(given)), Ok(given.to_path_buf()));
+        assert_eq!(locate_in(dir.path(), Some(given)), Ok(given.to_path_buf()));
         assert_eq!(
-            locate_in(&dir.0, None),
+            locate_in(dir.path(), None),
             Err(format!(
                 "no config: looked for {}, {} (give one with --config FILE)",
-                dir.0.join("tend.json").display(),
-                dir.0.join("Procfile").display()
+                dir.path().join("tend.json").display(),
+                dir.path().join("Procfile").display()
             ))
         );
-        std::fs::write(dir.0.join("Procfile"), "web: run").expect("write");
-        assert_eq!(locate_in(&dir.0, None), Ok(dir.0.join("Procfile")));
-        std::fs::write(dir.0.join("tend.json"), "{}").expect("write");
-        assert_eq!(locate_in(&dir.0, None), Ok(dir.0.join("tend.json")));
+        std::fs::write(dir.path().join("Procfile"), "web: run").expect("write");
+        assert_eq!(locate_in(dir.path(), None), Ok(dir.path().join("Procfile")));
+        std::fs::write(dir.path().join("tend.json"), "{}").expect("write");
+        assert_eq!(
+            locate_in(dir.path(), None),
+            Ok(dir.path().join("tend.json"))
+        );
     }
 
     #[test]
@@ -439,23 +419,26 @@ mod tests {
 
     #[test]
     fn load_reads_a_procfile_by_its_name_with_the_env_file_beside_it() {
-        let dir = TempDir::new("load-procfile");
-        let file = dir.0.join("Procfile.dev");
+        let dir = TempDir::new("config-load-procfile");
+        let file = dir.path().join("Procfile.dev");
         std::fs::write(&file, "web: run\nworker: work\n").expect("write Procfile");
-        std::fs::write(dir.0.join(".env"), "A=1\n").expect("write .env");
+        std::fs::write(dir.path().join(".env"), "A=1\n").expect("write .env");
         let config = load(&file).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.base_dir, dir.0);
-        assert_eq!(config.state_file, dir.0.join(".tend/process-state.json"));
+        assert_eq!(config.base_dir, dir.path());
+        assert_eq!(
+            config.state_file,
+            dir.path().join(".tend/process-state.json")
+        );
         let ids: Vec<&str> = config.servers.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["web", "worker"]);
-        assert_eq!(config.servers[1].env_file, Some(dir.0.join(".env")));
+        assert_eq!(config.servers[1].env_file, Some(dir.path().join(".env")));
         // A broken .env is reported at its own line and column.
-        std::fs::write(dir.0.join(".env"), "A=1\nB=\"x\n").expect("write .env");
+        std::fs::write(dir.path().join(".env"), "A=1\nB=\"x\n").expect("write .env");
         assert_eq!(
             load(&file).expect_err("bad .env").to_string(),
             format!(
                 "{}:2:3: unterminated double quote",
-                dir.0.join(".env").display()
+                dir.path().join(".env").display()
             )
         );
     }

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use crate::cli::ExportFormat;
 use crate::config::Config;
 use crate::error::{Context, Error};
+use crate::print_stdout;
 
 mod procfile;
 mod systemd;
@@ -136,12 +137,6 @@ fn write_units(dir: &Path, export: &SystemdExport, user: bool) -> Result<(), Err
     );
     print_stdout(&text);
     Ok(())
-}
-
-/// Prints to stdout; a closed pipe (`tend export systemd | head`) is not an error.
-fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The config file's absolute path (`config.path` is as given on the command line).

@@ -145,18 +145,12 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
     use std::io::Write;
-
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tend-logfile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn tail_returns_the_last_lines_oldest_first() {
-        let dir = temp_dir("tail");
+        let dir = TempDir::new("logfile-tail");
         let mut text = String::new();
         for n in 0..50_000 {
             text.push_str(&format!("line {n}\n"));
@@ -185,12 +179,11 @@ mod tests {
             tail(&dir, "split", 99).unwrap(),
             ["line 0", "line 1", "line 2", "line 3", "line 4"]
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn follower_yields_only_complete_new_lines() {
-        let dir = temp_dir("follow");
+        let dir = TempDir::new("logfile-follow");
         let path = log_path(&dir, "web");
         std::fs::write(&path, "old\n").unwrap();
         let mut follower = Follower::new(&dir, "web");
@@ -208,6 +201,5 @@ mod tests {
         assert_eq!(follower.poll(), ["after rotation"], "no line read twice");
         std::fs::write(&path, "fresh\n").unwrap();
         assert_eq!(follower.poll(), ["fresh"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

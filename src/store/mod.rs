@@ -237,45 +237,16 @@ pub(super) mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::atomic::open_tmp;
     use super::{
         LoadOutcome, StateFile, StoredProcess, load, move_aside, with_suffix, write_atomic,
     };
+    pub(super) use crate::test_support::TempDir;
 
-    /// A folder under `temp_dir()/tend-tests/`, removed on drop unless the test failed, so a
-    /// failure leaves its evidence (STYLE "Tests").
-    pub(super) struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub(super) fn new(name: &str) -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join("tend-tests")
-                .join(format!("store-{name}-{}-{n}", std::process::id()));
-            // A leftover from an earlier run with the same pid would confuse the test.
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).expect("create test folder");
-            TempDir(path)
-        }
-
-        pub(super) fn path(&self) -> &Path {
-            &self.0
-        }
-
-        pub(super) fn state(&self) -> PathBuf {
-            self.0.join(".tend").join("process-state.json")
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                let _ = fs::remove_dir_all(&self.0);
-            }
-        }
+    /// Where the store keeps its file, below a test's folder.
+    pub(super) fn state_file(dir: &TempDir) -> PathBuf {
+        dir.join(".tend").join("process-state.json")
     }
 
     pub(super) fn process(pid: u32, port: u16) -> StoredProcess {
@@ -344,21 +315,24 @@ pub(super) mod tests {
 
     #[test]
     fn write_then_load_round_trips() {
-        let dir = TempDir::new("round-trip");
+        let dir = TempDir::new("store-round-trip");
         let state = state_with(&[("web", 10), ("api", 11)]);
-        write_atomic(&dir.state(), &state.to_bytes().unwrap()).unwrap();
-        assert_eq!(loaded(&dir.state()), state);
+        write_atomic(&state_file(&dir), &state.to_bytes().unwrap()).unwrap();
+        assert_eq!(loaded(&state_file(&dir)), state);
     }
 
     #[test]
     fn missing_file_is_missing() {
-        let dir = TempDir::new("missing");
-        assert!(matches!(load(&dir.state()).unwrap(), LoadOutcome::Missing));
+        let dir = TempDir::new("store-missing");
+        assert!(matches!(
+            load(&state_file(&dir)).unwrap(),
+            LoadOutcome::Missing
+        ));
     }
 
     #[test]
     fn folder_is_created_0700_and_files_are_0600() {
-        let dir = TempDir::new("modes");
+        let dir = TempDir::new("store-modes");
         let path = dir.path().join("a").join("b").join("state.json");
         write_atomic(&path, b"{}").unwrap();
         assert_eq!(mode(dir.path().join("a").as_path()), 0o700);
@@ -369,7 +343,7 @@ pub(super) mod tests {
 
     #[test]
     fn existing_folder_mode_is_left_alone() {
-        let dir = TempDir::new("folder-kept");
+        let dir = TempDir::new("store-folder-kept");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         write_atomic(&dir.path().join("state.json"), b"{}").unwrap();
         assert_eq!(mode(dir.path()), 0o755);
@@ -377,7 +351,7 @@ pub(super) mod tests {
 
     #[test]
     fn tmp_is_0600_and_truncated_even_if_it_existed() {
-        let dir = TempDir::new("tmp-mode");
+        let dir = TempDir::new("store-tmp-mode");
         let path = dir.path().join("state.json");
         let tmp = with_suffix(&path, ".tmp");
         fs::write(&tmp, "a much longer leftover from a crashed write").unwrap();
@@ -392,8 +366,8 @@ pub(super) mod tests {
 
     #[test]
     fn prev_holds_the_previous_generation() {
-        let dir = TempDir::new("prev");
-        let path = dir.state();
+        let dir = TempDir::new("store-prev");
+        let path = state_file(&dir);
         let prev = with_suffix(&path, ".prev");
         write_atomic(&path, b"one").unwrap();
         assert!(
@@ -410,7 +384,7 @@ pub(super) mod tests {
 
     #[test]
     fn write_into_a_path_under_a_regular_file_fails_with_context() {
-        let dir = TempDir::new("under-file");
+        let dir = TempDir::new("store-under-file");
         fs::write(dir.path().join("blocker"), "").unwrap();
         let path = dir.path().join("blocker").join("state.json");
         let err = write_atomic(&path, b"{}").unwrap_err();
@@ -419,8 +393,8 @@ pub(super) mod tests {
 
     #[test]
     fn corrupt_state_is_moved_aside() {
-        let dir = TempDir::new("corrupt");
-        let path = dir.state();
+        let dir = TempDir::new("store-corrupt");
+        let path = state_file(&dir);
         let garbage = b"{\"version\": 1,\n  \"bootId\": tru\xff";
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, garbage).unwrap();
@@ -458,7 +432,7 @@ pub(super) mod tests {
             ("", "EOF"),
         ];
         for (text, expected) in cases {
-            let dir = TempDir::new("shape");
+            let dir = TempDir::new("store-shape");
             let path = dir.path().join("state.json");
             fs::write(&path, text).unwrap();
             match load(&path).unwrap() {
@@ -473,7 +447,7 @@ pub(super) mod tests {
 
     #[test]
     fn move_aside_never_overwrites() {
-        let dir = TempDir::new("aside-taken");
+        let dir = TempDir::new("store-aside-taken");
         let path = dir.path().join("state.json");
         let first = with_suffix(&path, ".corrupt-42");
         fs::write(&first, "older corrupt file").unwrap();

@@ -353,33 +353,12 @@ impl Drop for StoreHandle {
 mod tests {
     use std::fs;
     use std::path::{Path, PathBuf};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::{ProcessStateStore, StoreHandle, Timing};
     use crate::store::atomic::with_suffix;
-    use crate::store::tests::{TempDir, loaded, mode, process, state_with};
-
-    const DEADLINE: Duration = Duration::from_secs(10);
-
-    fn wait_until<T: std::fmt::Debug>(
-        what: &str,
-        mut probe: impl FnMut() -> T,
-        ok: impl Fn(&T) -> bool,
-    ) -> T {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let value = probe();
-            if ok(&value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; last saw {value:?}"
-            );
-            // STYLE's wait_until: poll until the deadline, never a fixed sleep for the result.
-            std::thread::park_timeout(Duration::from_millis(1));
-        }
-    }
+    use crate::store::tests::{TempDir, loaded, mode, process, state_file, state_with};
+    use crate::test_support::{DEADLINE, wait_until};
 
     fn fast(window: Duration, retry: Duration) -> Timing {
         Timing { window, retry }
@@ -389,46 +368,49 @@ mod tests {
 
     #[test]
     fn store_saves_to_disk() {
-        let dir = TempDir::new("save");
-        let store = ProcessStateStore::spawn(dir.state()).unwrap();
+        let dir = TempDir::new("store-save");
+        let store = ProcessStateStore::spawn(state_file(&dir)).unwrap();
         let state = state_with(&[("web", 10)]);
         store.save(state.clone());
         assert!(store.flush(DEADLINE));
-        assert_eq!(loaded(&dir.state()), state);
+        assert_eq!(loaded(&state_file(&dir)), state);
         let stats = store.stats();
         assert_eq!((stats.writes, stats.failures), (1, 0));
-        assert_eq!(stats.last_bytes, fs::metadata(dir.state()).unwrap().len());
+        assert_eq!(
+            stats.last_bytes,
+            fs::metadata(state_file(&dir)).unwrap().len()
+        );
     }
 
     #[test]
     fn state_persists_across_restarts() {
-        let dir = TempDir::new("restart");
+        let dir = TempDir::new("store-restart");
         let first = state_with(&[("web", 10), ("api", 11)]);
-        let store = ProcessStateStore::spawn(dir.state()).unwrap();
+        let store = ProcessStateStore::spawn(state_file(&dir)).unwrap();
         store.save(first.clone());
         assert!(store.shutdown());
 
         // The next tend: load what the last one wrote, change it, write it back.
-        let mut state = loaded(&dir.state());
+        let mut state = loaded(&state_file(&dir));
         assert_eq!(state, first);
         state.insert("worker", process(12, 9000));
-        let store = ProcessStateStore::spawn(dir.state()).unwrap();
+        let store = ProcessStateStore::spawn(state_file(&dir)).unwrap();
         store.save(state.clone());
         drop(store);
-        assert_eq!(loaded(&dir.state()), state);
+        assert_eq!(loaded(&state_file(&dir)), state);
     }
 
     #[test]
     fn removed_process_is_gone_after_save() {
-        let dir = TempDir::new("remove");
-        let store = ProcessStateStore::spawn(dir.state()).unwrap();
+        let dir = TempDir::new("store-remove");
+        let store = ProcessStateStore::spawn(state_file(&dir)).unwrap();
         let mut state = state_with(&[("web", 10), ("api", 11)]);
         store.save(state.clone());
         assert!(store.flush(DEADLINE));
         assert_eq!(state.remove("api").map(|p| p.pid), Some(11));
         store.save(state.clone());
         assert!(store.flush(DEADLINE));
-        let on_disk = loaded(&dir.state());
+        let on_disk = loaded(&state_file(&dir));
         assert_eq!(
             on_disk.list().map(|(id, _)| id).collect::<Vec<_>>(),
             ["web"]
@@ -437,8 +419,8 @@ mod tests {
 
     #[test]
     fn rapid_saves_coalesce_and_the_last_one_wins() {
-        let dir = TempDir::new("coalesce");
-        let store = ProcessStateStore::spawn(dir.state()).unwrap();
+        let dir = TempDir::new("store-coalesce");
+        let store = ProcessStateStore::spawn(state_file(&dir)).unwrap();
         let mut last = None;
         for i in 0..1000u32 {
             let state = state_with(&[("web", i + 2)]);
@@ -451,47 +433,47 @@ mod tests {
             (1..=20).contains(&writes),
             "1000 saves took {writes} writes"
         );
-        assert_eq!(Some(loaded(&dir.state())), last);
+        assert_eq!(Some(loaded(&state_file(&dir))), last);
     }
 
     #[test]
     fn first_save_is_written_at_once_and_later_ones_wait_for_the_window() {
-        let dir = TempDir::new("window");
+        let dir = TempDir::new("store-window");
         // A one-hour window: only "at once" or a flush can explain a write.
-        let store = ProcessStateStore::spawn_with(dir.state(), fast(HOUR, HOUR)).unwrap();
+        let store = ProcessStateStore::spawn_with(state_file(&dir), fast(HOUR, HOUR)).unwrap();
         store.save(state_with(&[("web", 1)]));
         wait_until("first write", || store.stats().writes, |w| *w == 1);
         store.save(state_with(&[("web", 2)]));
         store.save(state_with(&[("web", 3)]));
         assert_eq!(store.stats().writes, 1, "held back by the window");
-        assert_eq!(loaded(&dir.state()).get("web").map(|p| p.pid), Some(1));
+        assert_eq!(loaded(&state_file(&dir)).get("web").map(|p| p.pid), Some(1));
         assert!(store.flush(DEADLINE), "flush skips the window");
         assert_eq!(
             store.stats().writes,
             2,
             "the two waiting saves were written once"
         );
-        assert_eq!(loaded(&dir.state()).get("web").map(|p| p.pid), Some(3));
+        assert_eq!(loaded(&state_file(&dir)).get("web").map(|p| p.pid), Some(3));
     }
 
     #[test]
     fn flush_with_nothing_saved_is_immediate() {
-        let dir = TempDir::new("flush-empty");
-        let store = ProcessStateStore::spawn(dir.state()).unwrap();
+        let dir = TempDir::new("store-flush-empty");
+        let store = ProcessStateStore::spawn(state_file(&dir)).unwrap();
         assert!(store.flush(Duration::ZERO));
         assert_eq!(store.stats().writes, 0);
-        assert!(!dir.state().exists());
+        assert!(!state_file(&dir).exists());
     }
 
     #[test]
     fn dropping_the_handle_writes_the_pending_snapshot() {
-        let dir = TempDir::new("drop");
-        let store = ProcessStateStore::spawn_with(dir.state(), fast(HOUR, HOUR)).unwrap();
+        let dir = TempDir::new("store-drop");
+        let store = ProcessStateStore::spawn_with(state_file(&dir), fast(HOUR, HOUR)).unwrap();
         store.save(state_with(&[("web", 1)]));
         wait_until("first write", || store.stats().writes, |w| *w == 1);
         store.save(state_with(&[("web", 2)]));
         drop(store);
-        assert_eq!(loaded(&dir.state()).get("web").map(|p| p.pid), Some(2));
+        assert_eq!(loaded(&state_file(&dir)).get("web").map(|p| p.pid), Some(2));
     }
 
     /// Blocks the write by putting a folder where the temp file goes (tests run as root, so
@@ -504,10 +486,10 @@ mod tests {
 
     #[test]
     fn failed_write_is_counted_and_retried_by_the_timer() {
-        let dir = TempDir::new("retry-timer");
-        let blocker = block_tmp(&dir.state());
+        let dir = TempDir::new("store-retry-timer");
+        let blocker = block_tmp(&state_file(&dir));
         let store = ProcessStateStore::spawn_with(
-            dir.state(),
+            state_file(&dir),
             fast(Duration::from_millis(10), Duration::from_millis(20)),
         )
         .unwrap();
@@ -524,16 +506,16 @@ mod tests {
         // No new save: only the retry timer can write it now.
         assert!(store.flush(DEADLINE));
         assert_eq!(store.stats().writes, 1);
-        assert_eq!(loaded(&dir.state()), state);
+        assert_eq!(loaded(&state_file(&dir)), state);
     }
 
     #[test]
     fn failed_write_is_retried_on_the_next_save() {
-        let dir = TempDir::new("retry-save");
-        let blocker = block_tmp(&dir.state());
+        let dir = TempDir::new("store-retry-save");
+        let blocker = block_tmp(&state_file(&dir));
         // The retry timer never fires in this test, and the window is short.
         let store =
-            ProcessStateStore::spawn_with(dir.state(), fast(Duration::from_millis(10), HOUR))
+            ProcessStateStore::spawn_with(state_file(&dir), fast(Duration::from_millis(10), HOUR))
                 .unwrap();
         store.save(state_with(&[("web", 1)]));
         wait_until("the failure", || store.stats().failures, |f| *f == 1);
@@ -541,13 +523,13 @@ mod tests {
         store.save(state_with(&[("web", 2)]));
         wait_until("the retried write", || store.stats().writes, |w| *w == 1);
         assert_eq!(store.stats().failures, 1);
-        assert_eq!(loaded(&dir.state()).get("web").map(|p| p.pid), Some(2));
+        assert_eq!(loaded(&state_file(&dir)).get("web").map(|p| p.pid), Some(2));
         assert!(store.shutdown());
     }
 
     #[test]
     fn failed_write_under_a_regular_file_recovers_when_it_becomes_a_folder() {
-        let dir = TempDir::new("parent-file");
+        let dir = TempDir::new("store-parent-file");
         let parent = dir.path().join("tend");
         fs::write(&parent, "not a folder").unwrap();
         let path = parent.join("process-state.json");
@@ -566,9 +548,9 @@ mod tests {
 
     #[test]
     fn shutdown_reports_a_write_it_could_not_finish() {
-        let dir = TempDir::new("shutdown-fail");
-        let _blocker = block_tmp(&dir.state());
-        let store = ProcessStateStore::spawn_with(dir.state(), fast(HOUR, HOUR)).unwrap();
+        let dir = TempDir::new("store-shutdown-fail");
+        let _blocker = block_tmp(&state_file(&dir));
+        let store = ProcessStateStore::spawn_with(state_file(&dir), fast(HOUR, HOUR)).unwrap();
         store.save(state_with(&[("web", 1)]));
         assert!(!store.shutdown());
     }

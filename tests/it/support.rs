@@ -3,6 +3,10 @@
 //! it started, a raw HTTP/1.1 client over `TcpStream`, an SSE reader, and a port-holding
 //! [`Listener`] fixture.
 //!
+//! Why not the CLI's HTTP client and SSE parser (src/client/http.rs, sse.rs): tend is a binary
+//! crate, so this crate cannot import them, and these helpers observe the wire rather than
+//! speak it correctly: raw requests, exact headers, each SSE frame as sent.
+//!
 //! Rules it keeps so tests can run in parallel and leave nothing behind: every test has its own
 //! directory and ports; every process is stopped by PID or process group (never by name);
 //! waiting is always polling against a deadline, never a fixed sleep; all traffic goes to
