@@ -1,4 +1,5 @@
-//! The command line (docs/DESIGN.md §1): argv → a typed [`Cli`], and the `--help` texts.
+//! The command line (docs/DESIGN.md §1): argv → a typed [`Cli`]; the `--help` texts are in
+//! [`help`].
 //!
 //! Hand-rolled (no clap) to keep the binary small. Runs on the main thread before anything
 //! else; it only parses. It never reads files, the environment or the network, and never
