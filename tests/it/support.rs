@@ -1094,6 +1094,25 @@ impl SseReader {
     }
 }
 
+/// A server list with the fields that move on their own (uptime, CPU, memory) removed.
+pub fn without_moving_fields(list: &Value) -> Value {
+    let mut list = list.clone();
+    for server in list.as_array_mut().expect("a list of servers") {
+        let obj = server.as_object_mut().expect("a server object");
+        for key in [
+            "uptimeMs",
+            "cpuPercent",
+            "rssBytes",
+            "processes",
+            "mainCpuPercent",
+            "mainRssBytes",
+        ] {
+            obj.remove(key);
+        }
+    }
+    list
+}
+
 /// Makes sure `promtool` and `prometheus` are on PATH, installing Debian's `prometheus`
 /// package when either is missing (tests/tools/promtool.sh); panics with the script's output
 /// when it cannot.
