@@ -7,7 +7,7 @@
 //! Threads: [`load`] runs once on the thread that starts tend, before the store thread exists.
 //! Every write after that happens on the thread named `store`; the supervisor only calls
 //! [`StoreHandle::save`], which puts the snapshot in a one-slot mailbox and returns at once
-//! (STYLE "Threads": snapshots coalesce, there is no queue).
+//! (snapshots coalesce: there is no queue).
 //!
 //! Must never: block the supervisor on the disk, panic on an I/O error (a failed write is logged
 //! and retried; tend keeps running), write anything but through temp + fsync + rename + folder
@@ -153,7 +153,8 @@ pub enum LoadOutcome {
 
 /// Reads the state file. A file that cannot be parsed, has the wrong shape or an unknown
 /// `version` is renamed to `<path>.corrupt-<unix seconds>` before this returns, so nothing
-/// written later can replace it (pueue overwrote its corrupt state; STYLE "State file").
+/// written later can replace it (pueue overwrote its corrupt state, and with it the only record
+/// of what was running).
 ///
 /// Errors are only the I/O errors that are not about the content (permission denied, the path
 /// is a folder, the move aside failed): the caller cannot start safely and should say why.

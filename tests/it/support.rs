@@ -1,7 +1,6 @@
-//! The harness of the integration crate (STYLE "Tests"): temporary directories without
-//! tempfile, a [`Tend`] process that reads its own URL from stdout and cleans up every process
-//! it started, a raw HTTP/1.1 client over `TcpStream`, an SSE reader, and a port-holding
-//! [`Listener`] fixture.
+//! The harness of the integration crate: temporary directories without tempfile, a [`Tend`]
+//! process that reads its own URL from stdout and cleans up every process it started, a raw
+//! HTTP/1.1 client over `TcpStream`, an SSE reader, and a port-holding [`Listener`] fixture.
 //!
 //! Why not the CLI's HTTP client and SSE parser (src/client/http.rs, sse.rs): tend is a binary
 //! crate, so this crate cannot import them, and these helpers observe the wire rather than
