@@ -9,6 +9,7 @@ mod error;
 mod export;
 #[cfg(test)]
 mod fuzz_tests;
+mod groups;
 mod http;
 mod logger;
 mod logs;

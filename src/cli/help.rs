@@ -40,16 +40,19 @@ Commands:
                           run the supervisor in the foreground
   check                   validate the config (tend.json, or a Procfile and its .env);
                           exit 1 with file:line:col and reason
-  status [--json]         show every server (alias: ps)
+  status [--json] [ID|@GROUP...]
+                          show every server, or those named (alias: ps)
   status --url URL --url URL… | --hosts FILE
                           one table over several tends, with a host column
-  start ID...|--all [--timeout S] [--no-wait]
+  start ID|@GROUP...|--all [--timeout S] [--no-wait]
                           start servers; waits until they are running
-  stop ID...|--all [--timeout S] [--no-wait]
+  stop ID|@GROUP...|--all [--timeout S] [--no-wait]
                           stop servers; waits until they are stopped
-  restart ID...|--all [--timeout S] [--no-wait]
+  restart ID|@GROUP...|--all [--timeout S] [--no-wait]
                           restart servers (a stopped one is started); waits as start
-  logs ID [-n N] [-f]     print a server's last N log lines (default 200); -f follows
+  logs [ID|@GROUP...] [-n N] [-f]
+                          print the last N log lines (default 200) of a server, or of several
+                          (default: all) merged with a name on each line; -f follows
   kill-orphan ID          kill the orphan process that holds ID's port
   adopt ID                take over ID's orphan when it is provably ID's own lost process
   reload                  apply the changed config: only the servers that changed move
@@ -67,7 +70,8 @@ Global options (before or after the command):
 Environment:
   TEND_URL                where the running tend listens, e.g. http://127.0.0.1:7070
   TEND_TOKEN              the API token (default: the `token` file beside the state file)
-  NO_COLOR                no colours in `tend status` (CLICOLOR_FORCE=1 forces them)
+  NO_COLOR                no colours in `tend status` and `tend logs` (CLICOLOR_FORCE=1
+                          forces them)
   RUST_LOG                log level of `tend up` (default: info)
 ";
 
@@ -98,11 +102,12 @@ every problem is printed as file:line:col: reason, and the exit code is 1 if the
 ";
 
 const HELP_STATUS: &str = "\
-Usage: tend status [--json]      (alias: tend ps)
+Usage: tend status [--json] [ID|@GROUP...]      (alias: tend ps)
        tend status [--json] --url URL --url URL…
        tend status [--json] --hosts FILE [--url URL…]
 
-Shows every server of the running tend: status, PID, uptime, restarts, ports (✓ open,
+Shows every server of the running tend (or only the ids and @groups named; an unknown
+group is an error that lists the known ones): status, PID, uptime, restarts, ports (✓ open,
 ✗ closed, !PID held by an orphan), CPU, memory and notes. Statuses are coloured when stdout
 is a terminal, unless NO_COLOR is set; CLICOLOR_FORCE=1 colours them anyway.
 
@@ -125,12 +130,15 @@ Options:
 ";
 
 const HELP_ACT: &str = "\
-Usage: tend start ID...|--all [--wait] [--timeout S] [--no-wait]
-       tend stop ID...|--all [--wait] [--timeout S] [--no-wait]
-       tend restart ID...|--all [--wait] [--timeout S] [--no-wait]
+Usage: tend start ID|@GROUP...|--all [--wait] [--timeout S] [--no-wait]
+       tend stop ID|@GROUP...|--all [--wait] [--timeout S] [--no-wait]
+       tend restart ID|@GROUP...|--all [--wait] [--timeout S] [--no-wait]
 
 Acts on the named servers in the order given, stopping at the first error, or on all of
-them (in dependency order) with --all. Restarting a stopped server starts it.
+them (in dependency order) with --all. @NAME is every server whose \"group\" is NAME: with a
+group on the command line (`tend restart @backend web`) the members and ids are acted on
+together as --all does, in dependency order, skipping those already there; an unknown
+group is an error that lists the known ones. Restarting a stopped server starts it.
 
 By default each command waits, as supervisorctl and systemctl do, so that
 `tend restart db && psql …` works: start and restart return once the server is running
@@ -148,9 +156,14 @@ Options:
 ";
 
 const HELP_LOGS: &str = "\
-Usage: tend logs ID [-n N] [-f]
+Usage: tend logs [ID|@GROUP...] [-n N] [-f]
 
-Prints the last N lines of a server's log, oldest first.
+Prints the last N lines of a server's log, oldest first. With no id, several ids or a
+@group, the logs are merged foreman's way: each line starts with its server's name, padded
+and coloured on a terminal (plain when piped or NO_COLOR is set), and -n counts lines over
+all of them. Lines are merged by when tend first saw each one in its file, which is never
+before it was written and, while tend runs, right after it (README \"Groups and merged
+logs\" says exactly what that guarantees).
 
 Options:
   -n, --lines N     how many lines (default 200, at most 10000)

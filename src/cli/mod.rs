@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::groups::Selector;
 pub use crate::model::Action;
 
 mod help;
@@ -33,8 +34,8 @@ pub enum Command {
     Up(UpOptions),
     /// `tend check`: validate the config.
     Check,
-    /// `tend status` (alias `ps`).
-    Status { json: bool },
+    /// `tend status [ID|@GROUP…]` (alias `ps`); `only` empty: every server.
+    Status { json: bool, only: Selector },
     /// `tend status --url URL --url URL…` or `tend status --hosts FILE`: one table over many
     /// tends (docs/DESIGN.md §12 "Fleet"). `urls` in the order given, after the file's hosts.
     FleetStatus {
@@ -50,9 +51,10 @@ pub enum Command {
         /// `None` (`--no-wait`): return once tend has acted.
         wait: Option<Duration>,
     },
-    /// `tend logs ID [-n N] [-f]`.
+    /// `tend logs [ID|@GROUP…] [-n N] [-f]`: one id prints its lines as they are; anything else
+    /// (nothing: every server) merges them, each with its server.
     Logs {
-        id: String,
+        targets: Selector,
         lines: usize,
         follow: bool,
     },
@@ -88,6 +90,25 @@ pub enum Target {
     All,
     /// Never empty; in the order given.
     Ids(Vec<String>),
+    /// At least one `@group`, maybe with ids: one request, in dependency order.
+    Selected(Selector),
+}
+
+/// `@name` is a group, anything else an id (ids cannot start with `@`).
+fn add_target(selector: &mut Selector, word: String, command: &str) -> Result<(), Error> {
+    match word.strip_prefix('@') {
+        Some("") => Err(usage(format!(
+            "'@' needs a group name, as in `tend {command} @backend`; see `tend help {command}`"
+        ))),
+        Some(group) => {
+            selector.groups.push(group.to_string());
+            Ok(())
+        }
+        None => {
+            selector.ids.push(word);
+            Ok(())
+        }
+    }
 }
 
 /// What `tend export` writes.
@@ -294,11 +315,13 @@ impl Parser {
     fn finish(mut self, command: Command) -> Result<Cli, Error> {
         let several = self.urls.len() > 1;
         let command = match command {
-            Command::Status { json } if several => Command::FleetStatus {
-                json,
-                urls: std::mem::take(&mut self.urls),
-                hosts_file: None,
-            },
+            Command::Status { json, ref only } if several && only.is_empty() => {
+                Command::FleetStatus {
+                    json,
+                    urls: std::mem::take(&mut self.urls),
+                    hosts_file: None,
+                }
+            }
             Command::FleetStatus {
                 json, hosts_file, ..
             } => Command::FleetStatus {
@@ -427,6 +450,7 @@ impl Parser {
     fn parse_status(&mut self) -> Result<Command, Error> {
         let mut json = false;
         let mut hosts_file = None;
+        let mut only = Selector::default();
         while let Some(arg) = self.next_arg()? {
             match arg {
                 Arg::Flag {
@@ -436,11 +460,19 @@ impl Parser {
                 Arg::Flag { name, inline } if name == "--hosts" => {
                     hosts_file = Some(PathBuf::from(self.value(&name, inline)?));
                 }
+                Arg::Positional(word) if hosts_file.is_none() => {
+                    add_target(&mut only, word, "status")?
+                }
                 other => return Err(unexpected("status", other)),
             }
         }
+        if hosts_file.is_some() && !only.is_empty() {
+            return Err(usage(
+                "`tend status --hosts` shows whole tends; ids and @groups are for one tend".into(),
+            ));
+        }
         Ok(match hosts_file {
-            None => Command::Status { json },
+            None => Command::Status { json, only },
             Some(file) => Command::FleetStatus {
                 json,
                 urls: Vec::new(),
@@ -452,7 +484,7 @@ impl Parser {
     fn parse_act(&mut self, action: Action) -> Result<Command, Error> {
         let command = action.as_str();
         let mut all = false;
-        let mut ids = Vec::new();
+        let mut named = Selector::default();
         let mut no_wait = false;
         let mut timeout = None;
         while let Some(arg) = self.next_arg()? {
@@ -468,7 +500,7 @@ impl Parser {
                     }
                     _ => return Err(unexpected(command, Arg::Flag { name, inline })),
                 },
-                Arg::Positional(id) => ids.push(id),
+                Arg::Positional(word) => add_target(&mut named, word, command)?,
             }
         }
         if no_wait && timeout.is_some() {
@@ -478,18 +510,19 @@ impl Parser {
             )));
         }
         let wait = (!no_wait).then(|| timeout.unwrap_or(DEFAULT_WAIT_TIMEOUT));
-        let target = match (all, ids.is_empty()) {
+        let target = match (all, named.is_empty()) {
             (true, true) => Target::All,
-            (false, false) => Target::Ids(ids),
+            (false, false) if named.groups.is_empty() => Target::Ids(named.ids),
+            (false, false) => Target::Selected(named),
             (true, false) => {
                 return Err(usage(format!(
-                    "`tend {command}` takes server ids or --all, not both; see \
+                    "`tend {command}` takes server ids and @groups, or --all, not both; see \
                      `tend help {command}`"
                 )));
             }
             (false, true) => {
                 return Err(usage(format!(
-                    "`tend {command}` needs at least one server id, or --all; see \
+                    "`tend {command}` needs at least one server id or @group, or --all; see \
                      `tend help {command}`"
                 )));
             }
@@ -502,7 +535,7 @@ impl Parser {
     }
 
     fn parse_logs(&mut self) -> Result<Command, Error> {
-        let mut id = None;
+        let mut targets = Selector::default();
         let mut lines = DEFAULT_LOG_LINES;
         let mut follow = false;
         while let Some(arg) = self.next_arg()? {
@@ -519,16 +552,14 @@ impl Parser {
                     }
                     _ => return Err(unexpected("logs", Arg::Flag { name, inline })),
                 },
-                Arg::Positional(word) if id.is_none() => id = Some(word),
-                other => return Err(unexpected("logs", other)),
+                Arg::Positional(word) => add_target(&mut targets, word, "logs")?,
             }
         }
-        let Some(id) = id else {
-            return Err(usage(
-                "`tend logs` needs a server id; see `tend help logs`".into(),
-            ));
-        };
-        Ok(Command::Logs { id, lines, follow })
+        Ok(Command::Logs {
+            targets,
+            lines,
+            follow,
+        })
     }
 
     fn parse_kill_orphan(&mut self) -> Result<Command, Error> {
@@ -742,6 +773,13 @@ mod tests {
         }
     }
 
+    fn one(id: &str) -> Selector {
+        Selector {
+            groups: Vec::new(),
+            ids: vec![id.to_string()],
+        }
+    }
+
     fn ids(list: &[&str]) -> Target {
         Target::Ids(list.iter().map(|s| s.to_string()).collect())
     }
@@ -762,9 +800,27 @@ mod tests {
                 }),
             ),
             ("check", Command::Check),
-            ("status", Command::Status { json: false }),
-            ("ps", Command::Status { json: false }),
-            ("status --json", Command::Status { json: true }),
+            (
+                "status",
+                Command::Status {
+                    json: false,
+                    only: Selector::default(),
+                },
+            ),
+            (
+                "ps",
+                Command::Status {
+                    json: false,
+                    only: Selector::default(),
+                },
+            ),
+            (
+                "status --json",
+                Command::Status {
+                    json: true,
+                    only: Selector::default(),
+                },
+            ),
             (
                 "start web",
                 Command::Act {
@@ -824,7 +880,7 @@ mod tests {
             (
                 "logs web",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 200,
                     follow: false,
                 },
@@ -832,7 +888,7 @@ mod tests {
             (
                 "logs -n 5 web -f",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 5,
                     follow: true,
                 },
@@ -840,7 +896,7 @@ mod tests {
             (
                 "logs web --lines=7",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 7,
                     follow: false,
                 },
@@ -848,7 +904,7 @@ mod tests {
             (
                 "logs web -n50",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 50,
                     follow: false,
                 },
@@ -856,9 +912,49 @@ mod tests {
             (
                 "logs --follow web",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 200,
                     follow: true,
+                },
+            ),
+            (
+                "restart @backend web",
+                Command::Act {
+                    action: Action::Restart,
+                    target: Target::Selected(Selector {
+                        groups: vec!["backend".into()],
+                        ids: vec!["web".into()],
+                    }),
+                    wait: Some(DEFAULT_WAIT_TIMEOUT),
+                },
+            ),
+            (
+                "logs",
+                Command::Logs {
+                    targets: Selector::default(),
+                    lines: 200,
+                    follow: false,
+                },
+            ),
+            (
+                "logs @backend web -f",
+                Command::Logs {
+                    targets: Selector {
+                        groups: vec!["backend".into()],
+                        ids: vec!["web".into()],
+                    },
+                    lines: 200,
+                    follow: true,
+                },
+            ),
+            (
+                "status @workers",
+                Command::Status {
+                    json: false,
+                    only: Selector {
+                        groups: vec!["workers".into()],
+                        ids: Vec::new(),
+                    },
                 },
             ),
             ("kill-orphan web", Command::KillOrphan { id: "web".into() }),
@@ -985,7 +1081,14 @@ mod tests {
                 Some(std::path::Path::new("c.json")),
                 "{line}"
             );
-            assert_eq!(cli.command, Command::Status { json: false }, "{line}");
+            assert_eq!(
+                cli.command,
+                Command::Status {
+                    json: false,
+                    only: Selector::default()
+                },
+                "{line}"
+            );
         }
         let cli = parse_words("up --config tend.json --listen 127.0.0.1:1").unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("tend.json")));
@@ -1033,7 +1136,13 @@ mod tests {
         }
         // One --url is the one tend, as before.
         let cli = parse_words("status --url h:1").unwrap();
-        assert_eq!(cli.command, Command::Status { json: false });
+        assert_eq!(
+            cli.command,
+            Command::Status {
+                json: false,
+                only: Selector::default()
+            }
+        );
         assert_eq!(cli.url.as_deref(), Some("h:1"));
 
         for line in [
@@ -1061,7 +1170,7 @@ mod tests {
             ("frobnicate", &["'frobnicate'", "tend help"]),
             ("--bogus status", &["'--bogus'", "tend help"]),
             ("status --bogus", &["'--bogus'", "tend help status"]),
-            ("status extra", &["'extra'", "tend help status"]),
+            ("status --hosts h extra", &["'extra'", "tend help status"]),
             ("status --json=yes", &["'--json'", "no value"]),
             ("start", &["at least one server id", "--all"]),
             ("stop web --all", &["not both"]),
@@ -1070,8 +1179,8 @@ mod tests {
             ("start web --timeout soon", &["'soon'", "seconds"]),
             ("restart web --timeout", &["'--timeout' needs a value"]),
             ("stop web --no-wait=yes", &["'--no-wait'", "no value"]),
-            ("logs", &["needs a server id"]),
-            ("logs web db", &["'db'"]),
+            ("stop @", &["'@' needs a group name"]),
+            ("status --hosts h @web", &["'@web'"]),
             ("logs web -n", &["'-n' needs a value"]),
             ("logs web -n many", &["'many'", "-n"]),
             ("logs web -n -3", &["'-3'"]),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 #[serde(default, rename_all = "camelCase")]
 pub(super) struct ServerRow {
     pub(super) id: String,
+    pub(super) group: Option<String>,
     pub(super) status: String,
     pub(super) pid: Option<u32>,
     pub(super) uptime_ms: Option<u64>,

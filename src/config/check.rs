@@ -473,6 +473,7 @@ pub(super) mod tests {
             start_timeout: Duration::from_millis(30000),
             retry_fatal: Some(Duration::from_millis(300_000)),
             depends_on: Vec::new(),
+            group: None,
             max_memory: None,
             health: None,
             line,
@@ -599,6 +600,7 @@ pub(super) mod tests {
             start_timeout: Duration::ZERO,
             retry_fatal: None,
             depends_on: vec!["db".to_string()],
+            group: None,
             max_memory: None,
             health: None,
             line: 14,
@@ -931,7 +933,7 @@ pub(super) mod tests {
             ),
             (
                 r#"{"servers": [{"id": "web", "command": "x", "xyz": 1}]}"#,
-                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, max_memory, health)",
+                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, group, max_memory, health)",
             ),
             (
                 r#"{"servers": [], "zzz": 1}"#,

@@ -112,6 +112,9 @@ pub struct ServerConfig {
     /// `None` when `retry_fatal_ms` is 0 (never retry a fatal server).
     pub retry_fatal: Option<Duration>,
     pub depends_on: Vec<String>,
+    /// The named set of servers this one belongs to (`tend restart @backend`); validated like
+    /// an id. `None`: in no group.
+    pub group: Option<String>,
     /// Group RSS (bytes) over which, two rounds in a row, the server is restarted.
     pub max_memory: Option<u64>,
     /// How tend knows the server answers, beyond its ports.
@@ -176,6 +179,7 @@ impl ServerConfig {
             start_timeout: Duration::from_millis(30000),
             retry_fatal: Some(Duration::from_millis(300_000)),
             depends_on: Vec::new(),
+            group: None,
             max_memory: None,
             health: None,
             line,

@@ -29,6 +29,7 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "start_timeout_ms",
     "retry_fatal_ms",
     "depends_on",
+    "group",
     "max_memory",
     "health",
 ];
@@ -175,6 +176,7 @@ impl Checker<'_> {
                 "depends_on" => {
                     (config.depends_on, depends_at) = self.depends_on(&f, value).into_iter().unzip()
                 }
+                "group" => config.group = self.group(&f, value),
                 "max_memory" => config.max_memory = self.max_memory(&f, value),
                 // Read once the ports are known: a path is probed on the first one.
                 "health" => health = Some((f, value)),
@@ -314,6 +316,24 @@ impl Checker<'_> {
         signal
     }
 
+    /// A group name: the same rule as ids, so `@name` on a command line and `group=name` in a
+    /// URL never need quoting.
+    fn group(&mut self, field: &Field, value: &Value) -> Option<String> {
+        let name = self.string(field, value)?;
+        if is_valid_id(name) {
+            return Some(name.to_string());
+        }
+        self.fail_field(
+            field,
+            format!(
+                "{} is not a valid group name (use 1 to 64 letters, digits, '.', '_' or '-', \
+                 starting with a letter or digit)",
+                quoted(name)
+            ),
+        );
+        None
+    }
+
     /// The ids of `depends_on`, each with where it is written.
     fn depends_on(&mut self, field: &Field, value: &Value) -> Vec<(String, Pos)> {
         let mut ids: Vec<(String, Pos)> = Vec::new();
@@ -428,6 +448,16 @@ impl Checker<'_> {
 mod tests {
     use crate::config::CommandSpec;
     use crate::config::check::tests::{errors, parse_ok};
+
+    #[test]
+    fn group_is_optional_and_kept_per_server() {
+        let config = parse_ok(
+            r#"{"servers": [{"id": "a", "command": "run", "group": "backend"},
+                            {"id": "b", "command": "run"}]}"#,
+        );
+        assert_eq!(config.servers[0].group.as_deref(), Some("backend"));
+        assert_eq!(config.servers[1].group, None);
+    }
 
     #[test]
     fn signals_by_name_or_number() {
@@ -616,6 +646,18 @@ mod tests {
                 "depends_on",
                 "[1]",
                 &["6:22: depends_on[0] in server 'web': expected a string, found a number"],
+            ),
+            (
+                "group",
+                "\"back end\"",
+                &[
+                    "6:16: group in server 'web': 'back end' is not a valid group name (use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit)",
+                ],
+            ),
+            (
+                "group",
+                "[\"backend\"]",
+                &["6:16: group in server 'web': expected a string, found an array"],
             ),
             (
                 "depends_on",

@@ -13,6 +13,7 @@ mod cli;
 mod connections;
 mod export;
 mod fleet;
+mod groups;
 mod health;
 mod http;
 mod lifecycle;
