@@ -20,6 +20,8 @@ mod regex;
 mod schedule;
 mod store;
 mod supervisor;
+#[cfg(test)]
+mod test_support;
 mod up;
 mod watch;
 
@@ -93,8 +95,9 @@ fn run() -> Result<ExitCode, Error> {
     }
 }
 
-/// Prints to stdout; a closed pipe (`tend help | head -1`) is not an error.
-fn print_stdout(text: &str) {
+/// Prints to stdout; a closed pipe (`tend help | head -1`, `tend export systemd | head`) is
+/// not an error.
+pub(crate) fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

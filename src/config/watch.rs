@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Checker, Field, Pos, child_path, closest, quoted};
+use super::check::{Checker, Field, quoted};
+use super::positions::{Pos, child_path};
+use super::suggest::closest;
 use crate::schedule::{self, Cron};
 
 /// A server's `watch` key: what to watch, relative to the server's `cwd`.
