@@ -51,6 +51,14 @@ pub enum Command {
         lines: usize,
         follow: bool,
     },
+    /// `tend events [-n N] [-f] [ID]`: the history of timeline events, as a journal.
+    Events {
+        id: Option<String>,
+        lines: usize,
+        follow: bool,
+    },
+    /// `tend alerts test`: a test alert through every alert rule.
+    AlertsTest,
     /// `tend kill-orphan ID`.
     KillOrphan { id: String },
     /// `tend adopt ID`.
@@ -146,6 +154,8 @@ impl Default for ServeOptions {
 
 /// Default of `tend logs -n`, the same as the API's.
 pub const DEFAULT_LOG_LINES: usize = 200;
+/// Default of `tend events -n`.
+pub const DEFAULT_EVENT_LINES: usize = 50;
 
 /// Default of `tend start|stop|restart --timeout`: above the default `start_timeout_ms` (30 s,
 /// after which a server that has not opened its ports is `unhealthy`, a failure) and the default
@@ -153,7 +163,7 @@ pub const DEFAULT_LOG_LINES: usize = 200;
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The commands `tend help` lists (and accepts as topics), with their aliases.
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 15] = [
     "up",
     "check",
     "status",
@@ -161,6 +171,8 @@ const COMMANDS: [&str; 13] = [
     "stop",
     "restart",
     "logs",
+    "events",
+    "alerts",
     "kill-orphan",
     "adopt",
     "reload",
@@ -203,6 +215,8 @@ pub fn help_text(topic: Option<&str>) -> Result<String, Error> {
         Some("status") => HELP_STATUS,
         Some("start" | "stop" | "restart") => HELP_ACT,
         Some("logs") => HELP_LOGS,
+        Some("events") => HELP_EVENTS,
+        Some("alerts") => HELP_ALERTS,
         Some("kill-orphan") => HELP_KILL_ORPHAN,
         Some("adopt") => HELP_ADOPT,
         Some("reload") => HELP_RELOAD,
@@ -295,6 +309,8 @@ impl Parser {
             "stop" => self.parse_act(Action::Stop)?,
             "restart" => self.parse_act(Action::Restart)?,
             "logs" => self.parse_logs()?,
+            "events" => self.parse_events()?,
+            "alerts" => self.parse_alerts()?,
             "kill-orphan" => self.parse_kill_orphan()?,
             "adopt" => self.parse_adopt()?,
             "reload" => {
@@ -553,6 +569,44 @@ impl Parser {
         Ok(Command::Logs { id, lines, follow })
     }
 
+    fn parse_events(&mut self) -> Result<Command, Error> {
+        let mut id = None;
+        let mut lines = DEFAULT_EVENT_LINES;
+        let mut follow = false;
+        while let Some(arg) = self.next_arg()? {
+            match arg {
+                Arg::Flag { name, inline } => match name.as_str() {
+                    "-n" | "--lines" => {
+                        let value = self.value(&name, inline)?;
+                        lines = parse_number(&name, &value)?;
+                    }
+                    "-f" | "--follow" if inline.is_none() => follow = true,
+                    short if short.starts_with("-n") && inline.is_none() => {
+                        lines = parse_number("-n", &short[2..])?;
+                    }
+                    _ => return Err(unexpected("events", Arg::Flag { name, inline })),
+                },
+                Arg::Positional(word) if id.is_none() => id = Some(word),
+                other => return Err(unexpected("events", other)),
+            }
+        }
+        Ok(Command::Events { id, lines, follow })
+    }
+
+    fn parse_alerts(&mut self) -> Result<Command, Error> {
+        match self.next_arg()? {
+            Some(Arg::Positional(word)) if word == "test" => {
+                self.no_more_args("alerts")?;
+                Ok(Command::AlertsTest)
+            }
+            Some(other) => Err(unexpected("alerts", other)),
+            None => Err(usage(
+                "`tend alerts` needs a subcommand: `tend alerts test`; see `tend help alerts`"
+                    .into(),
+            )),
+        }
+    }
+
     fn parse_kill_orphan(&mut self) -> Result<Command, Error> {
         let mut id = None;
         while let Some(arg) = self.next_arg()? {
@@ -762,6 +816,9 @@ Commands:
   restart ID...|--all [--timeout S] [--no-wait]
                           restart servers (a stopped one is started); waits as start
   logs ID [-n N] [-f]     print a server's last N log lines (default 200); -f follows
+  events [-n N] [-f] [ID] print the last N timeline events (default 50), also from
+                          before tend restarted; -f follows
+  alerts test             send a test alert through every alert rule; print each result
   kill-orphan ID          kill the orphan process that holds ID's port
   adopt ID                take over ID's orphan when it is provably ID's own lost process
   reload                  apply the changed config: only the servers that changed move
@@ -867,6 +924,31 @@ Prints the last N lines of a server's log, oldest first.
 Options:
   -n, --lines N     how many lines (default 200, at most 10000)
   -f, --follow      keep printing new lines as they are written (Ctrl-C to stop)
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_EVENTS: &str = "\
+Usage: tend events [-n N] [-f] [ID]
+
+Prints what happened, oldest first, one event a line: starts, stops, deaths, status changes,
+orphans, health changes, reloads, alerts, and tend's own starts and stops. tend keeps the last
+1000 events in history.json beside its state file, so they survive a restart of tend.
+
+Options:
+  -n, --lines N     how many events (default 50, at most 1000)
+  -f, --follow      keep printing new events as they happen (Ctrl-C to stop)
+  ID                only this server's events
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_ALERTS: &str = "\
+Usage: tend alerts test
+
+Sends a test alert (event \"test\") through every rule of the config's \"alerts\" and prints
+each rule's result: sent, or why it failed. Exits 1 when any rule failed. The rules' \"on\",
+\"servers\" and \"repeat_ms\" do not apply to a test.
+
+Options:
   --url URL         the running tend (default: $TEND_URL, else the config's listen)
 ";
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod fleet;
+mod journal;
 mod wait;
 
 use crate::cli::{Action, Cli, Command, Target};
@@ -136,6 +137,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
             | Command::FleetStatus { .. }
             | Command::Act { .. }
             | Command::Logs { .. }
+            | Command::Events { .. }
+            | Command::AlertsTest
             | Command::KillOrphan { .. }
             | Command::Adopt { .. }
             | Command::Reload
@@ -418,6 +421,14 @@ fn execute(
                 print_tail(api, id, *lines, out)?;
             }
         }
+        Command::Events { id, lines, follow } => {
+            if *follow {
+                journal::follow(api, id.as_deref(), *lines, out, retry)?;
+            } else {
+                journal::print_history(api, id.as_deref(), *lines, out)?;
+            }
+        }
+        Command::AlertsTest => return journal::alerts_test(api, out),
         Command::KillOrphan { id } => {
             let body = serde_json::json!({ "id": id }).to_string();
             let killed: Killed = api.call_json("DELETE", "/api/kill", Some(&body))?;

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::model::parse_signal;
 
+pub mod alerts;
 pub mod health;
 pub mod procfile;
 
@@ -79,6 +80,8 @@ pub struct Config {
     /// Take over, on `tend up`, the orphans that are provably this config's lost processes
     /// (see `adopt.rs`) instead of leaving them to be killed.
     pub adopt_orphans: bool,
+    /// Who is told of what (`alerts`), in file order; every server id in them exists.
+    pub alerts: Vec<alerts::AlertRule>,
     /// In file order; ids are unique and dependencies acyclic.
     pub servers: Vec<ServerConfig>,
 }
@@ -144,6 +147,7 @@ impl Config {
             max_connections: 256,
             max_sse_clients: 64,
             adopt_orphans: false,
+            alerts: Vec::new(),
             servers: Vec::new(),
         }
     }
@@ -194,6 +198,7 @@ const TOP_KEYS: &[&str] = &[
     "max_connections",
     "max_sse_clients",
     "adopt_orphans",
+    "alerts",
     "servers",
 ];
 
@@ -860,9 +865,11 @@ impl Checker<'_> {
             );
             return config;
         };
+        let mut alert_rules = Vec::new();
         for (key, value) in object {
             let field = Field::new("", key, "");
             match key.as_str() {
+                "alerts" => alert_rules = self.alerts(&field, value),
                 "listen" => {
                     if let Some(addr) = self.listen(&field, value) {
                         config.listen = addr;
@@ -927,6 +934,9 @@ impl Checker<'_> {
                 _ => self.unknown_key(&field.path, key, "", TOP_KEYS),
             }
         }
+        let ids: Vec<&str> = config.servers.iter().map(|s| s.id.as_str()).collect();
+        self.check_alert_servers(&alert_rules, &ids);
+        config.alerts = alert_rules.into_iter().map(|draft| draft.rule).collect();
         if !object.contains_key("servers") {
             let at = self.value_at("");
             self.fail(
@@ -1663,6 +1673,7 @@ mod tests {
             max_connections: 256,
             max_sse_clients: 64,
             adopt_orphans: false,
+            alerts: Vec::new(),
             servers: vec![server_defaults("web", 3)],
         };
         assert_eq!(config, expected);

@@ -2,6 +2,7 @@
 //! line, runs the command and turns its outcome into an exit code.
 
 mod adopt;
+mod alerts;
 mod app;
 mod auth;
 mod cli;
@@ -13,6 +14,7 @@ mod events;
 mod export;
 #[cfg(test)]
 mod fuzz_tests;
+mod history;
 mod http;
 mod httpprobe;
 mod listjson;
@@ -29,6 +31,7 @@ mod probe;
 mod process;
 mod procfs;
 mod reaper;
+mod recorder;
 mod regex;
 mod reload;
 mod shell;
@@ -100,6 +103,8 @@ fn run() -> Result<ExitCode, Error> {
         | Command::FleetStatus { .. }
         | Command::Act { .. }
         | Command::Logs { .. }
+        | Command::Events { .. }
+        | Command::AlertsTest
         | Command::KillOrphan { .. }
         | Command::Adopt { .. }
         | Command::Reload => client::run(&cli),

@@ -28,6 +28,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, at, bounded, never, sele
 use log::{debug, error, info, warn};
 use serde::{Deserialize, Serialize};
 
+use crate::model::Timeline;
+
 const LOG: &str = "ProcessStateStore";
 
 /// The only `version` this tend reads and writes. A change that an older tend could not safely
@@ -207,7 +209,7 @@ pub fn load(path: &Path) -> io::Result<LoadOutcome> {
 ///
 /// A hard link to the new name fails with EEXIST when the name is taken, so an earlier corrupt
 /// file is never overwritten, with no check-then-rename race; then the old name is removed.
-fn move_aside(path: &Path, secs: u64) -> io::Result<PathBuf> {
+pub(crate) fn move_aside(path: &Path, secs: u64) -> io::Result<PathBuf> {
     for n in 0..10_000u32 {
         let suffix = match n {
             0 => format!(".corrupt-{secs}"),
@@ -366,7 +368,7 @@ fn with_context(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
-fn unix_seconds() -> u64 {
+pub(crate) fn unix_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -406,6 +408,8 @@ struct Shared {
     writes: AtomicU64,
     failures: AtomicU64,
     last_bytes: AtomicU64,
+    /// Told of the first failed write of each streak (a `stateWriteFailed` timeline event).
+    tell_failure: Mutex<Option<Sender<Timeline>>>,
 }
 
 impl Shared {
@@ -468,6 +472,7 @@ impl ProcessStateStore {
             writes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_bytes: AtomicU64::new(0),
+            tell_failure: Mutex::new(None),
         });
         let (wake_tx, wake_rx) = bounded(1);
         let store = ProcessStateStore {
@@ -582,6 +587,14 @@ impl ProcessStateStore {
                     }
                 }
                 let reason = e.to_string();
+                if self.failure_streak == 1 {
+                    let tell = self.shared.tell_failure.lock();
+                    if let Some(tell) = tell.as_ref().ok().and_then(|t| t.as_ref()) {
+                        let _ = tell.try_send(Timeline::StateWriteFailed {
+                            error: format!("{}: {reason}", self.path.display()),
+                        });
+                    }
+                }
                 let is_new_reason = self.last_error.as_deref() != Some(reason.as_str());
                 if is_new_reason || self.failure_streak % REPEAT_ERROR_EVERY == 0 {
                     error!(
@@ -643,6 +656,16 @@ impl StoreHandle {
             .wait_timeout_while(slot, timeout, |slot| slot.durable_seq < target)
             .unwrap_or_else(PoisonError::into_inner);
         slot.durable_seq >= target
+    }
+
+    /// From now on the first failed write of each streak is told to `to` as a
+    /// `stateWriteFailed` timeline event (it never waits: a full channel loses the note).
+    pub fn tell_failures_to(&self, to: Sender<Timeline>) {
+        *self
+            .shared
+            .tell_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(to);
     }
 
     pub fn stats(&self) -> StoreStats {

@@ -468,6 +468,8 @@ pub struct Inbox {
     pub exits: Receiver<Exit>,
     pub reports: Receiver<Report>,
     pub signals: Receiver<Signal>,
+    /// Timeline events from other threads: alert outcomes, state write failures.
+    pub timeline: Receiver<Timeline>,
 }
 
 /// Where the supervisor's outputs go.
@@ -596,6 +598,10 @@ impl ServerOrchestrator {
     /// Takes back processes from the state file whose identity still matches, then starts the
     /// autostart servers in dependency order.
     pub fn boot(&mut self, stored: Option<StateFile>) {
+        self.timeline(Timeline::TendStarted {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        });
         for index in 0..self.servers.len() {
             self.send_watch(index);
         }
@@ -850,6 +856,11 @@ impl ServerOrchestrator {
         }
     }
 
+    /// Hands every timeline event from now on to history and alerts as well.
+    pub fn record_to(&mut self, recorder: crate::recorder::Recorder) {
+        self.hub.record_to(recorder);
+    }
+
     /// The supervisor loop; returns when tend should exit.
     pub fn run(mut self, inbox: Inbox) {
         loop {
@@ -881,6 +892,11 @@ impl ServerOrchestrator {
                 recv(inbox.signals) -> signal => {
                     if let Ok(signal) = signal {
                         self.on_signal(signal);
+                    }
+                },
+                recv(inbox.timeline) -> event => {
+                    if let Ok(event) = event {
+                        self.timeline(event);
                     }
                 },
                 recv(timer) -> _ => self.on_timers(),
@@ -2115,6 +2131,9 @@ impl ServerOrchestrator {
             return;
         }
         self.shutting_down = true;
+        self.timeline(Timeline::TendStopping {
+            signal: signal_name(signal.signal),
+        });
         self.abandon_reload();
         match self.on_exit {
             OnExit::Keep => {
