@@ -9,11 +9,13 @@
 #![allow(clippy::disallowed_methods)]
 
 mod adopt;
+mod alerts;
 mod cli;
 mod connections;
 mod export;
 mod fleet;
 mod health;
+mod history;
 mod http;
 mod lifecycle;
 mod logs;
