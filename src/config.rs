@@ -2446,7 +2446,7 @@ mod tests {
             ),
             (
                 r#"{"servers": [], "zzz": 1}"#,
-                "1:17: unknown key 'zzz' (allowed keys: listen, state_file, log_dir, health_interval_ms, auth_token, allowed_hosts, on_exit, log_max_bytes, log_keep, max_connections, max_sse_clients, adopt_orphans, servers)",
+                "1:17: unknown key 'zzz' (allowed keys: listen, state_file, log_dir, health_interval_ms, auth_token, allowed_hosts, on_exit, log_max_bytes, log_keep, max_connections, max_sse_clients, adopt_orphans, alerts, servers)",
             ),
             (
                 r#"{"servers": [], "command": "x"}"#,
