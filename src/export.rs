@@ -27,9 +27,9 @@ use crate::config::health::{HealthCheck, Probe};
 use crate::config::{CommandSpec, Config, RestartPolicy, ServerConfig, parse_env_file};
 use crate::error::{Context, Error};
 use crate::model::signal_name;
-use crate::shell;
+use crate::os::shell;
 
-/// tend's "a run that stays up 10 s resets the failure count" (docs/DESIGN.md §2, policy.rs).
+/// tend's "a run that stays up 10 s resets the failure count" (docs/DESIGN.md §2, src/supervisor/policy.rs).
 const RESET_AFTER: Duration = Duration::from_secs(10);
 
 /// One generated file: its name (`tend-shop-web.service`) and its text.
@@ -445,7 +445,7 @@ fn kill_signal(signal: i32) -> String {
     }
 }
 
-/// The environment tend gives a server's process (process.rs `spawn`), in tend's order with
+/// The environment tend gives a server's process (`os::process::spawn`), in tend's order with
 /// later assignments replacing earlier ones in place: tend's own environment is not carried
 /// (it is the shell's that ran `tend up`, and may hold `TEND_TOKEN`), except `PATH` as it is
 /// now, since commands are found through it; then `TEND_SERVER_ID` and `TEND_BIN`, which tend

@@ -11,10 +11,10 @@ use crossbeam_channel::unbounded;
 
 use crate::http::api::{Outcome, route};
 use crate::http::guard::{Policy, check};
+use crate::http::metrics::{self, Histogram};
 use crate::http::{ApiRequest, Shared, parse_query};
-use crate::metrics::{self, Histogram};
 use crate::model::ReloadPlan;
-use crate::reload::KnownIds;
+use crate::supervisor::reload::KnownIds;
 use crate::supervisor::{Control, ControlError};
 
 const CASES: usize = 100_000;

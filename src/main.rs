@@ -1,43 +1,27 @@
 //! tend: a tiny process supervisor with a live browser dashboard. `main` only parses the command
 //! line, runs the command and turns its outcome into an exit code.
 
-mod adopt;
 mod alerts;
-mod app;
-mod auth;
 mod cli;
 mod client;
 mod config;
 mod demo;
 mod error;
-mod events;
 mod export;
 #[cfg(test)]
 mod fuzz_tests;
 mod history;
 mod http;
-mod httpprobe;
-mod listjson;
-mod logfile;
 mod logger;
-mod logrotate;
-mod members;
-mod metrics;
+mod logs;
 mod model;
 mod monitor;
-mod pidwatch;
-mod policy;
-mod probe;
-mod process;
-mod procfs;
-mod reaper;
+mod os;
 mod recorder;
 mod regex;
-mod reload;
-mod shell;
-mod sockdiag;
 mod store;
 mod supervisor;
+mod up;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -65,11 +49,11 @@ fn run() -> Result<ExitCode, Error> {
     match &cli.command {
         Command::Up(options) => {
             logger::init();
-            app::up(cli.config.as_deref(), options)?;
+            up::up(cli.config.as_deref(), options)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
-            let config = app::load_config(cli.config.as_deref(), None)?;
+            let config = up::load_config(cli.config.as_deref(), None)?;
             let mut text = format!(
                 "{}: OK ({} servers)\n",
                 config.path.display(),
@@ -77,7 +61,7 @@ fn run() -> Result<ExitCode, Error> {
             );
             // Whether tend's PID and figures will be the program's or its shell's.
             for server in &config.servers {
-                let how = shell::describe(&server.command);
+                let how = os::shell::describe(&server.command);
                 text.push_str(&format!("  {}: {how}\n", server.id));
             }
             print_stdout(&text);
@@ -92,7 +76,7 @@ fn run() -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(format) => {
-            let config = app::load_config(cli.config.as_deref(), None)?;
+            let config = up::load_config(cli.config.as_deref(), None)?;
             export::run(&config, format)
         }
         Command::Serve(options) => {

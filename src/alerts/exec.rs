@@ -18,9 +18,10 @@ use crossbeam_channel::{RecvTimeoutError, bounded};
 
 use super::alert::Alert;
 use crate::config::CommandSpec;
-use crate::process::{self, SPAWN_LOCK, TOKEN_VAR};
-use crate::reaper::{self, ExitStatus};
-use crate::{model, shell};
+use crate::model;
+use crate::os::process::{self, SPAWN_LOCK, TOKEN_VAR};
+use crate::os::reaper::{self, ExitStatus};
+use crate::os::shell;
 
 const LOG: &str = "Alerts";
 /// After the kill at the timeout, how long to wait for the reaper to report the exit.

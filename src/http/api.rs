@@ -12,13 +12,13 @@ use serde::Deserialize;
 use crate::alerts;
 use crate::history;
 use crate::http::assets;
+use crate::http::metrics;
 use crate::http::{ApiRequest, Reply, Shared};
-use crate::logfile;
-use crate::logrotate;
-use crate::metrics;
+use crate::logs::rotate;
+use crate::logs::tail;
 use crate::model::{Action, signal_name};
-use crate::process;
-use crate::procfs;
+use crate::os::process;
+use crate::os::procfs;
 use crate::recorder;
 use crate::supervisor::{Control, ControlError};
 
@@ -169,8 +169,8 @@ fn metrics(shared: &Shared) -> Reply {
         Ok(snapshot) => snapshot,
         Err(reply) => return reply,
     };
-    snapshot.log_rotations = logrotate::ROTATIONS.load(Ordering::Relaxed);
-    snapshot.log_bytes_lost = logrotate::LOST_BYTES.load(Ordering::Relaxed);
+    snapshot.log_rotations = rotate::ROTATIONS.load(Ordering::Relaxed);
+    snapshot.log_bytes_lost = rotate::LOST_BYTES.load(Ordering::Relaxed);
     snapshot.alerts = metrics::AlertCounts {
         sent: alerts::SENT.load(Ordering::Relaxed),
         failed: alerts::FAILED.load(Ordering::Relaxed),
@@ -312,7 +312,7 @@ fn logs(request: &ApiRequest, shared: &Shared, id: &str) -> Reply {
     let lines = match request.query("lines") {
         None => 200,
         Some(text) => match text.parse::<u64>() {
-            Ok(n) => n.min(logfile::MAX_LINES as u64) as usize,
+            Ok(n) => n.min(tail::MAX_LINES as u64) as usize,
             Err(_) => {
                 return Reply::error(
                     400,
@@ -322,7 +322,7 @@ fn logs(request: &ApiRequest, shared: &Shared, id: &str) -> Reply {
             }
         },
     };
-    match logfile::tail(&shared.log_dir, id, lines) {
+    match tail::tail(&shared.log_dir, id, lines) {
         Ok(lines) => Reply::json(200, &serde_json::json!({ "id": id, "lines": lines })),
         Err(e) => Reply::error(500, "io", format!("cannot read the log of '{id}': {e}")),
     }

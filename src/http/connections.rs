@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::http::LOG;
-use crate::metrics::HttpSample;
+use crate::http::metrics::HttpSample;
 
 /// How the connection threads are bounded.
 #[derive(Debug, Clone, Copy)]

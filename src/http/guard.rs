@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::auth::constant_time_eq;
+use crate::http::auth::constant_time_eq;
 use crate::http::{ApiRequest, Reply};
 
 /// Total size of the request line's URL and of all headers (docs/DESIGN.md §8: 8 KiB).

@@ -10,8 +10,10 @@
 
 pub mod api;
 pub mod assets;
+pub mod auth;
 pub mod connections;
 pub mod guard;
+pub mod metrics;
 pub mod sse;
 
 use std::io::{Read, Write};
@@ -23,8 +25,8 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::reload::KnownIds;
 use crate::supervisor::Control;
+use crate::supervisor::reload::KnownIds;
 use connections::KeepAlive;
 
 pub(crate) const LOG: &str = "Http";

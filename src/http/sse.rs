@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 
-use crate::events;
 use crate::http::api::{self, EventsParams};
 use crate::http::{LOG, SECURITY_HEADERS, Shared, write_reply};
-use crate::logfile::Follower;
+use crate::logs::tail::Follower;
 use crate::supervisor::Control;
+use crate::supervisor::events;
 
 /// How often a log-following stream looks for new lines in the file.
 const LOG_POLL: Duration = Duration::from_millis(100);

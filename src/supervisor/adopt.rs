@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{CommandSpec, ServerConfig};
-use crate::procfs;
-use crate::shell::{self, ArgWord};
+use crate::os::procfs;
+use crate::os::shell::{self, ArgWord};
 
 /// A process that is provably a server's: the leader of the orphan's session.
 #[derive(Debug, Clone, PartialEq, Eq)]

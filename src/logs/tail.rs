@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::logrotate::{removed_from_head, rotated_path};
-use crate::process::log_path;
+use crate::logs::rotate::{removed_from_head, rotated_path};
+use crate::os::process::log_path;
 
 /// The most lines one request may ask for (docs/DESIGN.md §4).
 pub const MAX_LINES: usize = 10_000;
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(follower.poll(), ["one"]);
         file.write_all(b"o\n").unwrap();
         assert_eq!(follower.poll(), ["two"]);
-        crate::logrotate::rotate(&path, 2).unwrap();
+        crate::logs::rotate::rotate(&path, 2).unwrap();
         file.write_all(b"after rotation\n").unwrap();
         assert_eq!(follower.poll(), ["after rotation"], "no line read twice");
         std::fs::write(&path, "fresh\n").unwrap();

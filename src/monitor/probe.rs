@@ -251,7 +251,7 @@ mod tests {
     use std::os::fd::{FromRawFd, OwnedFd};
     use std::time::{Duration, Instant};
 
-    use crate::probe::{probe_all, probe_windowed};
+    use crate::monitor::probe::{probe_all, probe_windowed};
 
     /// A loopback listener with backlog 0 whose accept queue is already full: one connection
     /// was made and never accepted, so the kernel drops further SYNs and a connect to it hangs

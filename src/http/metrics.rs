@@ -552,7 +552,7 @@ fn escape_help(text: &str) -> String {
 }
 
 /// Label values escape backslash, double quote and line feed. Server ids cannot hold any of
-/// them today (config.rs), but the format must not depend on that.
+/// them today (src/config), but the format must not depend on that.
 fn escape_label(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

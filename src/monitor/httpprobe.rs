@@ -1,7 +1,7 @@
 //! HTTP health probes (a server's `health.http`): a GET on loopback, judged by the status line.
 //!
 //! Owns: one batch of probes driven together on non-blocking sockets with poll(), as
-//! [`crate::probe`] does for connects: every probe starts at once and each gives up at its own
+//! [`crate::monitor::probe`] does for connects: every probe starts at once and each gives up at its own
 //! `timeout` from the start, so a batch takes as long as its slowest timeout however many
 //! servers hang, and a server that accepts and never answers costs its timeout and nothing
 //! else. No thread per probe, no async runtime.
@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::probe::{self, Started};
+use crate::monitor::probe::{self, Started};
 
 const LOG: &str = "ProcessMonitor";
 

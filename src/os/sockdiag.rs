@@ -404,8 +404,8 @@ mod tests {
     use std::collections::{BTreeSet, HashSet};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 
-    use crate::procfs::socket_inodes;
-    use crate::sockdiag::{
+    use crate::os::procfs::socket_inodes;
+    use crate::os::sockdiag::{
         Listener, listening_sockets, netlink_listeners, parse_proc_net_tcp, proc_listeners,
     };
 

@@ -324,7 +324,7 @@ mod tests {
     }
     use std::os::unix::fs::MetadataExt;
 
-    use crate::procfs::{
+    use crate::os::procfs::{
         ProcStat, all_pids, boot_id, boot_time, clock_ticks_per_second, cpu_time_ticks,
         find_socket_owners, is_alive, page_size, parse_boot_time, parse_socket_link, parse_stat,
         read_stat, rss_bytes, session_members, socket_inodes, start_ticks,

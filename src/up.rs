@@ -14,19 +14,20 @@ use crate::history::{self, HistoryWriter, Journal, Record};
 use crate::model::Timeline;
 use crate::recorder::Recorder;
 
-use crate::auth::{self, Auth, TokenSource};
 use crate::cli::UpOptions;
 use crate::config::{self, Config};
 use crate::error::{Context, Error};
 use crate::http;
-use crate::logrotate;
+use crate::http::auth::{self, Auth, TokenSource};
+use crate::logs::rotate;
 use crate::monitor;
-use crate::pidwatch::PidWatcher;
-use crate::process::{TOKEN_VAR, ensure_private_dir};
-use crate::procfs;
-use crate::reaper;
-use crate::reload::{ConfigSource, KnownIds};
+use crate::os::pidwatch::PidWatcher;
+use crate::os::process::{TOKEN_VAR, ensure_private_dir};
+use crate::os::procfs;
+use crate::os::reaper;
 use crate::store::{self, LoadOutcome, ProcessStateStore};
+use crate::supervisor::host::RealHost;
+use crate::supervisor::reload::{ConfigSource, KnownIds};
 use crate::supervisor::{Inbox, Outputs, ServerOrchestrator};
 
 const LOG: &str = "tend";
@@ -65,7 +66,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     ensure_private_dir(&config.log_dir)
         .with_context(|| format!("cannot create the log folder {}", config.log_dir.display()))?;
     let _lock = lock_state(&config.state_file)?;
-    crate::process::raise_descriptor_limit();
+    crate::os::process::raise_descriptor_limit();
     limit_malloc_retention();
     let auth = auth::resolve(
         &config.auth,
@@ -103,11 +104,8 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         ProcessStateStore::spawn(config.state_file.clone()).context("cannot start the store")?;
     store.tell_failures_to(timeline_tx.clone());
     let recording = Recording::start(&config, timeline_tx.clone())?;
-    let log_limits = Arc::new(logrotate::Limits::new(
-        config.log_max_bytes,
-        config.log_keep,
-    ));
-    logrotate::start(config.log_dir.clone(), Arc::clone(&log_limits))
+    let log_limits = Arc::new(rotate::Limits::new(config.log_max_bytes, config.log_keep));
+    rotate::start(config.log_dir.clone(), Arc::clone(&log_limits))
         .context("cannot watch the log folder")?;
     monitor::start(config.health_interval, monitor_rx, reports_tx)
         .context("cannot start the monitor")?;
@@ -155,11 +153,17 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     let outputs = Outputs {
         monitor: monitor_tx,
         store,
-        pidwatch,
         known_ids,
         log_limits,
     };
-    let mut supervisor = ServerOrchestrator::new(&config, outputs, tend_bin, boot_id, source);
+    let mut supervisor = ServerOrchestrator::new(
+        &config,
+        outputs,
+        Box::new(RealHost { pidwatch }),
+        tend_bin,
+        boot_id,
+        source,
+    );
     supervisor.record_to(Recorder::new(
         Some(recording.history_queue),
         recording.alerts_queue,

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::procfs::{self, ProcStat, StatReader};
+use crate::os::procfs::{self, ProcStat, StatReader};
 
 /// How often every process is read again whatever was known of it.
 pub const FULL_READ_EVERY: Duration = Duration::from_secs(60);

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 
-use crate::process::{close, pidfd_open};
-use crate::reaper::{Exit, ExitStatus};
+use crate::os::process::{close, pidfd_open};
+use crate::os::reaper::{Exit, ExitStatus};
 
 const LOG: &str = "ProcessMonitor";
 

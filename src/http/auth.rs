@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::AuthSetting;
-use crate::process::{TOKEN_VAR, ensure_private_dir};
+use crate::os::process::{TOKEN_VAR, ensure_private_dir};
 
 /// Where the token of a run came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]

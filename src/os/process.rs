@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::{CommandSpec, ServerConfig, parse_env_file};
-use crate::{procfs, shell};
+use crate::os::{procfs, shell};
 
 const LOG: &str = "ProcessManager";
 

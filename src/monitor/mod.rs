@@ -10,6 +10,10 @@
 //! not a whole health interval later. The monitor never touches server state: it reads the
 //! watches the supervisor sends and answers with reports.
 
+pub mod httpprobe;
+pub mod members;
+pub mod probe;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -19,11 +23,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, after, select};
 
-use crate::httpprobe::{self, HttpProbe, Outcome};
-use crate::members::Members;
+use self::httpprobe::{HttpProbe, Outcome};
 use crate::model::{PortView, reachable_ip};
+use crate::monitor::members::Members;
 use crate::regex::Regex;
-use crate::{probe, process, procfs, sockdiag};
+
+use crate::os::{process, procfs, sockdiag};
 
 const LOG: &str = "ProcessMonitor";
 
