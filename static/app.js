@@ -516,19 +516,63 @@ const TIMELINE = {
   configReloaded: (d) => ['info', `reloaded: ${planSummary(d)}`],
   healthChanged: (d) => [d.ok ? 'ok' : 'warn', `health check ${d.ok ? 'passes' : 'failed'}: ${d.detail}`],
   memoryExceeded: (d) => ['warn', `memory ${mib(d.rssBytes)} over ${mib(d.limitBytes)}: restarting`],
+  tendStarted: (d) => ['info', `tend ${d.version || ''} started${d.pid ? ` (PID ${d.pid})` : ''}`],
+  tendStopping: (d) => ['info', `tend stopping (${d.signal || 'asked to'})`],
+  stateWriteFailed: (d) => ['bad', `state file write failed: ${d.error}`],
+  alert: (d) => [d.result === 'sent' ? 'muted' : d.result === 'heldBack' ? 'muted' : 'warn',
+    `alert ${d.alert} via ${d.target} (rule ${d.rule}): ${ALERT_RESULT[d.result] || d.result}` +
+    `${d.detail ? ` — ${d.detail}` : ''}`],
 };
+const ALERT_RESULT = { sent: 'sent', failed: 'failed', heldBack: 'held back', dropped: 'dropped' };
+/** Event ids already in the timeline (live or from the history), so none shows twice. */
+const shownIds = new Set();
 function mib(bytes) { return `${Math.round((bytes || 0) / 1048576)} MiB`; }
 
-function addTimeline(kind, d) {
+function timelineItem(kind, d, at, who) {
   const [level, text] = TIMELINE[kind](d);
-  const now = new Date();
   const li = el('li', `ev ${level}`);
   li.dataset.kind = kind;
-  const time = el('time', 'when', clock(now));
-  time.dateTime = now.toISOString();
-  li.append(time, el('span', 'who', d.id), el('span', 'what', text));
+  // An event of an earlier day says which day.
+  const today = new Date().toDateString() === at.toDateString();
+  const time = el('time', 'when', today ? clock(at) : `${at.toLocaleDateString()} ${clock(at)}`);
+  time.dateTime = at.toISOString();
+  li.append(time, el('span', 'who', who), el('span', 'what', text));
+  return li;
+}
+
+function addTimeline(kind, d, eventId) {
+  if (eventId) {
+    if (shownIds.has(eventId)) return;
+    shownIds.add(eventId);
+  }
+  const who = typeof d.id === 'string' ? d.id : 'tend';
   const list = $('timeline');
-  list.prepend(li);
+  list.prepend(timelineItem(kind, d, new Date(), who));
+  while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
+  $('timeline-empty').hidden = true;
+}
+
+/** What happened before this page opened (tend keeps the last events in its history, also
+ *  across its own restarts): below the live events, marked as earlier. */
+async function loadHistory() {
+  let history;
+  try {
+    history = await api('GET', `/api/history?limit=${TIMELINE_MAX}`);
+  } catch (_) { return; /* the live timeline still works */ }
+  const events = (history && Array.isArray(history.events) ? history.events : [])
+    .filter((e) => TIMELINE[e.event] && !shownIds.has(String(e.id)));
+  if (!events.length) return;
+  const list = $('timeline');
+  const marker = el('li', 'ev-earlier', 'Earlier — before this page opened');
+  marker.setAttribute('role', 'separator');
+  list.append(marker);
+  for (const e of events.reverse()) {
+    shownIds.add(String(e.id));
+    const who = e.server || (e.event === 'configReloaded' ? 'config' : 'tend');
+    const li = timelineItem(e.event, e.data || {}, new Date(e.at), who);
+    li.classList.add('earlier');
+    list.append(li);
+  }
   while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
   $('timeline-empty').hidden = true;
 }
@@ -537,14 +581,19 @@ $('timeline-clear').addEventListener('click', () => {
   $('timeline-empty').hidden = false;
 });
 
-function onTimeline(kind, d) {
+function onTimeline(kind, d, eventId) {
   if (kind === 'configReloaded') {
     // Rows come and go with the `servers` snapshot sent before it; this is the note of why.
-    if (d && typeof d === 'object') addTimeline(kind, { ...d, id: 'config' });
+    if (d && typeof d === 'object') addTimeline(kind, { ...d, id: 'config' }, eventId);
     return;
   }
-  if (!d || typeof d.id !== 'string') return;
-  addTimeline(kind, d);
+  if (!d || typeof d !== 'object') return;
+  // tend's own events (and alerts about no server) have no server id.
+  if (typeof d.id !== 'string') {
+    if (['tendStarted', 'tendStopping', 'stateWriteFailed', 'alert'].includes(kind)) addTimeline(kind, d, eventId);
+    return;
+  }
+  addTimeline(kind, d, eventId);
   const r = rows.get(d.id);
   if (!r) return;
   if (kind === 'processDied') {
@@ -671,7 +720,7 @@ function connect() {
   es.addEventListener('server', (ev) => { applyServer(parse(ev), true); counts(); });
   es.addEventListener('stats', (ev) => applyStats(parse(ev)));
   for (const kind of Object.keys(TIMELINE)) {
-    es.addEventListener(kind, (ev) => onTimeline(kind, parse(ev)));
+    es.addEventListener(kind, (ev) => onTimeline(kind, parse(ev), ev.lastEventId));
   }
 }
 
@@ -852,3 +901,4 @@ const snapshot = embeddedSnapshot();
 if (Array.isArray(snapshot)) replaceAll(snapshot);
 resync();
 connect();
+loadHistory();
