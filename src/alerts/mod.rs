@@ -35,7 +35,7 @@ const LOG: &str = "Alerts";
 /// Events waiting for the alert thread.
 pub const EVENT_QUEUE: usize = 1024;
 /// Deliveries waiting for one rule's worker.
-pub const DELIVERY_QUEUE: usize = 64;
+pub const DELIVERY_QUEUE: usize = 256;
 /// Alertmanager forgets an alert that is not posted again before its `endsAt`: firing
 /// conditions are posted again this often, each time good for [`FIRING_FOR`] (Prometheus does
 /// the same with its resend delay).
