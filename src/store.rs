@@ -1134,10 +1134,23 @@ mod tests {
             fast(Duration::from_millis(10), Duration::from_millis(20)),
         )
         .unwrap();
+        let (told_tx, told) = crossbeam_channel::bounded(8);
+        store.tell_failures_to(told_tx);
         let state = state_with(&[("web", 1)]);
         store.save(state.clone());
         wait_until("a few failures", || store.stats().failures, |f| *f >= 2);
         assert_eq!(store.stats().writes, 0);
+        // One note for the streak, however many retries fail.
+        match told.try_recv() {
+            Ok(crate::model::Timeline::StateWriteFailed { error }) => {
+                assert!(
+                    error.starts_with(&dir.state().display().to_string()),
+                    "{error}"
+                )
+            }
+            other => panic!("expected a stateWriteFailed note, got {other:?}"),
+        }
+        assert!(told.try_recv().is_err(), "told once per streak");
         assert!(
             !store.flush(Duration::from_millis(30)),
             "flush reports the failure"
