@@ -1180,6 +1180,23 @@ mod tests {
                     follow: true,
                 },
             ),
+            (
+                "events",
+                Command::Events {
+                    id: None,
+                    lines: DEFAULT_EVENT_LINES,
+                    follow: false,
+                },
+            ),
+            (
+                "events -f db -n20",
+                Command::Events {
+                    id: Some("db".into()),
+                    lines: 20,
+                    follow: true,
+                },
+            ),
+            ("alerts test", Command::AlertsTest),
             ("kill-orphan web", Command::KillOrphan { id: "web".into() }),
             ("adopt web", Command::Adopt { id: "web".into() }),
             ("reload", Command::Reload),
@@ -1376,7 +1393,7 @@ mod tests {
 
     #[test]
     fn mistakes_are_usage_errors_naming_the_bad_word() {
-        let table: [(&str, &[&str]); 30] = [
+        let table: [(&str, &[&str]); 34] = [
             ("frobnicate", &["'frobnicate'", "tend help"]),
             ("--bogus status", &["'--bogus'", "tend help"]),
             ("status --bogus", &["'--bogus'", "tend help status"]),
@@ -1407,6 +1424,10 @@ mod tests {
             ("export yaml", &["'yaml'", "systemd or procfile"]),
             ("export procfile --user", &["--user"]),
             ("export systemd --out", &["'--out' needs a value"]),
+            ("events web db", &["'db'", "tend help events"]),
+            ("events -n soon", &["'soon'"]),
+            ("alerts", &["`tend alerts test`", "tend help alerts"]),
+            ("alerts test now", &["'now'", "tend help alerts"]),
         ];
         for (line, needles) in table {
             let message = usage_error(line);
