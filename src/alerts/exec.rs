@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -52,6 +53,7 @@ pub fn variables(alert: &Alert, rule: usize) -> Vec<(&'static str, String)> {
 /// "exit code 3", "timed out after 10000 ms; its process group was killed", "cannot run …".
 pub fn run(
     command: &CommandSpec,
+    cwd: &Path,
     alert: &Alert,
     rule: usize,
     timeout: Duration,
@@ -72,7 +74,8 @@ pub fn run(
             c
         }
     };
-    cmd.stdin(Stdio::piped())
+    cmd.current_dir(cwd)
+        .stdin(Stdio::piped())
         .stdout(Stdio::from(output_write))
         .stderr(Stdio::from(output_err))
         .env_remove(TOKEN_VAR)

@@ -161,7 +161,7 @@ pub fn start(
 /// "exec: notify.sh", "webhook http://…", "alertmanager http://…".
 pub fn describe_target(target: &AlertTarget) -> String {
     match target {
-        AlertTarget::Exec(command) => format!("exec {}", command.display()),
+        AlertTarget::Exec { command, .. } => format!("exec {}", command.display()),
         AlertTarget::Webhook(url) => format!("webhook {url}"),
         AlertTarget::Alertmanager(url) => format!("alertmanager {url}"),
     }
@@ -400,12 +400,12 @@ fn outcome(
 fn deliver(rule_number: usize, rule: &AlertRule, job: Job, outcomes: &Sender<Timeline>) {
     let deadline = Instant::now() + rule.timeout;
     let (alert, result, test) = match (&rule.target, job) {
-        (AlertTarget::Exec(command), Job::Fire(alert)) => {
-            let result = exec::run(command, &alert, rule_number, rule.timeout);
+        (AlertTarget::Exec { command, cwd }, Job::Fire(alert)) => {
+            let result = exec::run(command, cwd, &alert, rule_number, rule.timeout);
             (alert, result, None)
         }
-        (AlertTarget::Exec(command), Job::Test(alert, reply)) => {
-            let result = exec::run(command, &alert, rule_number, rule.timeout);
+        (AlertTarget::Exec { command, cwd }, Job::Test(alert, reply)) => {
+            let result = exec::run(command, cwd, &alert, rule_number, rule.timeout);
             (alert, result, Some(reply))
         }
         (AlertTarget::Webhook(url), Job::Fire(alert)) => {

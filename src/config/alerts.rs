@@ -157,8 +157,12 @@ impl fmt::Display for HttpUrl {
 /// Where a rule's alerts go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertTarget {
-    /// Run with the event as JSON on stdin and as `TEND_*` variables.
-    Exec(CommandSpec),
+    /// Run with the event as JSON on stdin and as `TEND_*` variables, in `cwd` (the config's
+    /// folder, as a server's default).
+    Exec {
+        command: CommandSpec,
+        cwd: std::path::PathBuf,
+    },
     /// POST the event JSON here.
     Webhook(HttpUrl),
     /// An Alertmanager's base URL; alerts go to `/api/v2/alerts` under it.
@@ -169,7 +173,7 @@ impl AlertTarget {
     /// "exec", "webhook" or "alertmanager": the config key, and the `target` of outcomes.
     pub fn kind(&self) -> &'static str {
         match self {
-            AlertTarget::Exec(_) => "exec",
+            AlertTarget::Exec { .. } => "exec",
             AlertTarget::Webhook(_) => "webhook",
             AlertTarget::Alertmanager(_) => "alertmanager",
         }
@@ -267,7 +271,10 @@ impl Checker<'_> {
                     }
                 },
                 "exec" => match self.command(&sub, value) {
-                    Some(command) => targets.push(AlertTarget::Exec(command)),
+                    Some(command) => targets.push(AlertTarget::Exec {
+                        command,
+                        cwd: self.base_dir.to_path_buf(),
+                    }),
                     None => ok = false,
                 },
                 "webhook" | "alertmanager" => match self.http_url(&sub, value) {
@@ -458,7 +465,10 @@ mod tests {
         assert_eq!(rules[0].on, [AlertEvent::ProcessDied, AlertEvent::Fatal]);
         assert_eq!(
             rules[0].target,
-            AlertTarget::Exec(CommandSpec::Shell("notify-send tend".into()))
+            AlertTarget::Exec {
+                command: CommandSpec::Shell("notify-send tend".into()),
+                cwd: "/p".into()
+            }
         );
         assert_eq!(
             (rules[0].timeout, rules[0].repeat),
