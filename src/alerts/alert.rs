@@ -60,6 +60,9 @@ pub struct Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Fire(AlertEvent, Alert),
+    /// A server in trouble runs again: `recovered` is due once it has stayed out of trouble
+    /// for [`RECOVERY_HOLD`] (a crash loop runs for moments between deaths).
+    Recovering(Alert),
     /// The server runs again or was stopped by a person: its died/fatal/unhealthy/spawn
     /// conditions are over. `port`: only the orphan on that port (an orphan condition).
     Clear {
@@ -67,6 +70,14 @@ pub enum Change {
         events: &'static [AlertEvent],
         port: Option<u16>,
     },
+}
+
+/// How long a server that was in trouble must stay running for `recovered`.
+pub const RECOVERY_HOLD: Duration = Duration::from_secs(5);
+
+/// The events that mean a server is in trouble (and cancel a pending `recovered`).
+pub fn is_trouble(event: AlertEvent) -> bool {
+    SERVER_TROUBLE.contains(&event)
 }
 
 /// The conditions that stay true until something clears them (Alertmanager resolves them).
@@ -183,8 +194,10 @@ impl Watch {
                         port: None,
                     }];
                     if self.troubled.remove(id) {
-                        let reason = "running again".to_string();
-                        changes.push(fire(AlertEvent::Recovered, Some(id), *pid, None, reason));
+                        let reason = format!("running again for {} s", RECOVERY_HOLD.as_secs());
+                        let event = AlertEvent::Recovered.as_str();
+                        let alert = make_alert(&host, record, event, Some(id), *pid, None, reason);
+                        changes.push(Change::Recovering(alert));
                     }
                     changes
                 }
@@ -448,7 +461,7 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 Change::Fire(event, alert) => Some((event.as_str(), alert.summary.clone())),
-                Change::Clear { .. } => None,
+                Change::Clear { .. } | Change::Recovering(_) => None,
             })
             .collect()
     }
@@ -487,7 +500,11 @@ mod tests {
         );
         let running = watch.observe(&record(3, status("web", Status::Running)));
         assert!(matches!(&running[0], Change::Clear { server, .. } if server == "web"));
-        assert_eq!(fired(&running)[0].0, "recovered");
+        assert!(
+            matches!(&running[1], Change::Recovering(alert)
+                if alert.summary == "web recovered: running again for 5 s (PID 7)"),
+            "{running:?}"
+        );
         // Running again without trouble in between is no recovery.
         let again = watch.observe(&record(4, status("web", Status::Running)));
         assert!(fired(&again).is_empty());

@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, tick, unbounded};
+use crossbeam_channel::{
+    Receiver, Sender, TrySendError, after, bounded, never, select, tick, unbounded,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -150,6 +152,7 @@ pub fn start(
         watch: Watch::new(host),
         limits: HashMap::new(),
         firing: HashMap::new(),
+        recovering: HashMap::new(),
         outcomes,
     };
     let thread = thread::Builder::new()
@@ -209,6 +212,8 @@ struct Dispatcher {
     limits: HashMap<usize, RateLimit>,
     /// Alertmanager rules' conditions that hold now, by rule index.
     firing: HashMap<usize, HashMap<Key, Alert>>,
+    /// Servers running again after trouble: when their `recovered` is due.
+    recovering: HashMap<String, (Instant, Alert)>,
     outcomes: Sender<Timeline>,
 }
 
@@ -216,6 +221,10 @@ impl Dispatcher {
     fn run(mut self, events: &Receiver<Arc<Record>>, tests: &Receiver<Sender<TestResult>>) {
         let refresh = tick(REFRESH_EVERY);
         loop {
+            let next_recovery = self.recovering.values().map(|(due, _)| *due).min();
+            let recovery = next_recovery.map_or_else(never, |due| {
+                after(due.saturating_duration_since(Instant::now()))
+            });
             select! {
                 recv(events) -> record => match record {
                     Ok(record) => self.on_record(&record),
@@ -227,6 +236,7 @@ impl Dispatcher {
                     }
                 },
                 recv(refresh) -> _ => self.refresh(),
+                recv(recovery) -> _ => self.recover_due(),
             }
         }
         // Deliveries already queued (a `tendStopping` alert) get a little time to go out.
@@ -241,12 +251,47 @@ impl Dispatcher {
     fn on_record(&mut self, record: &Record) {
         for change in self.watch.observe(record) {
             match change {
-                Change::Fire(event, alert) => self.fire(event, &alert),
+                Change::Fire(event, alert) => {
+                    if alert::is_trouble(event) {
+                        if let Some(server) = &alert.server {
+                            self.recovering.remove(server);
+                        }
+                    }
+                    self.fire(event, &alert);
+                }
+                Change::Recovering(alert) => {
+                    let server = alert.server.clone().unwrap_or_default();
+                    let due = Instant::now() + alert::RECOVERY_HOLD;
+                    self.recovering.insert(server, (due, alert));
+                }
                 Change::Clear {
                     server,
                     events,
                     port,
-                } => self.clear(&server, events, port),
+                } => {
+                    // Stopped, or running again: a recovery pending from before is moot
+                    // (running again brings its own `Recovering` right after this).
+                    if events.iter().any(|e| alert::is_trouble(*e)) {
+                        self.recovering.remove(&server);
+                    }
+                    self.clear(&server, events, port);
+                }
+            }
+        }
+    }
+
+    /// Sends `recovered` for each server that stayed out of trouble for the hold.
+    fn recover_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .recovering
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(server, _)| server.clone())
+            .collect();
+        for server in due {
+            if let Some((_, alert)) = self.recovering.remove(&server) {
+                self.fire(AlertEvent::Recovered, &alert);
             }
         }
     }

@@ -234,6 +234,35 @@ fn a_crash_loop_sends_one_death_and_one_fatal_and_the_next_says_how_many_were_he
 }
 
 #[test]
+fn recovered_is_sent_once_a_server_stays_up_and_not_in_a_crash_loop() {
+    let dir = TempDir::new("alerts-recovered");
+    let got = dir.join("got.txt");
+    let tend = Tend::start(
+        &dir,
+        &json!({"servers": [{"id": "web", "command": ["sleep", "300"]},
+                            {"id": "loop", "command": ["sh", "-c", "sleep 0.3; exit 1"],
+                             "max_restarts": 4, "backoff_ms": 50, "retry_fatal_ms": 0}],
+                "alerts": [{"on": ["recovered"], "repeat_ms": 0,
+                            "exec": format!("echo \"$TEND_SERVER $TEND_REASON\" >> {}", got.display())}]}),
+    );
+    // The crash loop runs for moments between its deaths and ends fatal: never "recovered".
+    tend.wait_status("loop", "fatal");
+    let first = kill9_server(&tend, "web");
+    let killed = Instant::now();
+    tend.wait_server("web", "running again", |s| {
+        s["status"] == "running" && s["pid"] != first
+    });
+    let line = wait_until("web's recovery", WAIT, || lines(&got).into_iter().next());
+    assert_eq!(line, "web running again for 5 s");
+    assert!(
+        killed.elapsed() >= Duration::from_secs(5),
+        "sent before the hold"
+    );
+    // The loop's last start was longer ago than web's: a recovery of it would be out by now.
+    assert_eq!(lines(&got), ["web running again for 5 s"]);
+}
+
+#[test]
 fn a_hung_exec_is_killed_at_its_timeout_and_other_rules_go_on() {
     let dir = TempDir::new("alerts-hung");
     let hung_pid = dir.join("hung.pid");
