@@ -540,16 +540,49 @@ function timelineItem(kind, d, at, who) {
   return li;
 }
 
+/** The newest event id the timeline has (from the stream or the history). */
+let newestId = 0;
+function noteId(eventId) {
+  if (!eventId) return false;
+  if (shownIds.has(eventId)) return true;
+  shownIds.add(eventId);
+  newestId = Math.max(newestId, Number(eventId) || 0);
+  return false;
+}
+
 function addTimeline(kind, d, eventId) {
-  if (eventId) {
-    if (shownIds.has(eventId)) return;
-    shownIds.add(eventId);
-  }
+  if (noteId(eventId)) return;
   const who = typeof d.id === 'string' ? d.id : 'tend';
   const list = $('timeline');
-  list.prepend(timelineItem(kind, d, new Date(), who));
+  const li = timelineItem(kind, d, new Date(), who);
+  if (eventId) li.dataset.eventId = eventId;
+  list.prepend(li);
   while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
   $('timeline-empty').hidden = true;
+}
+
+/** After the stream was lost (tend restarting, a network gap), the events the page missed,
+ *  from the history, each in its place by id. */
+async function fillGap() {
+  if (!newestId) return;
+  let history;
+  try {
+    history = await api('GET', `/api/history?after=${newestId}&limit=${TIMELINE_MAX}`);
+  } catch (_) { return; }
+  const list = $('timeline');
+  for (const e of (history && Array.isArray(history.events) ? history.events : [])) {
+    const id = String(e.id);
+    if (!TIMELINE[e.event] || noteId(id)) continue;
+    const who = e.server || (e.event === 'configReloaded' ? 'config' : 'tend');
+    const li = timelineItem(e.event, e.data || {}, new Date(e.at), who);
+    li.dataset.eventId = id;
+    // Newest first: before the first older event, else above the earlier ones.
+    const older = [...list.children].find((c) => (c.dataset.eventId && Number(c.dataset.eventId) < e.id)
+      || c.classList.contains('ev-earlier'));
+    list.insertBefore(li, older || null);
+  }
+  while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
+  if (list.children.length) $('timeline-empty').hidden = true;
 }
 
 /** What happened before this page opened (tend keeps the last events in its history, also
@@ -567,10 +600,11 @@ async function loadHistory() {
   marker.setAttribute('role', 'separator');
   list.append(marker);
   for (const e of events.reverse()) {
-    shownIds.add(String(e.id));
+    noteId(String(e.id));
     const who = e.server || (e.event === 'configReloaded' ? 'config' : 'tend');
     const li = timelineItem(e.event, e.data || {}, new Date(e.at), who);
     li.classList.add('earlier');
+    li.dataset.eventId = String(e.id);
     list.append(li);
   }
   while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
@@ -693,7 +727,7 @@ function connect() {
     if (source !== es) return;
     // After a gap, fetch the list too: the snapshot or replay should cover it, but a restarted
     // tend numbers its events anew and may not know what this page missed.
-    if (conn !== 'connecting') resync();
+    if (conn !== 'connecting') { resync(); fillGap(); }
     backoff = 1000;
     clearTimeout(offlineTimer);
     offlineTimer = 0;

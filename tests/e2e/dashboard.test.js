@@ -431,6 +431,14 @@ test('the page reconnects after tend restarts, and the data catches up', { timeo
       (t) => /^\d+$/.test(t) && t !== oldPid);
     await statusIs(page, 'web', 'running');
     assert.equal(String((await server(ctx.tend, 'web')).pid), newPid);
+    // What happened while the page had no stream comes from the history, in its place: the
+    // new tend's start (before any client could connect) and the new process's.
+    await page.locator('#timeline li:not(.earlier)[data-kind="tendStarted"]').waitFor();
+    const started = page.locator('#timeline li:not(.earlier)[data-kind="serverStarted"]', { hasText: 'web' });
+    await until('the new start in the timeline', () => started.allTextContents(),
+      (all) => all.some((t) => t.includes(`PID ${newPid}`)));
+    const ids = await page.locator('#timeline li[data-event-id]').evaluateAll((lis) => lis.map((li) => Number(li.dataset.eventId)));
+    assert.ok(ids.every((id, i) => i === 0 || id < ids[i - 1]), `newest first, none twice: ${ids}`);
 
     // A client resuming with an id of the previous tend cannot get those events replayed by the
     // new one: it must be sent a fresh snapshot (docs/DESIGN.md §5).
