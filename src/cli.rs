@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::groups::Selector;
 pub use crate::model::Action;
 
 /// A parsed command line.
@@ -28,8 +29,8 @@ pub enum Command {
     Up(UpOptions),
     /// `tend check`: validate the config.
     Check,
-    /// `tend status` (alias `ps`).
-    Status { json: bool },
+    /// `tend status [ID|@GROUP…]` (alias `ps`); `only` empty: every server.
+    Status { json: bool, only: Selector },
     /// `tend status --url URL --url URL…` or `tend status --hosts FILE`: one table over many
     /// tends (docs/DESIGN.md §12 "Fleet"). `urls` in the order given, after the file's hosts.
     FleetStatus {
@@ -45,9 +46,10 @@ pub enum Command {
         /// `None` (`--no-wait`): return once tend has acted.
         wait: Option<Duration>,
     },
-    /// `tend logs ID [-n N] [-f]`.
+    /// `tend logs [ID|@GROUP…] [-n N] [-f]`: one id prints its lines as they are; anything else
+    /// (nothing: every server) merges them, each with its server.
     Logs {
-        id: String,
+        targets: Selector,
         lines: usize,
         follow: bool,
     },
@@ -91,6 +93,25 @@ pub enum Target {
     All,
     /// Never empty; in the order given.
     Ids(Vec<String>),
+    /// At least one `@group`, maybe with ids: one request, in dependency order.
+    Selected(Selector),
+}
+
+/// `@name` is a group, anything else an id (ids cannot start with `@`).
+fn add_target(selector: &mut Selector, word: String, command: &str) -> Result<(), Error> {
+    match word.strip_prefix('@') {
+        Some("") => Err(usage(format!(
+            "'@' needs a group name, as in `tend {command} @backend`; see `tend help {command}`"
+        ))),
+        Some(group) => {
+            selector.groups.push(group.to_string());
+            Ok(())
+        }
+        None => {
+            selector.ids.push(word);
+            Ok(())
+        }
+    }
 }
 
 /// What `tend export` writes.
@@ -332,11 +353,13 @@ impl Parser {
     fn finish(mut self, command: Command) -> Result<Cli, Error> {
         let several = self.urls.len() > 1;
         let command = match command {
-            Command::Status { json } if several => Command::FleetStatus {
-                json,
-                urls: std::mem::take(&mut self.urls),
-                hosts_file: None,
-            },
+            Command::Status { json, ref only } if several && only.is_empty() => {
+                Command::FleetStatus {
+                    json,
+                    urls: std::mem::take(&mut self.urls),
+                    hosts_file: None,
+                }
+            }
             Command::FleetStatus {
                 json, hosts_file, ..
             } => Command::FleetStatus {
@@ -465,6 +488,7 @@ impl Parser {
     fn parse_status(&mut self) -> Result<Command, Error> {
         let mut json = false;
         let mut hosts_file = None;
+        let mut only = Selector::default();
         while let Some(arg) = self.next_arg()? {
             match arg {
                 Arg::Flag {
@@ -474,11 +498,19 @@ impl Parser {
                 Arg::Flag { name, inline } if name == "--hosts" => {
                     hosts_file = Some(PathBuf::from(self.value(&name, inline)?));
                 }
+                Arg::Positional(word) if hosts_file.is_none() => {
+                    add_target(&mut only, word, "status")?
+                }
                 other => return Err(unexpected("status", other)),
             }
         }
+        if hosts_file.is_some() && !only.is_empty() {
+            return Err(usage(
+                "`tend status --hosts` shows whole tends; ids and @groups are for one tend".into(),
+            ));
+        }
         Ok(match hosts_file {
-            None => Command::Status { json },
+            None => Command::Status { json, only },
             Some(file) => Command::FleetStatus {
                 json,
                 urls: Vec::new(),
@@ -490,7 +522,7 @@ impl Parser {
     fn parse_act(&mut self, action: Action) -> Result<Command, Error> {
         let command = action.as_str();
         let mut all = false;
-        let mut ids = Vec::new();
+        let mut named = Selector::default();
         let mut no_wait = false;
         let mut timeout = None;
         while let Some(arg) = self.next_arg()? {
@@ -506,7 +538,7 @@ impl Parser {
                     }
                     _ => return Err(unexpected(command, Arg::Flag { name, inline })),
                 },
-                Arg::Positional(id) => ids.push(id),
+                Arg::Positional(word) => add_target(&mut named, word, command)?,
             }
         }
         if no_wait && timeout.is_some() {
@@ -516,18 +548,19 @@ impl Parser {
             )));
         }
         let wait = (!no_wait).then(|| timeout.unwrap_or(DEFAULT_WAIT_TIMEOUT));
-        let target = match (all, ids.is_empty()) {
+        let target = match (all, named.is_empty()) {
             (true, true) => Target::All,
-            (false, false) => Target::Ids(ids),
+            (false, false) if named.groups.is_empty() => Target::Ids(named.ids),
+            (false, false) => Target::Selected(named),
             (true, false) => {
                 return Err(usage(format!(
-                    "`tend {command}` takes server ids or --all, not both; see \
+                    "`tend {command}` takes server ids and @groups, or --all, not both; see \
                      `tend help {command}`"
                 )));
             }
             (false, true) => {
                 return Err(usage(format!(
-                    "`tend {command}` needs at least one server id, or --all; see \
+                    "`tend {command}` needs at least one server id or @group, or --all; see \
                      `tend help {command}`"
                 )));
             }
@@ -540,7 +573,7 @@ impl Parser {
     }
 
     fn parse_logs(&mut self) -> Result<Command, Error> {
-        let mut id = None;
+        let mut targets = Selector::default();
         let mut lines = DEFAULT_LOG_LINES;
         let mut follow = false;
         while let Some(arg) = self.next_arg()? {
@@ -557,16 +590,14 @@ impl Parser {
                     }
                     _ => return Err(unexpected("logs", Arg::Flag { name, inline })),
                 },
-                Arg::Positional(word) if id.is_none() => id = Some(word),
-                other => return Err(unexpected("logs", other)),
+                Arg::Positional(word) => add_target(&mut targets, word, "logs")?,
             }
         }
-        let Some(id) = id else {
-            return Err(usage(
-                "`tend logs` needs a server id; see `tend help logs`".into(),
-            ));
-        };
-        Ok(Command::Logs { id, lines, follow })
+        Ok(Command::Logs {
+            targets,
+            lines,
+            follow,
+        })
     }
 
     fn parse_events(&mut self) -> Result<Command, Error> {
@@ -806,16 +837,19 @@ Commands:
                           run the supervisor in the foreground
   check                   validate the config (tend.json, or a Procfile and its .env);
                           exit 1 with file:line:col and reason
-  status [--json]         show every server (alias: ps)
+  status [--json] [ID|@GROUP...]
+                          show every server, or those named (alias: ps)
   status --url URL --url URL… | --hosts FILE
                           one table over several tends, with a host column
-  start ID...|--all [--timeout S] [--no-wait]
+  start ID|@GROUP...|--all [--timeout S] [--no-wait]
                           start servers; waits until they are running
-  stop ID...|--all [--timeout S] [--no-wait]
+  stop ID|@GROUP...|--all [--timeout S] [--no-wait]
                           stop servers; waits until they are stopped
-  restart ID...|--all [--timeout S] [--no-wait]
+  restart ID|@GROUP...|--all [--timeout S] [--no-wait]
                           restart servers (a stopped one is started); waits as start
-  logs ID [-n N] [-f]     print a server's last N log lines (default 200); -f follows
+  logs [ID|@GROUP...] [-n N] [-f]
+                          print the last N log lines (default 200) of a server, or of several
+                          (default: all) merged with a name on each line; -f follows
   events [-n N] [-f] [ID] print the last N timeline events (default 50), also from
                           before tend restarted; -f follows
   alerts test             send a test alert through every alert rule; print each result
@@ -836,7 +870,8 @@ Global options (before or after the command):
 Environment:
   TEND_URL                where the running tend listens, e.g. http://127.0.0.1:7070
   TEND_TOKEN              the API token (default: the `token` file beside the state file)
-  NO_COLOR                no colours in `tend status` (CLICOLOR_FORCE=1 forces them)
+  NO_COLOR                no colours in `tend status` and `tend logs` (CLICOLOR_FORCE=1
+                          forces them)
   RUST_LOG                log level of `tend up` (default: info)
 ";
 
@@ -867,11 +902,12 @@ every problem is printed as file:line:col: reason, and the exit code is 1 if the
 ";
 
 const HELP_STATUS: &str = "\
-Usage: tend status [--json]      (alias: tend ps)
+Usage: tend status [--json] [ID|@GROUP...]      (alias: tend ps)
        tend status [--json] --url URL --url URL…
        tend status [--json] --hosts FILE [--url URL…]
 
-Shows every server of the running tend: status, PID, uptime, restarts, ports (✓ open,
+Shows every server of the running tend (or only the ids and @groups named; an unknown
+group is an error that lists the known ones): status, PID, uptime, restarts, ports (✓ open,
 ✗ closed, !PID held by an orphan), CPU, memory and notes. Statuses are coloured when stdout
 is a terminal, unless NO_COLOR is set; CLICOLOR_FORCE=1 colours them anyway.
 
@@ -894,12 +930,15 @@ Options:
 ";
 
 const HELP_ACT: &str = "\
-Usage: tend start ID...|--all [--wait] [--timeout S] [--no-wait]
-       tend stop ID...|--all [--wait] [--timeout S] [--no-wait]
-       tend restart ID...|--all [--wait] [--timeout S] [--no-wait]
+Usage: tend start ID|@GROUP...|--all [--wait] [--timeout S] [--no-wait]
+       tend stop ID|@GROUP...|--all [--wait] [--timeout S] [--no-wait]
+       tend restart ID|@GROUP...|--all [--wait] [--timeout S] [--no-wait]
 
 Acts on the named servers in the order given, stopping at the first error, or on all of
-them (in dependency order) with --all. Restarting a stopped server starts it.
+them (in dependency order) with --all. @NAME is every server whose \"group\" is NAME: with a
+group on the command line (`tend restart @backend web`) the members and ids are acted on
+together as --all does, in dependency order, skipping those already there; an unknown
+group is an error that lists the known ones. Restarting a stopped server starts it.
 
 By default each command waits, as supervisorctl and systemctl do, so that
 `tend restart db && psql …` works: start and restart return once the server is running
@@ -917,9 +956,14 @@ Options:
 ";
 
 const HELP_LOGS: &str = "\
-Usage: tend logs ID [-n N] [-f]
+Usage: tend logs [ID|@GROUP...] [-n N] [-f]
 
-Prints the last N lines of a server's log, oldest first.
+Prints the last N lines of a server's log, oldest first. With no id, several ids or a
+@group, the logs are merged foreman's way: each line starts with its server's name, padded
+and coloured on a terminal (plain when piped or NO_COLOR is set), and -n counts lines over
+all of them. Lines are merged by when tend first saw each one in its file, which is never
+before it was written and, while tend runs, right after it (README \"Groups and merged
+logs\" says exactly what that guarantees).
 
 Options:
   -n, --lines N     how many lines (default 200, at most 10000)
@@ -1061,6 +1105,13 @@ mod tests {
         }
     }
 
+    fn one(id: &str) -> Selector {
+        Selector {
+            groups: Vec::new(),
+            ids: vec![id.to_string()],
+        }
+    }
+
     fn ids(list: &[&str]) -> Target {
         Target::Ids(list.iter().map(|s| s.to_string()).collect())
     }
@@ -1081,9 +1132,27 @@ mod tests {
                 }),
             ),
             ("check", Command::Check),
-            ("status", Command::Status { json: false }),
-            ("ps", Command::Status { json: false }),
-            ("status --json", Command::Status { json: true }),
+            (
+                "status",
+                Command::Status {
+                    json: false,
+                    only: Selector::default(),
+                },
+            ),
+            (
+                "ps",
+                Command::Status {
+                    json: false,
+                    only: Selector::default(),
+                },
+            ),
+            (
+                "status --json",
+                Command::Status {
+                    json: true,
+                    only: Selector::default(),
+                },
+            ),
             (
                 "start web",
                 Command::Act {
@@ -1143,7 +1212,7 @@ mod tests {
             (
                 "logs web",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 200,
                     follow: false,
                 },
@@ -1151,7 +1220,7 @@ mod tests {
             (
                 "logs -n 5 web -f",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 5,
                     follow: true,
                 },
@@ -1159,7 +1228,7 @@ mod tests {
             (
                 "logs web --lines=7",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 7,
                     follow: false,
                 },
@@ -1167,7 +1236,7 @@ mod tests {
             (
                 "logs web -n50",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 50,
                     follow: false,
                 },
@@ -1175,9 +1244,49 @@ mod tests {
             (
                 "logs --follow web",
                 Command::Logs {
-                    id: "web".into(),
+                    targets: one("web"),
                     lines: 200,
                     follow: true,
+                },
+            ),
+            (
+                "restart @backend web",
+                Command::Act {
+                    action: Action::Restart,
+                    target: Target::Selected(Selector {
+                        groups: vec!["backend".into()],
+                        ids: vec!["web".into()],
+                    }),
+                    wait: Some(DEFAULT_WAIT_TIMEOUT),
+                },
+            ),
+            (
+                "logs",
+                Command::Logs {
+                    targets: Selector::default(),
+                    lines: 200,
+                    follow: false,
+                },
+            ),
+            (
+                "logs @backend web -f",
+                Command::Logs {
+                    targets: Selector {
+                        groups: vec!["backend".into()],
+                        ids: vec!["web".into()],
+                    },
+                    lines: 200,
+                    follow: true,
+                },
+            ),
+            (
+                "status @workers",
+                Command::Status {
+                    json: false,
+                    only: Selector {
+                        groups: vec!["workers".into()],
+                        ids: Vec::new(),
+                    },
                 },
             ),
             (
@@ -1321,7 +1430,14 @@ mod tests {
                 Some(std::path::Path::new("c.json")),
                 "{line}"
             );
-            assert_eq!(cli.command, Command::Status { json: false }, "{line}");
+            assert_eq!(
+                cli.command,
+                Command::Status {
+                    json: false,
+                    only: Selector::default()
+                },
+                "{line}"
+            );
         }
         let cli = parse_words("up --config tend.json --listen 127.0.0.1:1").unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("tend.json")));
@@ -1369,7 +1485,13 @@ mod tests {
         }
         // One --url is the one tend, as before.
         let cli = parse_words("status --url h:1").unwrap();
-        assert_eq!(cli.command, Command::Status { json: false });
+        assert_eq!(
+            cli.command,
+            Command::Status {
+                json: false,
+                only: Selector::default()
+            }
+        );
         assert_eq!(cli.url.as_deref(), Some("h:1"));
 
         for line in [
@@ -1397,7 +1519,7 @@ mod tests {
             ("frobnicate", &["'frobnicate'", "tend help"]),
             ("--bogus status", &["'--bogus'", "tend help"]),
             ("status --bogus", &["'--bogus'", "tend help status"]),
-            ("status extra", &["'extra'", "tend help status"]),
+            ("status --hosts h extra", &["'extra'", "tend help status"]),
             ("status --json=yes", &["'--json'", "no value"]),
             ("start", &["at least one server id", "--all"]),
             ("stop web --all", &["not both"]),
@@ -1406,8 +1528,8 @@ mod tests {
             ("start web --timeout soon", &["'soon'", "seconds"]),
             ("restart web --timeout", &["'--timeout' needs a value"]),
             ("stop web --no-wait=yes", &["'--no-wait'", "no value"]),
-            ("logs", &["needs a server id"]),
-            ("logs web db", &["'db'"]),
+            ("stop @", &["'@' needs a group name"]),
+            ("status --hosts h @web", &["'@web'"]),
             ("logs web -n", &["'-n' needs a value"]),
             ("logs web -n many", &["'many'", "-n"]),
             ("logs web -n -3", &["'-3'"]),

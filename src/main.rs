@@ -10,6 +10,7 @@ mod error;
 mod export;
 #[cfg(test)]
 mod fuzz_tests;
+mod groups;
 mod history;
 mod http;
 mod logger;

@@ -94,6 +94,8 @@ pub struct PortView {
 #[serde(rename_all = "camelCase")]
 pub struct ServerView {
     pub id: String,
+    /// The config's `group`; `None` (null) for a server in no group.
+    pub group: Option<String>,
     pub command: String,
     pub status: Status,
     pub running: bool,
@@ -472,6 +474,7 @@ mod tests {
     fn server_view_uses_camel_case_and_lowercase_status() {
         let view = ServerView {
             id: "web".into(),
+            group: Some("backend".into()),
             command: "sleep 1".into(),
             status: Status::Backoff,
             running: false,
@@ -502,6 +505,7 @@ mod tests {
         };
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["status"], "backoff");
+        assert_eq!(json["group"], "backend");
         assert_eq!(json["orphanedPid"], 7);
         assert_eq!(json["ports"][0]["ownerPid"], 7);
         assert!(json.get("uptimeMs").is_some());

@@ -110,7 +110,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     monitor::start(config.health_interval, monitor_rx, reports_tx)
         .context("cannot start the monitor")?;
 
-    let known_ids = Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone())));
+    let known_ids = Arc::new(KnownIds::of(&config));
     let policy = http::guard::Policy::new(
         auth.token().map(str::to_string),
         config.listen,

@@ -350,7 +350,7 @@ function replaceAll(list, fromStream) {
   }
   // Re-append only when the order differs: moving a node would drop keyboard focus.
   const current = [...table.tBodies];
-  const wanted = list.map((s) => rows.get(s.id).tbody);
+  const wanted = groupLayout(list);
   if (current.some((t, i) => t !== wanted[i])) for (const t of wanted) table.append(t);
   $('empty').hidden = list.length > 0;
   table.hidden = list.length === 0;
@@ -358,6 +358,7 @@ function replaceAll(list, fromStream) {
 }
 
 function counts() {
+  refreshGroups();
   const n = {};
   for (const r of rows.values()) n[r.s.status] = (n[r.s.status] || 0) + 1;
   const box = $('counts');
@@ -806,18 +807,19 @@ function openLogs(r) {
   r.e.logs.setAttribute('aria-expanded', 'true');
   r.e.logs.classList.add('on');
   openLog = lp;
-  render(r);
+  (r.redraw || render)(r);
   setText(lp.info, 'loading…');
 
   // Subscribe first and hold live lines until the backlog is in, so nothing falls in between.
-  lp.es = new EventSource(`/api/events?logs=${encodeURIComponent(id)}`);
+  const feed = r.feed || serverFeed(id);
+  lp.es = new EventSource(feed.stream);
   lp.es.addEventListener('log', (ev) => {
-    const d = parse(ev);
-    if (!d || d.id !== id || typeof d.line !== 'string') return;
-    if (lp.loaded) addLine(lp, d.line); else lp.early.push(d.line);
+    const line = feed.live(parse(ev));
+    if (line === null) return;
+    if (lp.loaded) addLine(lp, line); else lp.early.push(line);
   });
-  api('GET', `${serverPath(id)}/logs?lines=${LOG_INITIAL}`).then((d) => {
-    const backlog = d && Array.isArray(d.lines) ? d.lines : [];
+  api('GET', feed.backlog).then((d) => {
+    const backlog = feed.lines(d);
     // Drop live lines already in the backlog: the longest backlog tail that starts `early`.
     let k = Math.min(backlog.length, lp.early.length);
     while (k > 0 && !lp.early.slice(0, k).every((l, i) => l === backlog[backlog.length - k + i])) k--;
@@ -843,7 +845,7 @@ function closeLogs(restoreFocus) {
   lp.r.e.logs.setAttribute('aria-expanded', 'false');
   lp.r.e.logs.classList.remove('on');
   if (restoreFocus || hadFocus) lp.r.e.logs.focus();
-  render(lp.r);
+  (lp.r.redraw || render)(lp.r);
 }
 
 function fillLine(lp, div, text) {
@@ -919,6 +921,203 @@ function info(lp) {
   else if (lp.query) text = `${lp.shown} of ${lp.lines.length} lines`;
   else text = `${lp.lines.length} lines`;
   setText(lp.info, text);
+}
+
+/** Where one server's log panel reads: its own log, lines as they are. */
+function serverFeed(id) {
+  return {
+    stream: `/api/events?logs=${encodeURIComponent(id)}`,
+    backlog: `${serverPath(id)}/logs?lines=${LOG_INITIAL}`,
+    live: (d) => (d && d.id === id && typeof d.line === 'string' ? d.line : null),
+    lines: (d) => (d && Array.isArray(d.lines) ? d.lines : []),
+  };
+}
+
+// ---------- groups, filter (issue 15) ----------
+// Servers with a "group" are shown under a header row per group (first appearance in the
+// config), with the group's counts, actions on the whole group and its merged log; the rest
+// follow under "no group". A filter box narrows the rows by id, group or status and is kept in
+// the URL (?filter=), so a filtered view can be bookmarked.
+const groupHeads = new Map(); // group name ('' for no group) -> header object
+const filterBox = $('filter');
+
+function makeGroupHead(name) {
+  const g = { name, tbody: el('tbody', 'grp'), busy: null, e: {} };
+  const e = g.e;
+  g.tbody.dataset.group = name;
+  const tr = el('tr', 'grp-head');
+  const td = el('td');
+  td.colSpan = 10;
+  e.title = el('span', 'gname', name || 'no group');
+  e.counts = el('span', 'gcounts muted');
+  td.append(e.title, e.counts);
+  if (name) {
+    e.start = button('Start', 'small', () => actGroup(g, 'start'));
+    e.stop = button('Stop', 'small', () => actGroup(g, 'stop'));
+    e.restart = button('Restart', 'small', () => actGroup(g, 'restart'));
+    e.logs = button('Logs', 'small logs', () => {
+      if (openLog && openLog.r === g) { closeLogs(); return; }
+      g.feed = groupFeed(g); // the members as they are now
+      openLogs(g);
+    });
+    e.logs.setAttribute('aria-expanded', 'false');
+    for (const b of [e.start, e.stop, e.restart]) b.setAttribute('aria-label', `${b.textContent} group ${name}`);
+    e.logs.setAttribute('aria-label', `Logs of group ${name}`);
+    const actions = el('span', 'gactions');
+    actions.append(e.start, e.stop, e.restart, e.logs);
+    td.append(actions);
+  }
+  tr.append(td);
+  e.extra = el('tr', 'extra');
+  const xtd = el('td');
+  xtd.colSpan = 10;
+  e.msg = el('p', 'msg');
+  e.logSlot = el('div', 'log-slot');
+  xtd.append(e.msg, e.logSlot);
+  e.extra.append(xtd);
+  g.tbody.append(tr, e.extra);
+  // The log panel code knows servers; a group is one too, as far as it is concerned.
+  g.id = `group ${name}`;
+  g.redraw = renderGroupHead;
+  return g;
+}
+
+const membersOf = (name) => [...rows.values()].filter((r) => (r.s.group || '') === name);
+
+function groupFeed(g) {
+  const ids = membersOf(g.name).map((r) => r.id);
+  const width = Math.max(0, ...ids.map((id) => id.length));
+  const prefix = (d) => `${d.id.padEnd(width)} | ${d.line}`;
+  return {
+    stream: `/api/events?group=${encodeURIComponent(g.name)}`,
+    backlog: `/api/logs?group=${encodeURIComponent(g.name)}&lines=${LOG_INITIAL}`,
+    live: (d) => (d && ids.includes(d.id) && typeof d.line === 'string' ? prefix(d) : null),
+    lines: (d) => (d && Array.isArray(d.lines) ? d.lines.map(prefix) : []),
+  };
+}
+
+/** The tbodies in display order: each group's header then its members; then the rest. */
+function groupLayout(list) {
+  const order = [];
+  const byGroup = new Map();
+  for (const s of list) {
+    const name = typeof s.group === 'string' ? s.group : '';
+    if (!byGroup.has(name)) { byGroup.set(name, []); if (name) order.push(name); }
+    byGroup.get(name).push(rows.get(s.id).tbody);
+  }
+  if (!order.length) {
+    for (const g of groupHeads.values()) dropGroupHead(g);
+    return byGroup.get('') || [];
+  }
+  if (byGroup.has('')) order.push('');
+  for (const [name, g] of groupHeads) if (!byGroup.has(name)) dropGroupHead(g);
+  const wanted = [];
+  for (const name of order) {
+    if (!groupHeads.has(name)) groupHeads.set(name, makeGroupHead(name));
+    wanted.push(groupHeads.get(name).tbody, ...byGroup.get(name));
+  }
+  return wanted;
+}
+
+function dropGroupHead(g) {
+  if (openLog && openLog.r === g) closeLogs();
+  g.tbody.remove();
+  groupHeads.delete(g.name);
+}
+
+function renderGroupHead(g) {
+  const members = membersOf(g.name);
+  const up = members.filter((r) => r.s.status === 'running').length;
+  setText(g.e.counts, `${members.length} server${members.length === 1 ? '' : 's'} · ${up} running · ` +
+    `${members.length - up} not running`);
+  g.tbody.dataset.up = String(up);
+  g.tbody.dataset.down = String(members.length - up);
+  if (g.name) {
+    g.e.start.disabled = !!g.busy || !members.some((r) => CAN_START(r.s.status));
+    g.e.stop.disabled = !!g.busy || !members.some((r) => CAN_STOP(r.s.status));
+    g.e.restart.disabled = !!g.busy || !members.some((r) => CAN_RESTART(r.s.status));
+  }
+  setText(g.e.msg, g.message ? g.message.text : '');
+  g.e.msg.classList.toggle('error', !!(g.message && g.message.error));
+  g.e.msg.hidden = !g.message;
+  g.e.extra.hidden = g.e.msg.hidden && !(openLog && openLog.r === g);
+}
+
+/** Does server `s` match every word of the filter? `status:x`, `group:x` and `id:x` narrow a
+ *  word to one field; a bare word matches a status exactly, or part of an id or group. */
+function matchesFilter(s, words) {
+  return words.every((w) => {
+    const [field, value] = w.includes(':') ? w.split(/:(.*)/s) : ['', w];
+    const id = s.id.toLowerCase();
+    const group = (s.group || '').toLowerCase();
+    if (field === 'status') return s.status === value;
+    if (field === 'group') return group === value;
+    if (field === 'id') return id.includes(value);
+    return s.status === w || id.includes(w) || (!!group && group.includes(w));
+  });
+}
+
+function refreshGroups() {
+  const words = filterBox.value.toLowerCase().split(/\s+/).filter(Boolean);
+  let shown = 0;
+  for (const r of rows.values()) {
+    const hide = !!r.s && !matchesFilter(r.s, words);
+    if (r.tbody.hidden !== hide) r.tbody.hidden = hide;
+    if (!hide) shown++;
+  }
+  for (const g of groupHeads.values()) {
+    renderGroupHead(g);
+    g.tbody.hidden = membersOf(g.name).every((r) => r.tbody.hidden);
+  }
+  $('filter-empty').hidden = shown > 0 || rows.size === 0;
+}
+
+function onFilterInput() {
+  const url = new URL(location.href);
+  const value = filterBox.value.trim();
+  if (value) url.searchParams.set('filter', value); else url.searchParams.delete('filter');
+  history.replaceState(history.state, '', url);
+  refreshGroups();
+}
+filterBox.value = new URL(location.href).searchParams.get('filter') || '';
+filterBox.addEventListener('input', onFilterInput);
+
+function confirmAction(title, text, okLabel) {
+  const heading = $('confirm-h');
+  const ok = $('confirm').querySelector('button[value="kill"]');
+  const was = [heading.textContent, ok.textContent];
+  heading.textContent = title;
+  ok.textContent = okLabel;
+  return confirmKill(text).finally(() => { [heading.textContent, ok.textContent] = was; });
+}
+
+async function actGroup(g, action) {
+  if (g.busy) return;
+  const members = membersOf(g.name);
+  if (action === 'stop' && members.length > 1) {
+    const ok = await confirmAction(`Stop group ${g.name}?`,
+      `This stops ${members.length} servers: ${members.map((r) => r.id).join(', ')}.`, 'Stop all');
+    if (!ok) return;
+  }
+  const [doing, done] = VERBS[action];
+  g.busy = action;
+  g.message = { text: `${doing} group ${g.name}…` };
+  renderGroupHead(g);
+  const mark = ++seq;
+  try {
+    const list = await api('POST', `/api/servers?action=${action}&group=${encodeURIComponent(g.name)}`, {});
+    for (const s of Array.isArray(list) ? list : []) {
+      if (!((touched.get(s.id) || 0) > mark)) applyServer(s);
+    }
+    g.message = { text: `${done} group ${g.name}` };
+  } catch (err) {
+    g.message = { text: `${action[0].toUpperCase()}${action.slice(1)} group ${g.name} failed: ${err.message}`, error: true };
+  }
+  g.busy = null;
+  announce(g.message.text);
+  const shown = g.message;
+  if (!shown.error) setTimeout(() => { if (g.message === shown) { g.message = null; renderGroupHead(g); } }, MESSAGE_MS);
+  counts();
 }
 
 // ---------- start ----------

@@ -16,11 +16,13 @@ use serde::Deserialize;
 
 mod fleet;
 mod journal;
+mod merged;
 mod wait;
 
 use crate::cli::{Action, Cli, Command, Target};
 use crate::config;
 use crate::error::{Context, Error};
+use crate::groups::{self, Selector};
 
 /// Where `tend up` listens when nothing else says (docs/DESIGN.md §2 default `listen`).
 const DEFAULT_URL: &str = "http://127.0.0.1:7070";
@@ -397,7 +399,7 @@ fn execute(
     color: bool,
 ) -> Result<ExitCode, Error> {
     match command {
-        Command::Status { json: true } => {
+        Command::Status { json: true, only } if only.is_empty() => {
             // The same array as the API (docs/DESIGN.md §4), byte for byte.
             let text = api.call("GET", "/api/servers", None)?;
             emit(out, &text)?;
@@ -405,8 +407,29 @@ fn execute(
                 emit(out, "\n")?;
             }
         }
-        Command::Status { json: false } => {
+        Command::Status { json: true, only } => {
+            let objects: Vec<serde_json::Value> = api.call_json("GET", "/api/servers", None)?;
+            let rows: Vec<ServerRow> = objects
+                .iter()
+                .map(|o| serde_json::from_value(o.clone()).unwrap_or_default())
+                .collect();
+            let chosen: Vec<&serde_json::Value> = named(&rows, only)?
+                .into_iter()
+                .map(|i| &objects[i])
+                .collect();
+            let text = serde_json::to_string(&chosen).expect("JSON values encode");
+            emit(out, &format!("{text}\n"))?;
+        }
+        Command::Status { json: false, only } => {
             let rows: Vec<ServerRow> = api.call_json("GET", "/api/servers", None)?;
+            let rows = if only.is_empty() {
+                rows
+            } else {
+                named(&rows, only)?
+                    .into_iter()
+                    .map(|i| rows[i].clone())
+                    .collect()
+            };
             emit(out, &format_table(&rows, color))?;
         }
         Command::Act {
@@ -414,7 +437,19 @@ fn execute(
             target,
             wait,
         } => act(api, *action, target, *wait, out)?,
-        Command::Logs { id, lines, follow } => {
+        Command::Logs {
+            targets,
+            lines,
+            follow,
+        } if targets.groups.len() + targets.ids.len() != 1 || !targets.groups.is_empty() => {
+            merged::run(api, targets, *lines, *follow, out, retry, color)?;
+        }
+        Command::Logs {
+            targets,
+            lines,
+            follow,
+        } => {
+            let id = &targets.ids[0];
             if *follow {
                 follow_logs(api, id, *lines, out, retry)?;
             } else {
@@ -569,6 +604,19 @@ fn act(
                 emit(out, &act_line(row))?;
             }
         }
+        Target::Selected(selector) => {
+            let mut path = format!("/api/servers?action={}", action.as_str());
+            for group in &selector.groups {
+                path.push_str(&format!("&group={}", encode_component(group)));
+            }
+            for id in &selector.ids {
+                path.push_str(&format!("&id={}", encode_component(id)));
+            }
+            let rows: Vec<ServerRow> = api.call_json("POST", &path, Some("{}"))?;
+            for row in &settle(rows)? {
+                emit(out, &act_line(row))?;
+            }
+        }
         Target::Ids(ids) => {
             for id in ids {
                 let path = format!(
@@ -585,6 +633,19 @@ fn act(
         }
     }
     Ok(())
+}
+
+/// The indexes of the rows `only` names (`tend status @backend`), with the API's words for an
+/// unknown group or id.
+fn named(rows: &[ServerRow], only: &Selector) -> Result<Vec<usize>, Error> {
+    let roster: Vec<(&str, Option<&str>)> = rows
+        .iter()
+        .map(|r| (r.id.as_str(), r.group.as_deref()))
+        .collect();
+    groups::select(&roster, only).map_err(|unknown| Error::Api {
+        status: 404,
+        message: unknown.to_string(),
+    })
 }
 
 /// `web: running (PID 1234)`, with the last error when the server is not up.
@@ -1168,6 +1229,7 @@ impl SseParser {
 #[serde(default, rename_all = "camelCase")]
 struct ServerRow {
     id: String,
+    group: Option<String>,
     status: String,
     pid: Option<u32>,
     uptime_ms: Option<u64>,
@@ -2014,7 +2076,13 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
     fn status_json_prints_the_apis_array_unchanged() {
         let body = r#"[{"id":"web","status":"running"}]"#;
         let (url, seen) = fake_tend(vec![json_answer(200, body)]);
-        let (result, out) = run_command(&api(url, None), Command::Status { json: true });
+        let (result, out) = run_command(
+            &api(url, None),
+            Command::Status {
+                json: true,
+                only: Selector::default(),
+            },
+        );
         assert!(result.is_ok());
         assert_eq!(out, format!("{body}\n"));
         assert_eq!(
@@ -2026,7 +2094,13 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
     #[test]
     fn status_prints_a_table() {
         let (url, _seen) = fake_tend(vec![json_answer(200, SERVERS)]);
-        let (result, out) = run_command(&api(url, Some("t")), Command::Status { json: false });
+        let (result, out) = run_command(
+            &api(url, Some("t")),
+            Command::Status {
+                json: false,
+                only: Selector::default(),
+            },
+        );
         assert!(result.is_ok());
         assert_eq!(out, format_table(&rows(SERVERS), false));
     }
@@ -2134,7 +2208,13 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
             401,
             r#"{"error":"missing token","code":"unauthorized"}"#,
         )]);
-        let (result, out) = run_command(&api(url, None), Command::Status { json: false });
+        let (result, out) = run_command(
+            &api(url, None),
+            Command::Status {
+                json: false,
+                only: Selector::default(),
+            },
+        );
         match result {
             Err(Error::Api {
                 status: 401,
@@ -2155,7 +2235,10 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
             r#"{"id":"web","lines":["one","two ✓"]}"#,
         )]);
         let command = Command::Logs {
-            id: "web".into(),
+            targets: Selector {
+                groups: Vec::new(),
+                ids: vec!["web".into()],
+            },
             lines: 5,
             follow: false,
         };
@@ -2192,7 +2275,10 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
             json_answer(404, r#"{"error":"no server 'web'","code":"not_found"}"#),
         ]);
         let command = Command::Logs {
-            id: "web".into(),
+            targets: Selector {
+                groups: Vec::new(),
+                ids: vec!["web".into()],
+            },
             lines: 1,
             follow: true,
         };
@@ -2222,7 +2308,10 @@ database  crashed     -       -         3  5432!4242       -       -  orphan PID
             json_answer(404, r#"{"error":"no server 'web'","code":"not_found"}"#),
         ]);
         let command = Command::Logs {
-            id: "web".into(),
+            targets: Selector {
+                groups: Vec::new(),
+                ids: vec!["web".into()],
+            },
             lines: 2,
             follow: true,
         };

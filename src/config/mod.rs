@@ -107,6 +107,9 @@ pub struct ServerConfig {
     /// `None` when `retry_fatal_ms` is 0 (never retry a fatal server).
     pub retry_fatal: Option<Duration>,
     pub depends_on: Vec<String>,
+    /// The named set of servers this one belongs to (`tend restart @backend`); validated like
+    /// an id. `None`: in no group.
+    pub group: Option<String>,
     /// Group RSS (bytes) over which, two rounds in a row, the server is restarted.
     pub max_memory: Option<u64>,
     /// How tend knows the server answers, beyond its ports.
@@ -172,6 +175,7 @@ impl ServerConfig {
             start_timeout: Duration::from_millis(30000),
             retry_fatal: Some(Duration::from_millis(300_000)),
             depends_on: Vec::new(),
+            group: None,
             max_memory: None,
             health: None,
             line,
@@ -218,6 +222,7 @@ const SERVER_KEYS: &[&str] = &[
     "start_timeout_ms",
     "retry_fatal_ms",
     "depends_on",
+    "group",
     "max_memory",
     "health",
 ];
@@ -1230,6 +1235,7 @@ impl Checker<'_> {
                 "depends_on" => {
                     (config.depends_on, depends_at) = self.depends_on(&f, value).into_iter().unzip()
                 }
+                "group" => config.group = self.group(&f, value),
                 "max_memory" => config.max_memory = self.max_memory(&f, value),
                 // Read once the ports are known: a path is probed on the first one.
                 "health" => health = Some((f, value)),
@@ -1367,6 +1373,24 @@ impl Checker<'_> {
             );
         }
         signal
+    }
+
+    /// A group name: the same rule as ids, so `@name` on a command line and `group=name` in a
+    /// URL never need quoting.
+    fn group(&mut self, field: &Field, value: &Value) -> Option<String> {
+        let name = self.string(field, value)?;
+        if is_valid_id(name) {
+            return Some(name.to_string());
+        }
+        self.fail_field(
+            field,
+            format!(
+                "{} is not a valid group name (use 1 to 64 letters, digits, '.', '_' or '-', \
+                 starting with a letter or digit)",
+                quoted(name)
+            ),
+        );
+        None
     }
 
     /// The ids of `depends_on`, each with where it is written.
@@ -1623,10 +1647,21 @@ mod tests {
             start_timeout: Duration::from_millis(30000),
             retry_fatal: Some(Duration::from_millis(300_000)),
             depends_on: Vec::new(),
+            group: None,
             max_memory: None,
             health: None,
             line,
         }
+    }
+
+    #[test]
+    fn group_is_optional_and_kept_per_server() {
+        let config = parse_ok(
+            r#"{"servers": [{"id": "a", "command": "run", "group": "backend"},
+                            {"id": "b", "command": "run"}]}"#,
+        );
+        assert_eq!(config.servers[0].group.as_deref(), Some("backend"));
+        assert_eq!(config.servers[1].group, None);
     }
 
     #[test]
@@ -1750,6 +1785,7 @@ mod tests {
             start_timeout: Duration::ZERO,
             retry_fatal: None,
             depends_on: vec!["db".to_string()],
+            group: None,
             max_memory: None,
             health: None,
             line: 14,
@@ -2193,6 +2229,18 @@ mod tests {
                 &["6:22: depends_on[0] in server 'web': expected a string, found a number"],
             ),
             (
+                "group",
+                "\"back end\"",
+                &[
+                    "6:16: group in server 'web': 'back end' is not a valid group name (use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit)",
+                ],
+            ),
+            (
+                "group",
+                "[\"backend\"]",
+                &["6:16: group in server 'web': expected a string, found an array"],
+            ),
+            (
                 "depends_on",
                 "[\"x\", \"x\"]",
                 &[
@@ -2442,7 +2490,7 @@ mod tests {
             ),
             (
                 r#"{"servers": [{"id": "web", "command": "x", "xyz": 1}]}"#,
-                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, max_memory, health)",
+                "1:44: unknown key 'xyz' in server 'web' (allowed keys: id, command, cwd, env, env_file, ports, autostart, restart, max_restarts, backoff_ms, stop_signal, stop_timeout_ms, start_timeout_ms, retry_fatal_ms, depends_on, group, max_memory, health)",
             ),
             (
                 r#"{"servers": [], "zzz": 1}"#,

@@ -75,6 +75,8 @@ impl Histogram {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSample {
     pub id: String,
+    /// The config's `group`: a `group` label beside `server` on every per-server series.
+    pub group: Option<String>,
     pub status: Status,
     /// A process of this server runs (whatever its health).
     pub is_up: bool,
@@ -179,6 +181,10 @@ impl Snapshot {
 pub fn render(snapshot: &Snapshot) -> String {
     let mut w = Writer::default();
     let servers = &snapshot.servers;
+    w.groups = servers
+        .iter()
+        .filter_map(|s| Some((s.id.clone(), s.group.clone()?)))
+        .collect();
 
     w.family(
         "tend_server_up",
@@ -519,6 +525,9 @@ fn seconds(d: Duration) -> f64 {
 #[derive(Default)]
 struct Writer {
     out: String,
+    /// Server id → group, for servers in one: every sample with a `server` label gets a
+    /// `group` label right after it, so no per-server family can forget it.
+    groups: std::collections::HashMap<String, String>,
 }
 
 impl Writer {
@@ -539,6 +548,11 @@ impl Writer {
                     self.out.push(',');
                 }
                 let _ = write!(self.out, "{label}=\"{}\"", escape_label(text));
+                if *label == "server" {
+                    if let Some(group) = self.groups.get(*text) {
+                        let _ = write!(self.out, ",group=\"{}\"", escape_label(group));
+                    }
+                }
             }
             self.out.push('}');
         }
@@ -573,6 +587,7 @@ mod tests {
     fn server(id: &str, status: Status) -> ServerSample {
         ServerSample {
             id: id.into(),
+            group: None,
             status,
             is_up: false,
             restarts: 0,
@@ -783,6 +798,31 @@ mod tests {
         assert!(!text.contains("tend_process_"));
         // A family without samples still has its HELP and TYPE.
         assert!(text.contains("# TYPE tend_server_up gauge\n# HELP tend_server_status"));
+    }
+
+    #[test]
+    fn servers_in_a_group_carry_a_group_label_on_every_series() {
+        let mut web = running("web");
+        web.group = Some("front".into());
+        let snapshot = Snapshot::new(
+            vec![web, server("db", Status::Stopped)],
+            Histogram::new(HEALTH_BUCKETS),
+        );
+        let text = render(&snapshot);
+        let per_server: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("server=\"web\""))
+            .collect();
+        assert!(per_server.len() >= 8, "{per_server:?}");
+        for line in per_server {
+            assert!(line.contains("{server=\"web\",group=\"front\""), "{line}");
+        }
+        assert!(text.contains("tend_server_up{server=\"db\"} 0\n"));
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains("server=\"db\"") && l.contains("group="))
+        );
     }
 
     #[test]

@@ -97,6 +97,18 @@ impl ApiRequest {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+
+    /// Every value of a key that may repeat, each also split at commas (`group=a&group=b` or
+    /// `group=a,b`; ids and group names cannot hold a comma). Empty pieces are dropped.
+    pub fn query_list(&self, key: &str) -> Vec<String> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == key)
+            .flat_map(|(_, v)| v.split(','))
+            .filter(|piece| !piece.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 /// A complete answer.

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::logs::times;
+
 const LOG: &str = "LogRotation";
 
 /// How a rotation went.
@@ -75,8 +77,19 @@ pub fn rotate_if_needed(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Op
     }
 }
 
+/// Held while a rotation moves bytes, so a reader that must see the live file's length and
+/// `removed_from_head` (and the rotated files) as one consistent picture can wait it out.
+static ROTATING: Mutex<()> = Mutex::new(());
+
+/// Runs `read` while no rotation is under way (`tail::tail_stamped`).
+pub fn paused<T>(read: impl FnOnce() -> T) -> T {
+    let _guard = ROTATING.lock().unwrap_or_else(|p| p.into_inner());
+    read()
+}
+
 /// Moves the head of `path` to `path.1` (shifting older files up to `keep`) while writers go on.
 pub fn rotate(path: &Path, keep: u32) -> io::Result<Rotated> {
+    let _guard = ROTATING.lock().unwrap_or_else(|p| p.into_inner());
     let mut live = OpenOptions::new().read(true).write(true).open(path)?;
     let meta = live.metadata()?;
     let block = meta.blksize().max(512);
@@ -219,6 +232,8 @@ fn check_all(log_dir: &Path, limits: &Limits) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "log") {
+            // Written before this tend watched: its last write is all that is known.
+            times::observe(&path);
             rotate_logged(&path, max_bytes, keep);
         }
     }
@@ -274,7 +289,9 @@ fn watch(fd: i32, log_dir: &Path, limits: &Limits) {
         }
         let (max_bytes, keep) = limits.get();
         for name in names {
-            rotate_logged(&log_dir.join(name), max_bytes, keep);
+            let path = log_dir.join(name);
+            times::observe(&path);
+            rotate_logged(&path, max_bytes, keep);
         }
     }
 }

@@ -240,9 +240,7 @@ impl ServerOrchestrator {
         self.outputs
             .log_limits
             .set(config.log_max_bytes, config.log_keep);
-        self.outputs
-            .known_ids
-            .replace(config.servers.iter().map(|s| s.id.clone()));
+        self.outputs.known_ids.replace(&config);
         for index in watch_again {
             self.send_watch(index);
         }

@@ -117,6 +117,7 @@ mod tests {
     fn view(id: &str, command: &str, uptime_ms: Option<u64>) -> ServerView {
         ServerView {
             id: id.into(),
+            group: None,
             command: command.into(),
             status: Status::Running,
             running: true,

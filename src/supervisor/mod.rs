@@ -278,7 +278,11 @@ impl ServerOrchestrator {
                 let result = self.find(&id).map(|index| self.view(index));
                 let _ = reply.send(result);
             }
-            Control::Act { action, id, reply } => self.act(action, id, reply),
+            Control::Act {
+                action,
+                target,
+                reply,
+            } => self.act(action, target, reply),
             Control::FindOrphan { id, pid, reply } => {
                 let _ = reply.send(self.find_orphan(id, pid));
             }

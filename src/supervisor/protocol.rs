@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::ConfigErrors;
+use crate::groups::{self, ActTarget};
 use crate::http::metrics;
 use crate::logs::rotate;
 use crate::model::{Action, ReloadPlan, ServerView, Timeline};
@@ -35,10 +36,9 @@ pub enum Control {
         id: String,
         reply: Reply<ServerView>,
     },
-    /// `id: None` acts on all servers.
     Act {
         action: Action,
-        id: Option<String>,
+        target: ActTarget,
         reply: Reply<Vec<ServerView>>,
     },
     FindOrphan {
@@ -93,12 +93,15 @@ pub enum ControlError {
     ShuttingDown,
     /// A reload found the config invalid; nothing was changed.
     InvalidConfig(ConfigErrors),
+    /// `@name` or `group=name` that no server has (the message lists the known groups).
+    UnknownGroup(groups::Unknown),
 }
 
 impl std::fmt::Display for ControlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ControlError::NotFound(id) => write!(f, "no server with id '{id}'"),
+            ControlError::UnknownGroup(unknown) => write!(f, "{unknown}"),
             ControlError::AlreadyRunning(id) => write!(f, "server '{id}' is already running"),
             ControlError::NotRunning(id) => write!(f, "server '{id}' is already stopped"),
             ControlError::OrphanHoldsPort {

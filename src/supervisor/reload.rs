@@ -16,6 +16,7 @@ use std::sync::RwLock;
 
 use crate::cli::UpOptions;
 use crate::config::{self, Config, ConfigErrors, ServerConfig, procfile};
+use crate::groups;
 use crate::model::ReloadPlan;
 
 /// The config tend was started with, and the command-line options that override it, so a
@@ -68,26 +69,54 @@ impl ConfigSource {
     }
 }
 
-/// The server ids HTTP handlers may answer for without asking the supervisor (log routes). The
-/// supervisor replaces them when a reload adds or removes servers.
+/// The servers HTTP handlers may answer for without asking the supervisor (log routes): ids in
+/// config order, each with its group. The supervisor replaces them when a reload changes them.
 #[derive(Debug, Default)]
-pub struct KnownIds(RwLock<HashSet<String>>);
+pub struct KnownIds(RwLock<Vec<(String, Option<String>)>>);
 
 impl KnownIds {
-    pub fn new(ids: impl IntoIterator<Item = String>) -> KnownIds {
-        KnownIds(RwLock::new(ids.into_iter().collect()))
+    pub fn new(servers: impl IntoIterator<Item = (String, Option<String>)>) -> KnownIds {
+        KnownIds(RwLock::new(servers.into_iter().collect()))
+    }
+
+    /// Every server of `config`, with its group.
+    pub fn of(config: &Config) -> KnownIds {
+        KnownIds::new(roster(config))
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id)
+        self.read().iter().any(|(known, _)| known == id)
     }
 
-    pub fn replace(&self, ids: impl IntoIterator<Item = String>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = ids.into_iter().collect();
+    pub fn replace(&self, config: &Config) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = roster(config);
     }
+
+    /// The ids `selector` names, in config order; every id when it names nothing.
+    pub fn select(&self, selector: &groups::Selector) -> Result<Vec<String>, groups::Unknown> {
+        let servers = self.read();
+        if selector.is_empty() {
+            return Ok(servers.iter().map(|(id, _)| id.clone()).collect());
+        }
+        let list: Vec<(&str, Option<&str>)> = servers
+            .iter()
+            .map(|(id, group)| (id.as_str(), group.as_deref()))
+            .collect();
+        let chosen = groups::select(&list, selector)?;
+        Ok(chosen.into_iter().map(|i| servers[i].0.clone()).collect())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Option<String>)>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn roster(config: &Config) -> Vec<(String, Option<String>)> {
+    config
+        .servers
+        .iter()
+        .map(|s| (s.id.clone(), s.group.clone()))
+        .collect()
 }
 
 /// What the plan needs to know of a server that tend runs now.
@@ -120,6 +149,7 @@ pub fn process_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static s
         start_timeout: _,
         retry_fatal: _,
         depends_on,
+        group: _,
         line: _,
         max_memory: _,
         health: _,
@@ -169,6 +199,7 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
         start_timeout,
         retry_fatal,
         depends_on: _,
+        group,
         line: _,
         max_memory,
         health,
@@ -194,6 +225,10 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
     }
     if *retry_fatal != old.retry_fatal {
         changed.push("retry_fatal_ms");
+    }
+    // Only which servers `@name` selects and how the dashboard files them.
+    if *group != old.group {
+        changed.push("group");
     }
     if *max_memory != old.max_memory {
         changed.push("max_memory");

@@ -227,6 +227,7 @@ impl Server {
         let sample = self.sample.as_ref().filter(|_| alive);
         ServerView {
             id: self.config.id.clone(),
+            group: self.config.group.clone(),
             command: self.config.command.display(),
             status: self.status,
             running: alive,
@@ -262,6 +263,7 @@ impl Server {
         let sample = self.sample.as_ref().filter(|_| alive);
         ServerSample {
             id: self.config.id.clone(),
+            group: self.config.group.clone(),
             status: self.status,
             is_up: alive,
             restarts: self.restarts,

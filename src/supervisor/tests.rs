@@ -16,6 +16,7 @@ use super::reload::{ConfigSource, KnownIds};
 use super::{Control, ControlError, Outputs, ServerOrchestrator};
 use crate::cli::UpOptions;
 use crate::config::{self, ServerConfig};
+use crate::groups::ActTarget;
 use crate::logs::rotate;
 use crate::model::{Action, ServerView, Status};
 use crate::monitor::MonitorCmd;
@@ -166,7 +167,7 @@ impl Harness {
         let outputs = Outputs {
             monitor,
             store: ProcessStateStore::spawn(dir.join("state.json")).unwrap(),
-            known_ids: Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone()))),
+            known_ids: Arc::new(KnownIds::of(&config)),
             log_limits: Arc::new(rotate::Limits::new(0, 0)),
         };
         let machine = Arc::new(Mutex::new(machine));
@@ -203,9 +204,13 @@ impl Harness {
         id: Option<&str>,
     ) -> Receiver<Result<Vec<ServerView>, ControlError>> {
         let (reply, answer) = crossbeam_channel::bounded(1);
+        let target = match id {
+            Some(id) => ActTarget::One(id.to_string()),
+            None => ActTarget::All,
+        };
         self.supervisor.on_control(Control::Act {
             action,
-            id: id.map(String::from),
+            target,
             reply,
         });
         self.supervisor.end_turn();
@@ -403,6 +408,49 @@ fn dependencies_start_first_and_stop_last() {
     for id in ["web", "api", "db"] {
         assert_eq!(h.status(id), Status::Stopped, "{id}");
     }
+}
+
+#[test]
+fn a_group_stops_its_own_dependents_first_and_leaves_outside_ones_running() {
+    let mut h = Harness::new(
+        r#"[{"id": "web", "command": ["sleep", "1"], "depends_on": ["api"]},
+            {"id": "api", "command": ["sleep", "1"], "depends_on": ["db"], "group": "backend"},
+            {"id": "db", "command": ["sleep", "1"], "group": "backend"}]"#,
+    );
+    h.boot(None);
+    let (db, api, web) = (
+        h.pid("db").unwrap(),
+        h.pid("api").unwrap(),
+        h.pid("web").unwrap(),
+    );
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let selector = crate::groups::Selector {
+        groups: vec!["backend".into()],
+        ids: Vec::new(),
+    };
+    h.supervisor.on_control(Control::Act {
+        action: Action::Stop,
+        target: ActTarget::Selected(selector),
+        reply,
+    });
+    h.supervisor.end_turn();
+    let terms = |h: &Harness| -> Vec<u32> {
+        let signals = h.signals().into_iter();
+        signals
+            .filter(|s| s.1 == libc::SIGTERM)
+            .map(|s| s.0)
+            .collect()
+    };
+    // api at once (web is not being stopped: not waited for), db once api is down.
+    assert_eq!(terms(&h), [api]);
+    h.exit(api, ExitStatus::Signal(libc::SIGTERM), false);
+    assert_eq!(terms(&h), [api, db]);
+    h.exit(db, ExitStatus::Signal(libc::SIGTERM), false);
+    let views = answer.try_recv().unwrap().unwrap();
+    let ids: Vec<&str> = views.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["api", "db"], "the answer is the servers acted on");
+    assert_eq!(h.pid("web"), Some(web));
+    assert_eq!(h.status("db"), Status::Stopped);
 }
 
 #[test]

@@ -574,3 +574,72 @@ test('Reload config adds a row and drops a removed one without a page reload', {
     assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not reloaded');
   });
 });
+
+test('a group restarts from its header, shows its merged log, and the status filter stays in the URL', { timeout: 90000 }, async () => {
+  const [pApi, pDb, pWeb] = [await freePort(), await freePort(), await freePort()];
+  const servers = [
+    { id: 'api', command: demo(pApi), ports: [pApi], group: 'backend', depends_on: ['db'] },
+    { id: 'db', command: demo(pDb), ports: [pDb], group: 'backend' },
+    { id: 'web', command: demo(pWeb), ports: [pWeb] },
+    { id: 'idle', command: 'exec sleep 1000', autostart: false },
+  ];
+  await withTend('groups', servers, async ({ page, tend }) => {
+    for (const id of ['api', 'db', 'web']) await statusIs(page, id, 'running');
+    const head = page.locator('tbody.grp[data-group="backend"]');
+    await until('the group counts', () => text(head.locator('.gcounts')),
+      (t) => t === '2 servers · 2 running · 0 not running');
+    // Config order inside the group; the server without a group comes under "no group".
+    const order = await page.locator('#servers tbody').evaluateAll((bodies) =>
+      bodies.map((b) => (b.classList.contains('grp') ? `[${b.dataset.group || '-'}]` : b.dataset.id)));
+    assert.deepEqual(order, ['[backend]', 'api', 'db', '[-]', 'web', 'idle']);
+
+    const before = { api: (await server(tend, 'api')).pid, db: (await server(tend, 'db')).pid, web: (await server(tend, 'web')).pid };
+    await head.getByRole('button', { name: 'Restart group backend', exact: true }).click();
+    await until('the group restarted', () => text(head.locator('.msg')), (t) => t === 'Restarted group backend');
+    for (const id of ['api', 'db']) {
+      await statusIs(page, id, 'running');
+      const after = await server(tend, id);
+      assert.notEqual(after.pid, before[id], `${id} got a new process`);
+      assert.equal(await text(row(page, id).locator('.c-pid')), String(after.pid));
+    }
+    assert.equal((await server(tend, 'web')).pid, before.web, 'web is in no group and kept its process');
+
+    // The group's log: both members' lines, each behind its name.
+    await head.getByRole('button', { name: 'Logs of group backend', exact: true }).click();
+    const panel = head.locator('.logpanel');
+    await until('both members in the merged log', () => panel.locator('.line').allTextContents(),
+      (lines) => lines.some((l) => l.startsWith('api | ')) && lines.some((l) => l.startsWith('db  | ')));
+    await panel.getByRole('button', { name: 'Close logs of group backend' }).click();
+
+    // Stopping more than one server asks first; Cancel stops nothing.
+    const stop = head.getByRole('button', { name: 'Stop group backend', exact: true });
+    const dialog = page.locator('dialog#confirm');
+    await stop.click();
+    await until('dialog open', () => dialog.evaluate((d) => d.open), (v) => v === true);
+    assert.match(await text(dialog), /Stop group backend\?.*2 servers: api, db/s);
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    assert.equal((await server(tend, 'api')).status, 'running', 'Cancel stops nothing');
+    await stop.click();
+    await dialog.getByRole('button', { name: 'Stop all', exact: true }).click();
+    for (const id of ['api', 'db']) await statusIs(page, id, 'stopped');
+    await until('the group counts', () => text(head.locator('.gcounts')),
+      (t) => t === '2 servers · 0 running · 2 not running');
+    assert.equal(await text(dialog.locator('h2')), 'Kill orphan?', 'the dialog is the orphan one again');
+
+    // Filter by status: only the stopped rows stay, and the URL keeps the filter.
+    const visible = () => page.locator('#servers tbody.srv:not([hidden])').evaluateAll((b) => b.map((x) => x.dataset.id));
+    await page.locator('#filter').fill('stopped');
+    await until('only stopped rows', visible, (ids) => ids.join() === 'api,db,idle');
+    assert.equal(new URL(page.url()).searchParams.get('filter'), 'stopped');
+    await page.goto(page.url());
+    await until('the filter restored from the URL', visible, (ids) => ids.join() === 'api,db,idle');
+    assert.equal(await page.locator('#filter').inputValue(), 'stopped');
+    assert.equal(await page.locator('tbody.grp[data-group="backend"]').isVisible(), true);
+    await page.locator('#filter').fill('group:backend running');
+    await until('no match', visible, (ids) => ids.length === 0);
+    assert.equal(await page.locator('#filter-empty').isVisible(), true);
+    await page.locator('#filter').fill('');
+    await until('every row', visible, (ids) => ids.length === 4);
+    assert.equal(new URL(page.url()).searchParams.get('filter'), null);
+  });
+});

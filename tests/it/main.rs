@@ -14,6 +14,7 @@ mod cli;
 mod connections;
 mod export;
 mod fleet;
+mod groups;
 mod health;
 mod history;
 mod http;

@@ -194,6 +194,9 @@ fn recipes() -> Vec<Recipe> {
         ("/api/servers", "post", 403, |c| {
             authed(c, "POST", "/api/servers?action=stop", &[CROSS_SITE], b"")
         }),
+        ("/api/servers", "post", 404, |c| {
+            authed(c, "POST", "/api/servers?action=stop&group=nope", &[], b"")
+        }),
         ("/api/servers", "post", 413, |c| {
             authed(c, "POST", "/api/servers?action=stop", &[JSON], &big_body())
         }),
@@ -273,6 +276,21 @@ fn recipes() -> Vec<Recipe> {
         }),
         ("/api/servers/{id}/logs", "get", 404, |c| {
             authed(c, "GET", "/api/servers/nope/logs", &[], b"")
+        }),
+        ("/api/logs", "get", 200, |c| {
+            authed(c, "GET", "/api/logs?id=run&id=idle&lines=5", &[], b"")
+        }),
+        ("/api/logs", "get", 400, |c| {
+            authed(c, "GET", "/api/logs?lines=many", &[], b"")
+        }),
+        ("/api/logs", "get", 401, |c| {
+            anon(c, "GET", "/api/logs", &[], b"")
+        }),
+        ("/api/logs", "get", 403, |c| {
+            authed(c, "GET", "/api/logs", &[EVIL], b"")
+        }),
+        ("/api/logs", "get", 404, |c| {
+            authed(c, "GET", "/api/logs?group=nope", &[], b"")
         }),
         ("/api/kill", "delete", 200, |c| {
             kill(c, json!({"id": "idle"}))
@@ -488,6 +506,7 @@ fn every_route_tend_answers_is_documented() {
         ("get", "/api/servers/{id}"),
         ("post", "/api/servers/{id}"),
         ("get", "/api/servers/{id}/logs"),
+        ("get", "/api/logs"),
         ("delete", "/api/kill"),
         ("post", "/api/reload"),
         ("get", "/api/history"),

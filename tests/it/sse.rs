@@ -581,7 +581,8 @@ fn a_log_stream_carries_lines_printed_after_connecting() {
     assert_eq!(reader.status(), 200);
     let events = read_until(&mut reader, "a log event", EVENT_WAIT, |e| e.event == "log");
     let log = events.last().unwrap().json();
-    assert_eq!(keys(&log), key_set(&["id", "line"]), "{log}");
+    // `at` bounds when the line was written (README "Groups and merged logs").
+    assert_eq!(keys(&log), key_set(&["id", "line", "at"]), "{log}");
     assert_eq!(log["id"], "talker");
     let line = log["line"].as_str().unwrap_or_default();
     let n = number(line).unwrap_or_else(|| panic!("not a line the child printed: {log}"));
