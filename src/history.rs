@@ -279,6 +279,7 @@ fn run(path: &Path, journal: &Journal, records: &Receiver<Arc<Record>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
 
     fn record(id: u64, server: &str) -> Record {
         Record {
@@ -289,13 +290,6 @@ mod tests {
                 pid: id as u32,
             },
         }
-    }
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tend-history-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 
     #[test]
@@ -324,7 +318,7 @@ mod tests {
 
     #[test]
     fn the_file_round_trips_and_a_corrupt_one_is_kept_aside() {
-        let dir = temp_dir("roundtrip");
+        let dir = TempDir::new("history-roundtrip");
         let path = dir.join("history.json");
         let journal = Arc::new(Journal::default());
         let (sender, writer) = HistoryWriter::start(path.clone(), Arc::clone(&journal)).unwrap();
@@ -344,7 +338,7 @@ mod tests {
         let empty = load(&path).unwrap();
         assert_eq!(empty.len(), 0);
         assert!(!path.exists(), "the corrupt file was moved away");
-        let kept: Vec<_> = std::fs::read_dir(&dir)
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
             .filter(|e| {
@@ -358,6 +352,5 @@ mod tests {
             std::fs::read(kept[0].path()).unwrap(),
             b"{\"version\":1,\"events\":[{\"id\":"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

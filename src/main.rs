@@ -22,6 +22,8 @@ mod recorder;
 mod regex;
 mod store;
 mod supervisor;
+#[cfg(test)]
+mod test_support;
 mod up;
 
 use std::io::Write;
@@ -96,8 +98,9 @@ fn run() -> Result<ExitCode, Error> {
     }
 }
 
-/// Prints to stdout; a closed pipe (`tend help | head -1`) is not an error.
-fn print_stdout(text: &str) {
+/// Prints to stdout; a closed pipe (`tend help | head -1`, `tend export systemd | head`) is
+/// not an error.
+pub(crate) fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

@@ -1,5 +1,5 @@
 // tend dashboard. Plain ES2020, no framework, no build step; served by tend at /app.js.
-// Contracts: DESIGN.md §4 (API) and §5 (Server-Sent Events). A strict CSP applies, so this file
+// Contracts: docs/DESIGN.md §4 (API) and §5 (Server-Sent Events). A strict CSP applies, so this file
 // never writes markup: every node is built with createElement and filled with textContent.
 // Loaded as a module: strict, deferred and with its own scope.
 const HISTORY = 60; // sparkline points per server (one per health round)

@@ -19,8 +19,9 @@ use crossbeam_channel::{RecvTimeoutError, bounded};
 
 use super::alert::Alert;
 use crate::config::CommandSpec;
+use crate::http::auth::TOKEN_VAR;
 use crate::model;
-use crate::os::process::{self, SPAWN_LOCK, TOKEN_VAR};
+use crate::os::process::{self, SPAWN_LOCK};
 use crate::os::reaper::{self, ExitStatus};
 use crate::os::shell;
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Api, MAX_RECONNECT_DELAY, Response, SseParser, emit, encode_component};
+use super::http::{Response, encode_component};
+use super::sse::SseParser;
+use super::{Api, MAX_RECONNECT_DELAY, emit};
 use crate::error::{Context, Error};
 use crate::groups::Selector;
 

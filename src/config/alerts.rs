@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Checker, CommandSpec, DAY_MS, Field, Pos, closest, quoted};
+use super::CommandSpec;
+use super::check::{Checker, DAY_MS, Field, quoted};
+use super::positions::Pos;
+use super::suggest::closest;
 
 /// An event an alert rule can be triggered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

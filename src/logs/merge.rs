@@ -82,14 +82,13 @@ impl Followers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::paths::log_path;
     use crate::logs::times;
-    use crate::os::process::log_path;
+    use crate::test_support::TempDir;
 
     #[test]
     fn lines_of_several_servers_interleave_by_when_they_were_seen() {
-        let dir = std::env::temp_dir().join(format!("tend-logmerge-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("logmerge");
         std::fs::write(log_path(&dir, "api"), "api 1\napi 2\n").unwrap();
         std::fs::write(log_path(&dir, "db"), "db 1\ndb 2\n").unwrap();
         times::mark(&log_path(&dir, "db"), 5, 1_000);
@@ -117,6 +116,5 @@ mod tests {
             .map(|l| l.line)
             .collect();
         assert_eq!(last_two, ["api 2", "db 2"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 //! [`crate::logger`], a different thing.
 
 pub mod merge;
+pub mod paths;
 pub mod rotate;
 pub mod tail;
 pub mod times;

@@ -299,18 +299,12 @@ fn watch(fd: i32, log_dir: &Path, limits: &Limits) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
     use std::io::Write;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tend-rotate-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn rotation_moves_whole_blocks_and_keeps_the_rest_live() {
-        let dir = temp_dir("blocks");
+        let dir = TempDir::new("rotate-blocks");
         let path = dir.join("web.log");
         let mut text = String::new();
         for n in 0..2000 {
@@ -330,12 +324,11 @@ mod tests {
             "nothing lost, nothing doubled"
         );
         assert_eq!(removed_from_head(&path), rotated.moved);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn older_files_shift_and_the_oldest_is_dropped() {
-        let dir = temp_dir("shift");
+        let dir = TempDir::new("rotate-shift");
         let path = dir.join("web.log");
         for round in 0..4u8 {
             fs::write(&path, vec![b'a' + round; 8192]).unwrap();
@@ -344,12 +337,11 @@ mod tests {
         assert_eq!(fs::read(rotated_path(&path, 1)).unwrap()[0], b'd');
         assert_eq!(fs::read(rotated_path(&path, 2)).unwrap()[0], b'c');
         assert!(!rotated_path(&path, 3).exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_writer_that_never_stops_loses_nothing_through_many_rotations() {
-        let dir = temp_dir("writer");
+        let dir = TempDir::new("rotate-writer");
         let path = dir.join("fast.log");
         let mut file = OpenOptions::new()
             .create(true)
@@ -386,6 +378,5 @@ mod tests {
         for (n, line) in lines.iter().enumerate() {
             assert_eq!(*line, format!("line {n:07} of the fast writer"));
         }
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

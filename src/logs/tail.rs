@@ -6,9 +6,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::logs::paths::log_path;
 use crate::logs::rotate::{self, removed_from_head, rotated_path};
 use crate::logs::times;
-use crate::os::process::log_path;
 
 /// The most lines one request may ask for (docs/DESIGN.md §4).
 pub const MAX_LINES: usize = 10_000;
@@ -226,18 +226,12 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
     use std::io::Write;
-
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tend-logfile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn tail_returns_the_last_lines_oldest_first() {
-        let dir = temp_dir("tail");
+        let dir = TempDir::new("logfile-tail");
         let mut text = String::new();
         for n in 0..50_000 {
             text.push_str(&format!("line {n}\n"));
@@ -266,12 +260,11 @@ mod tests {
             tail(&dir, "split", 99).unwrap(),
             ["line 0", "line 1", "line 2", "line 3", "line 4"]
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn stamped_lines_carry_the_first_mark_that_saw_them_and_never_go_back() {
-        let dir = temp_dir("stamped");
+        let dir = TempDir::new("logfile-stamped");
         let live = log_path(&dir, "web");
         std::fs::write(rotated_path(&live, 1), "old 1\nold 2\n").unwrap();
         std::fs::write(&live, "a\n").unwrap();
@@ -294,7 +287,7 @@ mod tests {
 
     #[test]
     fn follower_yields_only_complete_new_lines() {
-        let dir = temp_dir("follow");
+        let dir = TempDir::new("logfile-follow");
         let path = log_path(&dir, "web");
         std::fs::write(&path, "old\n").unwrap();
         let mut follower = Follower::new(&dir, "web");
@@ -312,6 +305,5 @@ mod tests {
         assert_eq!(follower.poll(), ["after rotation"], "no line read twice");
         std::fs::write(&path, "fresh\n").unwrap();
         assert_eq!(follower.poll(), ["fresh"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::health::{HealthCheck, Probe};
+use crate::logs::paths;
 use crate::model::{HealthView, Status, Timeline, signal_name};
-use crate::os::process::{self, SignalError};
+use crate::os::process::SignalError;
 use crate::os::reaper::{Exit, ExitStatus};
 
 use super::policy::{self, AfterExit, ExitKind};
@@ -41,7 +42,7 @@ impl ServerOrchestrator {
         // finish before a new start, so no earlier process writes after this).
         let log_from = self
             .host
-            .file_len(&process::log_path(&self.log_dir, &config.id));
+            .file_len(&paths::log_path(&self.log_dir, &config.id));
         match self.host.spawn(&config, &self.log_dir, &self.tend_bin) {
             Ok(spawned) => {
                 let server = &mut self.servers[index];

@@ -1,7 +1,7 @@
-//! The integration crate (STYLE "Tests"): every test here runs the real `tend` binary against
-//! real processes, sockets and files. One test binary, one module per area; `support` holds the
-//! harness (temporary directories, a tend process that cleans up after itself, a raw HTTP
-//! client, an SSE reader, port-holding fixtures).
+//! The integration crate: every test here runs the real `tend` binary against real processes,
+//! sockets and files. One test binary, one module per area; `support` holds the harness
+//! (temporary directories, a tend process that cleans up after itself, a raw HTTP client, an SSE
+//! reader, port-holding fixtures).
 
 // clippy.toml forbids `Command::output/status/wait` because inside tend the reaper alone may
 // wait for children. This crate is not tend: it spawns tend, the CLI and fixtures itself, and

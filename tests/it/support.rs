@@ -1,7 +1,10 @@
-//! The harness of the integration crate (STYLE "Tests"): temporary directories without
-//! tempfile, a [`Tend`] process that reads its own URL from stdout and cleans up every process
-//! it started, a raw HTTP/1.1 client over `TcpStream`, an SSE reader, and a port-holding
-//! [`Listener`] fixture.
+//! The harness of the integration crate: temporary directories without tempfile, a [`Tend`]
+//! process that reads its own URL from stdout and cleans up every process it started, a raw
+//! HTTP/1.1 client over `TcpStream`, an SSE reader, and a port-holding [`Listener`] fixture.
+//!
+//! Why not the CLI's HTTP client and SSE parser (src/client/http.rs, sse.rs): tend is a binary
+//! crate, so this crate cannot import them, and these helpers observe the wire rather than
+//! speak it correctly: raw requests, exact headers, each SSE frame as sent.
 //!
 //! Rules it keeps so tests can run in parallel and leave nothing behind: every test has its own
 //! directory and ports; every process is stopped by PID or process group (never by name);
@@ -1088,6 +1091,25 @@ impl SseReader {
             }
         }
     }
+}
+
+/// A server list with the fields that move on their own (uptime, CPU, memory) removed.
+pub fn without_moving_fields(list: &Value) -> Value {
+    let mut list = list.clone();
+    for server in list.as_array_mut().expect("a list of servers") {
+        let obj = server.as_object_mut().expect("a server object");
+        for key in [
+            "uptimeMs",
+            "cpuPercent",
+            "rssBytes",
+            "processes",
+            "mainCpuPercent",
+            "mainRssBytes",
+        ] {
+            obj.remove(key);
+        }
+    }
+    list
 }
 
 /// Makes sure `promtool` and `prometheus` are on PATH, installing Debian's `prometheus`
