@@ -98,11 +98,26 @@ pub fn tend_bin() -> PathBuf {
 }
 
 /// A port nobody listens on right now: bind 127.0.0.1:0, read it, drop the listener.
+/// A port nothing listens on, for a server under test to bind.
+///
+/// Taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768–60999 by
+/// default), never from `bind(0)`: the ports `bind(0)` hands out are the ones outgoing
+/// connections get too, so another test's HTTP client could take the port between this call
+/// and the server's bind. Below the range only explicit binds compete, and each one made here
+/// is a fresh port (a counter, offset by the PID so suites run side by side start apart).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const FIRST: usize = 20_000;
+    const COUNT: usize = 12_000;
+    let offset = std::process::id() as usize * 211;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset + n) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// `["<tend>", "serve-demo", args…]`: an array command for the hidden demo server.
