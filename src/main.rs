@@ -1,6 +1,7 @@
 //! tend: a tiny process supervisor with a live browser dashboard. `main` only parses the command
 //! line, runs the command and turns its outcome into an exit code.
 
+mod alerts;
 mod cli;
 mod client;
 mod config;
@@ -10,12 +11,14 @@ mod export;
 #[cfg(test)]
 mod fuzz_tests;
 mod groups;
+mod history;
 mod http;
 mod logger;
 mod logs;
 mod model;
 mod monitor;
 mod os;
+mod recorder;
 mod regex;
 mod schedule;
 mod store;
@@ -89,6 +92,8 @@ fn run() -> Result<ExitCode, Error> {
         | Command::FleetStatus { .. }
         | Command::Act { .. }
         | Command::Logs { .. }
+        | Command::Events { .. }
+        | Command::AlertsTest
         | Command::KillOrphan { .. }
         | Command::Adopt { .. }
         | Command::Reload => client::run(&cli),

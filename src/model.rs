@@ -289,6 +289,37 @@ pub enum Timeline {
         detail: String,
         file: Option<String>,
     },
+    /// tend itself started (after its state was read and before the first spawn): the mark in
+    /// the history where one run of tend ends and the next begins.
+    #[serde(rename_all = "camelCase")]
+    TendStarted { pid: u32, version: String },
+    /// tend was asked to shut down (SIGINT or SIGTERM).
+    #[serde(rename_all = "camelCase")]
+    TendStopping { signal: String },
+    /// The state file could not be written (the first failure of a streak; the store retries).
+    #[serde(rename_all = "camelCase")]
+    StateWriteFailed { error: String },
+    /// An alert rule's delivery: sent, failed, held back (rate limit) or dropped (queue full).
+    Alert(AlertOutcome),
+}
+
+/// What became of one alert (the `alert` timeline event, see `alerts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertOutcome {
+    /// The server the alert is about, if any (`tendStarted` has none).
+    pub id: Option<String>,
+    /// 1-based position of the rule in `alerts`.
+    pub rule: usize,
+    /// "exec", "webhook" or "alertmanager".
+    pub target: String,
+    /// The alert's event name (`processDied`, `fatal`, …), or `resolved` for an Alertmanager
+    /// resolution.
+    pub alert: String,
+    /// "sent", "failed", "heldBack" or "dropped".
+    pub result: String,
+    /// What a person reads: "HTTP 500 twice, then 200", "timed out after 10000 ms".
+    pub detail: String,
 }
 
 impl Timeline {
@@ -307,6 +338,32 @@ impl Timeline {
             Timeline::MemoryExceeded { .. } => "memoryExceeded",
             Timeline::HealthChanged { .. } => "healthChanged",
             Timeline::PlannedRestart { .. } => "plannedRestart",
+            Timeline::TendStarted { .. } => "tendStarted",
+            Timeline::TendStopping { .. } => "tendStopping",
+            Timeline::StateWriteFailed { .. } => "stateWriteFailed",
+            Timeline::Alert(_) => "alert",
+        }
+    }
+
+    /// The server the event is about; `None` for tend's own events and reloads.
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            Timeline::ServerStarted { id, .. }
+            | Timeline::ServerStopped { id, .. }
+            | Timeline::ProcessDied { id, .. }
+            | Timeline::ProcessError { id, .. }
+            | Timeline::StatusChange { id, .. }
+            | Timeline::OrphanDetected { id, .. }
+            | Timeline::OrphanCleared { id, .. }
+            | Timeline::OrphanKilled { id, .. }
+            | Timeline::HealthChanged { id, .. }
+            | Timeline::MemoryExceeded { id, .. }
+            | Timeline::PlannedRestart { id, .. } => Some(id),
+            Timeline::Alert(outcome) => outcome.id.as_deref(),
+            Timeline::ConfigReloaded(_)
+            | Timeline::TendStarted { .. }
+            | Timeline::TendStopping { .. }
+            | Timeline::StateWriteFailed { .. } => None,
         }
     }
 }

@@ -540,19 +540,97 @@ const TIMELINE = {
   memoryExceeded: (d) => ['warn', `memory ${mib(d.rssBytes)} over ${mib(d.limitBytes)}: restarting`],
   plannedRestart: (d) => ['info', d.trigger === 'watch'
     ? `${d.pid ? 'restarting' : 'starting'}: ${d.detail}` : `planned restart (${d.detail})`],
+  tendStarted: (d) => ['info', `tend ${d.version || ''} started${d.pid ? ` (PID ${d.pid})` : ''}`],
+  tendStopping: (d) => ['info', `tend stopping (${d.signal || 'asked to'})`],
+  stateWriteFailed: (d) => ['bad', `state file write failed: ${d.error}`],
+  alert: (d) => [d.result === 'sent' ? 'muted' : d.result === 'heldBack' ? 'muted' : 'warn',
+    `alert ${d.alert} via ${d.target} (rule ${d.rule}): ${ALERT_RESULT[d.result] || d.result}` +
+    `${d.detail ? ` — ${d.detail}` : ''}`],
 };
+const ALERT_RESULT = { sent: 'sent', failed: 'failed', heldBack: 'held back', dropped: 'dropped' };
+/** Event ids already in the timeline (live or from the history), so none shows twice. */
+const shownIds = new Set();
 function mib(bytes) { return `${Math.round((bytes || 0) / 1048576)} MiB`; }
 
-function addTimeline(kind, d) {
+function timelineItem(kind, d, at, who) {
   const [level, text] = TIMELINE[kind](d);
-  const now = new Date();
   const li = el('li', `ev ${level}`);
   li.dataset.kind = kind;
-  const time = el('time', 'when', clock(now));
-  time.dateTime = now.toISOString();
-  li.append(time, el('span', 'who', d.id), el('span', 'what', text));
+  // An event of an earlier day says which day.
+  const today = new Date().toDateString() === at.toDateString();
+  const time = el('time', 'when', today ? clock(at) : `${at.toLocaleDateString()} ${clock(at)}`);
+  time.dateTime = at.toISOString();
+  li.append(time, el('span', 'who', who), el('span', 'what', text));
+  return li;
+}
+
+/** The newest event id the timeline has (from the stream or the history). */
+let newestId = 0;
+function noteId(eventId) {
+  if (!eventId) return false;
+  if (shownIds.has(eventId)) return true;
+  shownIds.add(eventId);
+  newestId = Math.max(newestId, Number(eventId) || 0);
+  return false;
+}
+
+function addTimeline(kind, d, eventId) {
+  if (noteId(eventId)) return;
+  const who = typeof d.id === 'string' ? d.id : 'tend';
   const list = $('timeline');
+  const li = timelineItem(kind, d, new Date(), who);
+  if (eventId) li.dataset.eventId = eventId;
   list.prepend(li);
+  while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
+  $('timeline-empty').hidden = true;
+}
+
+/** After the stream was lost (tend restarting, a network gap), the events the page missed,
+ *  from the history, each in its place by id. */
+async function fillGap() {
+  if (!newestId) return;
+  let history;
+  try {
+    history = await api('GET', `/api/history?after=${newestId}&limit=${TIMELINE_MAX}`);
+  } catch (_) { return; }
+  const list = $('timeline');
+  for (const e of (history && Array.isArray(history.events) ? history.events : [])) {
+    const id = String(e.id);
+    if (!TIMELINE[e.event] || noteId(id)) continue;
+    const who = e.server || (e.event === 'configReloaded' ? 'config' : 'tend');
+    const li = timelineItem(e.event, e.data || {}, new Date(e.at), who);
+    li.dataset.eventId = id;
+    // Newest first: before the first older event, else above the earlier ones.
+    const older = [...list.children].find((c) => (c.dataset.eventId && Number(c.dataset.eventId) < e.id)
+      || c.classList.contains('ev-earlier'));
+    list.insertBefore(li, older || null);
+  }
+  while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
+  if (list.children.length) $('timeline-empty').hidden = true;
+}
+
+/** What happened before this page opened (tend keeps the last events in its history, also
+ *  across its own restarts): below the live events, marked as earlier. */
+async function loadHistory() {
+  let history;
+  try {
+    history = await api('GET', `/api/history?limit=${TIMELINE_MAX}`);
+  } catch (_) { return; /* the live timeline still works */ }
+  const events = (history && Array.isArray(history.events) ? history.events : [])
+    .filter((e) => TIMELINE[e.event] && !shownIds.has(String(e.id)));
+  if (!events.length) return;
+  const list = $('timeline');
+  const marker = el('li', 'ev-earlier', 'Earlier — before this page opened');
+  marker.setAttribute('role', 'separator');
+  list.append(marker);
+  for (const e of events.reverse()) {
+    noteId(String(e.id));
+    const who = e.server || (e.event === 'configReloaded' ? 'config' : 'tend');
+    const li = timelineItem(e.event, e.data || {}, new Date(e.at), who);
+    li.classList.add('earlier');
+    li.dataset.eventId = String(e.id);
+    list.append(li);
+  }
   while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
   $('timeline-empty').hidden = true;
 }
@@ -561,14 +639,19 @@ $('timeline-clear').addEventListener('click', () => {
   $('timeline-empty').hidden = false;
 });
 
-function onTimeline(kind, d) {
+function onTimeline(kind, d, eventId) {
   if (kind === 'configReloaded') {
     // Rows come and go with the `servers` snapshot sent before it; this is the note of why.
-    if (d && typeof d === 'object') addTimeline(kind, { ...d, id: 'config' });
+    if (d && typeof d === 'object') addTimeline(kind, { ...d, id: 'config' }, eventId);
     return;
   }
-  if (!d || typeof d.id !== 'string') return;
-  addTimeline(kind, d);
+  if (!d || typeof d !== 'object') return;
+  // tend's own events (and alerts about no server) have no server id.
+  if (typeof d.id !== 'string') {
+    if (['tendStarted', 'tendStopping', 'stateWriteFailed', 'alert'].includes(kind)) addTimeline(kind, d, eventId);
+    return;
+  }
+  addTimeline(kind, d, eventId);
   const r = rows.get(d.id);
   if (!r) return;
   if (kind === 'processDied') {
@@ -668,7 +751,7 @@ function connect() {
     if (source !== es) return;
     // After a gap, fetch the list too: the snapshot or replay should cover it, but a restarted
     // tend numbers its events anew and may not know what this page missed.
-    if (conn !== 'connecting') resync();
+    if (conn !== 'connecting') { resync(); fillGap(); }
     backoff = 1000;
     clearTimeout(offlineTimer);
     offlineTimer = 0;
@@ -695,7 +778,7 @@ function connect() {
   es.addEventListener('server', (ev) => { applyServer(parse(ev), true); counts(); });
   es.addEventListener('stats', (ev) => applyStats(parse(ev)));
   for (const kind of Object.keys(TIMELINE)) {
-    es.addEventListener(kind, (ev) => onTimeline(kind, parse(ev)));
+    es.addEventListener(kind, (ev) => onTimeline(kind, parse(ev), ev.lastEventId));
   }
 }
 
@@ -1074,3 +1157,4 @@ const snapshot = embeddedSnapshot();
 if (Array.isArray(snapshot)) replaceAll(snapshot);
 resync();
 connect();
+loadHistory();

@@ -14,6 +14,8 @@ pub fn help_text(topic: Option<&str>) -> Result<String, Error> {
         Some("status") => HELP_STATUS,
         Some("start" | "stop" | "restart") => HELP_ACT,
         Some("logs") => HELP_LOGS,
+        Some("events") => HELP_EVENTS,
+        Some("alerts") => HELP_ALERTS,
         Some("kill-orphan") => HELP_KILL_ORPHAN,
         Some("adopt") => HELP_ADOPT,
         Some("reload") => HELP_RELOAD,
@@ -53,6 +55,9 @@ Commands:
   logs [ID|@GROUP...] [-n N] [-f]
                           print the last N log lines (default 200) of a server, or of several
                           (default: all) merged with a name on each line; -f follows
+  events [-n N] [-f] [ID] print the last N timeline events (default 50), also from
+                          before tend restarted; -f follows
+  alerts test             send a test alert through every alert rule; print each result
   kill-orphan ID          kill the orphan process that holds ID's port
   adopt ID                take over ID's orphan when it is provably ID's own lost process
   reload                  apply the changed config: only the servers that changed move
@@ -168,6 +173,31 @@ logs\" says exactly what that guarantees).
 Options:
   -n, --lines N     how many lines (default 200, at most 10000)
   -f, --follow      keep printing new lines as they are written (Ctrl-C to stop)
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_EVENTS: &str = "\
+Usage: tend events [-n N] [-f] [ID]
+
+Prints what happened, oldest first, one event a line: starts, stops, deaths, status changes,
+orphans, health changes, reloads, alerts, and tend's own starts and stops. tend keeps the last
+1000 events in history.json beside its state file, so they survive a restart of tend.
+
+Options:
+  -n, --lines N     how many events (default 50, at most 1000)
+  -f, --follow      keep printing new events as they happen (Ctrl-C to stop)
+  ID                only this server's events
+  --url URL         the running tend (default: $TEND_URL, else the config's listen)
+";
+
+const HELP_ALERTS: &str = "\
+Usage: tend alerts test
+
+Sends a test alert (event \"test\") through every rule of the config's \"alerts\" and prints
+each rule's result: sent, or why it failed. Exits 1 when any rule failed. The rules' \"on\",
+\"servers\" and \"repeat_ms\" do not apply to a test.
+
+Options:
   --url URL         the running tend (default: $TEND_URL, else the config's listen)
 ";
 

@@ -15,6 +15,7 @@ use crate::groups::Selector;
 pub use crate::model::Action;
 
 mod help;
+mod journal;
 
 pub use help::help_text;
 
@@ -58,6 +59,15 @@ pub enum Command {
         lines: usize,
         follow: bool,
     },
+    /// `tend kill-orphan ID`.
+    /// `tend events [-n N] [-f] [ID]`: the history of timeline events, as a journal.
+    Events {
+        id: Option<String>,
+        lines: usize,
+        follow: bool,
+    },
+    /// `tend alerts test`: a test alert through every alert rule.
+    AlertsTest,
     /// `tend kill-orphan ID`.
     KillOrphan { id: String },
     /// `tend adopt ID`.
@@ -172,6 +182,8 @@ impl Default for ServeOptions {
 
 /// Default of `tend logs -n`, the same as the API's.
 pub const DEFAULT_LOG_LINES: usize = 200;
+/// Default of `tend events -n`.
+pub const DEFAULT_EVENT_LINES: usize = 50;
 
 /// Default of `tend start|stop|restart --timeout`: above the default `start_timeout_ms` (30 s,
 /// after which a server that has not opened its ports is `unhealthy`, a failure) and the default
@@ -179,7 +191,7 @@ pub const DEFAULT_LOG_LINES: usize = 200;
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The commands `tend help` lists (and accepts as topics), with their aliases.
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 15] = [
     "up",
     "check",
     "status",
@@ -187,6 +199,8 @@ const COMMANDS: [&str; 13] = [
     "stop",
     "restart",
     "logs",
+    "events",
+    "alerts",
     "kill-orphan",
     "adopt",
     "reload",
@@ -294,6 +308,8 @@ impl Parser {
             "stop" => self.parse_act(Action::Stop)?,
             "restart" => self.parse_act(Action::Restart)?,
             "logs" => self.parse_logs()?,
+            "events" => self.parse_events()?,
+            "alerts" => self.parse_alerts()?,
             "kill-orphan" => self.parse_kill_orphan()?,
             "adopt" => self.parse_adopt()?,
             "reload" => {
@@ -957,6 +973,23 @@ mod tests {
                     },
                 },
             ),
+            (
+                "events",
+                Command::Events {
+                    id: None,
+                    lines: DEFAULT_EVENT_LINES,
+                    follow: false,
+                },
+            ),
+            (
+                "events -f db -n20",
+                Command::Events {
+                    id: Some("db".into()),
+                    lines: 20,
+                    follow: true,
+                },
+            ),
+            ("alerts test", Command::AlertsTest),
             ("kill-orphan web", Command::KillOrphan { id: "web".into() }),
             ("adopt web", Command::Adopt { id: "web".into() }),
             ("reload", Command::Reload),
@@ -1166,7 +1199,7 @@ mod tests {
 
     #[test]
     fn mistakes_are_usage_errors_naming_the_bad_word() {
-        let table: [(&str, &[&str]); 30] = [
+        let table: [(&str, &[&str]); 34] = [
             ("frobnicate", &["'frobnicate'", "tend help"]),
             ("--bogus status", &["'--bogus'", "tend help"]),
             ("status --bogus", &["'--bogus'", "tend help status"]),
@@ -1197,6 +1230,10 @@ mod tests {
             ("export yaml", &["'yaml'", "systemd or procfile"]),
             ("export procfile --user", &["--user"]),
             ("export systemd --out", &["'--out' needs a value"]),
+            ("events web db", &["'db'", "tend help events"]),
+            ("events -n soon", &["'soon'"]),
+            ("alerts", &["`tend alerts test`", "tend help alerts"]),
+            ("alerts test now", &["'now'", "tend help alerts"]),
         ];
         for (line, needles) in table {
             let message = usage_error(line);

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 mod fleet;
 mod http;
+mod journal;
 mod merged;
 mod sse;
 mod table;
@@ -44,6 +45,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Error> {
             | Command::FleetStatus { .. }
             | Command::Act { .. }
             | Command::Logs { .. }
+            | Command::Events { .. }
+            | Command::AlertsTest
             | Command::KillOrphan { .. }
             | Command::Adopt { .. }
             | Command::Reload
@@ -345,6 +348,14 @@ fn execute(
                 print_tail(api, id, *lines, out)?;
             }
         }
+        Command::Events { id, lines, follow } => {
+            if *follow {
+                journal::follow(api, id.as_deref(), *lines, out, retry)?;
+            } else {
+                journal::print_history(api, id.as_deref(), *lines, out)?;
+            }
+        }
+        Command::AlertsTest => return journal::alerts_test(api, out),
         Command::KillOrphan { id } => {
             let body = serde_json::json!({ "id": id }).to_string();
             let killed: Killed = api.call_json("DELETE", "/api/kill", Some(&body))?;

@@ -31,6 +31,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "max_connections",
     "max_sse_clients",
     "adopt_orphans",
+    "alerts",
     "servers",
 ];
 
@@ -167,9 +168,11 @@ impl Checker<'_> {
             );
             return config;
         };
+        let mut alert_rules = Vec::new();
         for (key, value) in object {
             let field = Field::new("", key, "");
             match key.as_str() {
+                "alerts" => alert_rules = self.alerts(&field, value),
                 "listen" => {
                     if let Some(addr) = self.listen(&field, value) {
                         config.listen = addr;
@@ -234,6 +237,9 @@ impl Checker<'_> {
                 _ => self.unknown_key(&field.path, key, "", TOP_KEYS),
             }
         }
+        let ids: Vec<&str> = config.servers.iter().map(|s| s.id.as_str()).collect();
+        self.check_alert_servers(&alert_rules, &ids);
+        config.alerts = alert_rules.into_iter().map(|draft| draft.rule).collect();
         if !object.contains_key("servers") {
             let at = self.value_at("");
             self.fail(
@@ -527,6 +533,7 @@ pub(super) mod tests {
             max_connections: 256,
             max_sse_clients: 64,
             adopt_orphans: false,
+            alerts: Vec::new(),
             servers: vec![server_defaults("web", 3)],
         };
         assert_eq!(config, expected);
@@ -943,7 +950,7 @@ pub(super) mod tests {
             ),
             (
                 r#"{"servers": [], "zzz": 1}"#,
-                "1:17: unknown key 'zzz' (allowed keys: listen, state_file, log_dir, health_interval_ms, auth_token, allowed_hosts, on_exit, log_max_bytes, log_keep, max_connections, max_sse_clients, adopt_orphans, servers)",
+                "1:17: unknown key 'zzz' (allowed keys: listen, state_file, log_dir, health_interval_ms, auth_token, allowed_hosts, on_exit, log_max_bytes, log_keep, max_connections, max_sse_clients, adopt_orphans, alerts, servers)",
             ),
             (
                 r#"{"servers": [], "command": "x"}"#,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod alerts;
 mod check;
 mod cycles;
 pub mod envfile;
@@ -88,6 +89,8 @@ pub struct Config {
     /// Take over, on `tend up`, the orphans that are provably this config's lost processes
     /// (see `adopt.rs`) instead of leaving them to be killed.
     pub adopt_orphans: bool,
+    /// Who is told of what (`alerts`), in file order; every server id in them exists.
+    pub alerts: Vec<alerts::AlertRule>,
     /// In file order; ids are unique and dependencies acyclic.
     pub servers: Vec<ServerConfig>,
 }
@@ -162,6 +165,7 @@ impl Config {
             max_connections: 256,
             max_sse_clients: 64,
             adopt_orphans: false,
+            alerts: Vec::new(),
             servers: Vec::new(),
         }
     }

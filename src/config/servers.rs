@@ -206,7 +206,7 @@ impl Checker<'_> {
         })
     }
 
-    fn command(&mut self, field: &Field, value: &Value) -> Option<CommandSpec> {
+    pub(super) fn command(&mut self, field: &Field, value: &Value) -> Option<CommandSpec> {
         let items = match value {
             Value::String(_) => {
                 let line = self.string(field, value)?;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Deserialize;
 
+use crate::alerts;
 use crate::groups::{ActTarget, Selector, Unknown};
+use crate::history;
 use crate::http::assets;
 use crate::http::metrics;
 use crate::http::{ApiRequest, Reply, Shared};
@@ -19,6 +21,7 @@ use crate::logs::tail;
 use crate::model::{Action, signal_name};
 use crate::os::process;
 use crate::os::procfs;
+use crate::recorder;
 use crate::supervisor::{Control, ControlError};
 
 /// The API's description, kept true by a test that exercises every route and status it lists.
@@ -30,6 +33,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const INDEX_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Actions wait for stops (stop_timeout + SIGKILL grace) and dependency chains.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Events `GET /api/history` returns without `?limit=`.
+const DEFAULT_HISTORY: usize = 200;
 /// How long an orphan gets between SIGTERM and SIGKILL (docs/DESIGN.md §4).
 const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 
@@ -68,8 +73,10 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         ("GET", ["api", "logs"]) => merged_logs(request, shared),
         ("DELETE", ["api", "kill"]) => kill(request, shared),
         ("POST", ["api", "reload"]) => reload(request, shared),
+        ("GET", ["api", "history"]) => history(request, shared),
+        ("POST", ["api", "alerts", "test"]) => alerts_test(request, shared),
         (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])
-        | (_, ["api", "reload"])
+        | (_, ["api", "reload"] | ["api", "history"] | ["api", "alerts", "test"])
         | (_, ["api", "servers", _, "logs"] | ["healthz"] | ["api", "openapi.json"])
         | (_, ["api", "logs"])
         | (_, ["metrics"]) => Reply::error(
@@ -169,6 +176,13 @@ fn metrics(shared: &Shared) -> Reply {
     };
     snapshot.log_rotations = rotate::ROTATIONS.load(Ordering::Relaxed);
     snapshot.log_bytes_lost = rotate::LOST_BYTES.load(Ordering::Relaxed);
+    snapshot.alerts = metrics::AlertCounts {
+        sent: alerts::SENT.load(Ordering::Relaxed),
+        failed: alerts::FAILED.load(Ordering::Relaxed),
+        held_back: alerts::HELD_BACK.load(Ordering::Relaxed),
+        dropped: alerts::dropped_total(),
+    };
+    snapshot.history_dropped = recorder::HISTORY_DROPPED.load(Ordering::Relaxed);
     snapshot.process = tend_process();
     snapshot.http = shared.connections.sample();
     let text = metrics::render(&snapshot);
@@ -440,6 +454,58 @@ fn kill(request: &ApiRequest, shared: &Shared) -> Reply {
             format!("cannot kill PID {}: {e}", target.pid),
         ),
     }
+}
+
+/// `GET /api/history?limit=N&server=ID&after=EVENT_ID`: the newest events, oldest first.
+fn history(request: &ApiRequest, shared: &Shared) -> Reply {
+    let number = |name: &str| -> Result<Option<u64>, Reply> {
+        match request.query(name) {
+            None => Ok(None),
+            Some(text) => text.parse::<u64>().map(Some).map_err(|_| {
+                Reply::error(
+                    400,
+                    "bad_request",
+                    format!("{name} must be a whole number, got '{text}'"),
+                )
+            }),
+        }
+    };
+    let (limit, after) = match (number("limit"), number("after")) {
+        (Ok(limit), Ok(after)) => (limit, after),
+        (Err(reply), _) | (_, Err(reply)) => return reply,
+    };
+    let limit = limit.map_or(DEFAULT_HISTORY, |n| {
+        n.min(history::CAPACITY as u64) as usize
+    });
+    let server = request.query("server");
+    if let Some(id) = server {
+        // A removed server's events are still history: only a name never seen is refused.
+        if !shared.server_ids.contains(id) && shared.history.recent_json(1, Some(id), None) == "[]"
+        {
+            return error_reply(&ControlError::NotFound(id.to_string()));
+        }
+    }
+    let events = shared.history.recent_json(limit, server, after);
+    Reply::bytes(
+        200,
+        "application/json",
+        format!("{{\"events\":{events}}}").into_bytes(),
+    )
+}
+
+/// `POST /api/alerts/test`: a test alert through every rule, and each rule's result.
+fn alerts_test(request: &ApiRequest, shared: &Shared) -> Reply {
+    if let Err(reply) = check_json_body(request) {
+        return reply;
+    }
+    let Some(alerts) = &shared.alerts else {
+        return Reply::error(
+            409,
+            "no_alert_rules",
+            "this tend has no alert rules (the top-level \"alerts\" key of its config)",
+        );
+    };
+    Reply::json(200, &serde_json::json!({ "results": alerts.test() }))
 }
 
 /// Which servers' log lines an event stream adds: `logs=ID` and `group=NAME` (each repeatable

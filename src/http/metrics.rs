@@ -142,7 +142,19 @@ pub struct Snapshot {
     pub http: HttpSample,
     pub log_rotations: u64,
     pub log_bytes_lost: u64,
+    pub alerts: AlertCounts,
+    /// Timeline events the history queue had no room for.
+    pub history_dropped: u64,
     pub process: Option<ProcessSample>,
+}
+
+/// `tend_alerts_total{result}`: alert deliveries by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertCounts {
+    pub sent: u64,
+    pub failed: u64,
+    pub held_back: u64,
+    pub dropped: u64,
 }
 
 impl Snapshot {
@@ -157,6 +169,8 @@ impl Snapshot {
             http: HttpSample::default(),
             log_rotations: 0,
             log_bytes_lost: 0,
+            alerts: AlertCounts::default(),
+            history_dropped: 0,
             process: None,
         }
     }
@@ -460,6 +474,32 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     w.sample("tend_log_bytes_lost_total", &[], snapshot.log_bytes_lost);
 
+    w.family(
+        "tend_alerts_total",
+        "counter",
+        "Alerts by result: sent, failed (after retries or at the timeout), held_back (repeat_ms), \
+         dropped (a full queue).",
+    );
+    let alerts = snapshot.alerts;
+    for (result, value) in [
+        ("sent", alerts.sent),
+        ("failed", alerts.failed),
+        ("held_back", alerts.held_back),
+        ("dropped", alerts.dropped),
+    ] {
+        w.sample("tend_alerts_total", &[("result", result)], value);
+    }
+    w.family(
+        "tend_history_events_dropped_total",
+        "counter",
+        "Timeline events not kept in the history because its queue was full.",
+    );
+    w.sample(
+        "tend_history_events_dropped_total",
+        &[],
+        snapshot.history_dropped,
+    );
+
     if let Some(process) = snapshot.process {
         w.family(
             "tend_process_start_time_seconds",
@@ -640,12 +680,14 @@ mod tests {
             "tend_http_connections_refused_total",
             "tend_log_rotations_total",
             "tend_log_bytes_lost_total",
+            "tend_alerts_total",
+            "tend_history_events_dropped_total",
             "tend_process_start_time_seconds",
             "tend_process_resident_memory_bytes",
         ] {
             assert!(seen.contains(name), "{name} missing");
         }
-        assert_eq!(seen.len(), 28);
+        assert_eq!(seen.len(), 30);
     }
 
     #[test]
@@ -735,8 +777,11 @@ mod tests {
         snapshot.sse_clients = 4;
         snapshot.log_rotations = 9;
         snapshot.log_bytes_lost = 17;
+        snapshot.alerts.held_back = 13;
         let text = render(&snapshot);
         for line in [
+            "tend_alerts_total{result=\"held_back\"} 13",
+            "tend_alerts_total{result=\"dropped\"} 0",
             "tend_spawns_total{result=\"success\"} 7",
             "tend_spawns_total{result=\"failure\"} 2",
             "tend_state_file_bytes 321",

@@ -43,6 +43,10 @@ pub struct Shared {
     pub heartbeat: Duration,
     pub policy: guard::Policy,
     pub connections: Arc<connections::Registry>,
+    /// The last timeline events (`GET /api/history`).
+    pub history: Arc<crate::history::Journal>,
+    /// The alert thread, when the config has alert rules (`POST /api/alerts/test`).
+    pub alerts: Option<crate::alerts::AlertsHandle>,
 }
 
 impl Shared {
@@ -61,6 +65,8 @@ impl Shared {
             heartbeat: Duration::from_secs(15),
             policy,
             connections: Arc::default(),
+            history: Arc::default(),
+            alerts: None,
         }
     }
 }

@@ -166,7 +166,7 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
 ///
 /// # Safety
 /// Call only between fork and exec: it changes the flags of every descriptor of the process.
-unsafe fn close_inherited_on_exec() {
+pub unsafe fn close_inherited_on_exec() {
     // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11) only sets flags.
     let marked = unsafe {
         libc::syscall(

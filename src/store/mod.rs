@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 mod atomic;
 mod thread;
 
+pub(crate) use atomic::unix_seconds;
 pub use atomic::write_atomic;
-use atomic::{sync_folder, unix_seconds, with_context, with_suffix};
+use atomic::{sync_folder, with_context, with_suffix};
 pub use thread::{ProcessStateStore, StoreHandle, StoreStats};
 
 const LOG: &str = "ProcessStateStore";
@@ -195,7 +196,7 @@ pub fn load(path: &Path) -> io::Result<LoadOutcome> {
 ///
 /// A hard link to the new name fails with EEXIST when the name is taken, so an earlier corrupt
 /// file is never overwritten, with no check-then-rename race; then the old name is removed.
-fn move_aside(path: &Path, secs: u64) -> io::Result<PathBuf> {
+pub(crate) fn move_aside(path: &Path, secs: u64) -> io::Result<PathBuf> {
     for n in 0..10_000u32 {
         let suffix = match n {
             0 => format!(".corrupt-{secs}"),

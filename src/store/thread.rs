@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, at, bounded, never, sele
 use log::{debug, error, info};
 
 use super::{LOG, StateFile, write_atomic};
+use crate::model::Timeline;
 
 /// Snapshots that arrive within this long after the end of a write wait for the window to pass,
 /// and only the newest of them is written: at most ~10 writes a second, however fast the
@@ -56,6 +57,8 @@ struct Shared {
     writes: AtomicU64,
     failures: AtomicU64,
     last_bytes: AtomicU64,
+    /// Told of the first failed write of each streak (a `stateWriteFailed` timeline event).
+    tell_failure: Mutex<Option<Sender<Timeline>>>,
 }
 
 impl Shared {
@@ -118,6 +121,7 @@ impl ProcessStateStore {
             writes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_bytes: AtomicU64::new(0),
+            tell_failure: Mutex::new(None),
         });
         let (wake_tx, wake_rx) = bounded(1);
         let store = ProcessStateStore {
@@ -232,6 +236,14 @@ impl ProcessStateStore {
                     }
                 }
                 let reason = e.to_string();
+                if self.failure_streak == 1 {
+                    let tell = self.shared.tell_failure.lock();
+                    if let Some(tell) = tell.as_ref().ok().and_then(|t| t.as_ref()) {
+                        let _ = tell.try_send(Timeline::StateWriteFailed {
+                            error: format!("{}: {reason}", self.path.display()),
+                        });
+                    }
+                }
                 let is_new_reason = self.last_error.as_deref() != Some(reason.as_str());
                 if is_new_reason || self.failure_streak % REPEAT_ERROR_EVERY == 0 {
                     error!(
@@ -293,6 +305,16 @@ impl StoreHandle {
             .wait_timeout_while(slot, timeout, |slot| slot.durable_seq < target)
             .unwrap_or_else(PoisonError::into_inner);
         slot.durable_seq >= target
+    }
+
+    /// From now on the first failed write of each streak is told to `to` as a
+    /// `stateWriteFailed` timeline event (it never waits: a full channel loses the note).
+    pub fn tell_failures_to(&self, to: Sender<Timeline>) {
+        *self
+            .shared
+            .tell_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(to);
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -493,10 +515,21 @@ mod tests {
             fast(Duration::from_millis(10), Duration::from_millis(20)),
         )
         .unwrap();
+        let (told_tx, told) = crossbeam_channel::bounded(8);
+        store.tell_failures_to(told_tx);
         let state = state_with(&[("web", 1)]);
         store.save(state.clone());
         wait_until("a few failures", || store.stats().failures, |f| *f >= 2);
         assert_eq!(store.stats().writes, 0);
+        // One note for the streak, however many retries fail.
+        match told.try_recv() {
+            Ok(crate::model::Timeline::StateWriteFailed { error }) => {
+                let path = state_file(&dir).display().to_string();
+                assert!(error.starts_with(&path), "{error}")
+            }
+            other => panic!("expected a stateWriteFailed note, got {other:?}"),
+        }
+        assert!(told.try_recv().is_err(), "told once per streak");
         assert!(
             !store.flush(Duration::from_millis(30)),
             "flush reports the failure"

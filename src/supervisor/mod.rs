@@ -177,6 +177,10 @@ impl ServerOrchestrator {
     /// Takes back processes from the state file whose identity still matches, then starts the
     /// autostart servers in dependency order.
     pub fn boot(&mut self, stored: Option<StateFile>) {
+        self.timeline(Timeline::TendStarted {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        });
         for index in 0..self.servers.len() {
             self.send_watch(index);
             self.send_watch_spec(index);
@@ -194,6 +198,11 @@ impl ServerOrchestrator {
         }
         self.advance();
         self.flush();
+    }
+
+    /// Hands every timeline event from now on to history and alerts as well.
+    pub fn record_to(&mut self, recorder: crate::recorder::Recorder) {
+        self.hub.record_to(recorder);
     }
 
     /// The supervisor loop; returns when tend should exit.
@@ -232,6 +241,11 @@ impl ServerOrchestrator {
                 recv(inbox.watch) -> report => {
                     if let Ok(report) = report {
                         self.on_watch_report(report);
+                    }
+                },
+                recv(inbox.timeline) -> event => {
+                    if let Ok(event) = event {
+                        self.timeline(event);
                     }
                 },
                 recv(timer) -> _ => self.on_timers(),
@@ -357,6 +371,9 @@ impl ServerOrchestrator {
             return;
         }
         self.shutting_down = true;
+        self.timeline(Timeline::TendStopping {
+            signal: signal_name(signal.signal),
+        });
         self.abandon_reload();
         match self.on_exit {
             OnExit::Keep => {

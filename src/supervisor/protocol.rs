@@ -10,7 +10,7 @@ use crate::config::ConfigErrors;
 use crate::groups::{self, ActTarget};
 use crate::http::metrics;
 use crate::logs::rotate;
-use crate::model::{Action, ReloadPlan, ServerView};
+use crate::model::{Action, ReloadPlan, ServerView, Timeline};
 use crate::monitor::{MonitorCmd, Report};
 use crate::os::reaper::{Exit, Signal};
 use crate::store::StoreHandle;
@@ -149,6 +149,8 @@ pub struct Inbox {
     pub signals: Receiver<Signal>,
     /// Changes the file watcher saw, and how many folders it watches.
     pub watch: Receiver<WatchReport>,
+    /// Timeline events from other threads: alert outcomes, state write failures.
+    pub timeline: Receiver<Timeline>,
 }
 
 /// Where the supervisor's outputs go.

@@ -278,6 +278,7 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         max_connections,
         max_sse_clients: _,
         adopt_orphans: _,
+        alerts,
         servers: _,
     } = new;
     let mut changed = Vec::new();
@@ -296,6 +297,8 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check(*auth != old.auth, "auth_token");
     check(*allowed_hosts != old.allowed_hosts, "allowed_hosts");
     check(*max_connections != old.max_connections, "max_connections");
+    // The alert thread is started once with its rules (and its Alertmanager conditions).
+    check(*alerts != old.alerts, "alerts");
     changed
 }
 

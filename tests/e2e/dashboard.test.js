@@ -367,6 +367,46 @@ async function readEvents(url, headers, stop, timeout = 5000) {
   return events;
 }
 
+test('a page opened later shows what happened before, also before tend restarted, marked as earlier', { timeout: 90000 }, async () => {
+  const servers = [
+    { id: 'db', command: ['sleep', '1000'], restart: 'no' },
+    { id: 'idle', command: ['sleep', '1000'], autostart: false },
+  ];
+  await withTend('history', servers, async (ctx) => {
+    const { pid } = await until('db running', () => server(ctx.tend, 'db'), (s) => s.status === 'running');
+    await ctx.page.close();
+    ctx.page = null;
+    // Nobody is looking when it dies; then tend itself restarts.
+    process.kill(pid, 'SIGKILL');
+    await until('db crashed', () => server(ctx.tend, 'db'), (s) => s.status === 'crashed');
+    const listen = `127.0.0.1:${ctx.tend.port}`;
+    await h.stopTend(ctx.tend);
+    ctx.tend = await h.startTend(ctx.dir, ctx.config, listen);
+
+    ctx.page = await h.openPage(browser, ctx.tend.url);
+    const page = ctx.page;
+    await page.locator('#timeline .ev-earlier').waitFor();
+    const died = page.locator('#timeline li.earlier[data-kind="processDied"]', { hasText: 'db' });
+    await died.waitFor();
+    assert.match(await text(died), new RegExp(`died: SIGKILL \\(PID ${pid}\\)`));
+    // The death happened in tend's previous run: both starts of tend are there, and the stop.
+    assert.equal(await page.locator('#timeline li.earlier[data-kind="tendStarted"]').count(), 2);
+    assert.equal(await page.locator('#timeline li.earlier[data-kind="tendStopping"]').count(), 1);
+    assert.equal(await page.locator('#timeline-empty').isHidden(), true);
+    // Earlier events sit below the marker; a live one comes in above it, and none twice.
+    await api(ctx.tend, 'POST', '/api/servers/idle?action=start');
+    const live = page.locator('#timeline li:not(.earlier)[data-kind="serverStarted"]', { hasText: 'idle' });
+    await live.waitFor();
+    const order = await page.evaluate(() => [...document.querySelectorAll('#timeline li')]
+      .map((li) => (li.classList.contains('ev-earlier') ? 'marker' : li.classList.contains('earlier') ? 'earlier' : 'live')));
+    const marker = order.indexOf('marker');
+    assert.ok(order.slice(0, marker).every((k) => k === 'live'), order.join(','));
+    assert.ok(order.slice(marker + 1).every((k) => k === 'earlier'), order.join(','));
+    const times = await page.locator('#timeline li.earlier time').evaluateAll((ts) => ts.map((t) => t.dateTime));
+    assert.ok(times.every((t, i) => i === 0 || t <= times[i - 1]), `newest first: ${times}`);
+  });
+});
+
 test('the page reconnects after tend restarts, and the data catches up', { timeout: 90000 }, async () => {
   const port = await freePort();
   await withTend('reconnect', [{ id: 'web', command: demo(port), ports: [port] }], async (ctx) => {
@@ -391,6 +431,14 @@ test('the page reconnects after tend restarts, and the data catches up', { timeo
       (t) => /^\d+$/.test(t) && t !== oldPid);
     await statusIs(page, 'web', 'running');
     assert.equal(String((await server(ctx.tend, 'web')).pid), newPid);
+    // What happened while the page had no stream comes from the history, in its place: the
+    // new tend's start (before any client could connect) and the new process's.
+    await page.locator('#timeline li:not(.earlier)[data-kind="tendStarted"]').waitFor();
+    const started = page.locator('#timeline li:not(.earlier)[data-kind="serverStarted"]', { hasText: 'web' });
+    await until('the new start in the timeline', () => started.allTextContents(),
+      (all) => all.some((t) => t.includes(`PID ${newPid}`)));
+    const ids = await page.locator('#timeline li[data-event-id]').evaluateAll((lis) => lis.map((li) => Number(li.dataset.eventId)));
+    assert.ok(ids.every((id, i) => i === 0 || id < ids[i - 1]), `newest first, none twice: ${ids}`);
 
     // A client resuming with an id of the previous tend cannot get those events replayed by the
     // new one: it must be sent a fresh snapshot (docs/DESIGN.md §5).

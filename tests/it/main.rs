@@ -9,12 +9,14 @@
 #![allow(clippy::disallowed_methods)]
 
 mod adopt;
+mod alerts;
 mod cli;
 mod connections;
 mod export;
 mod fleet;
 mod groups;
 mod health;
+mod history;
 mod http;
 mod lifecycle;
 mod logs;

@@ -335,6 +335,42 @@ fn recipes() -> Vec<Recipe> {
         ("/api/reload", "post", 503, |c| {
             past_connection_cap(c, "/api/reload")
         }),
+        ("/api/history", "get", 200, |c| {
+            authed(c, "GET", "/api/history?limit=5&server=run", &[], b"")
+        }),
+        ("/api/history", "get", 400, |c| {
+            authed(c, "GET", "/api/history?limit=many", &[], b"")
+        }),
+        ("/api/history", "get", 401, |c| {
+            anon(c, "GET", "/api/history", &[], b"")
+        }),
+        ("/api/history", "get", 403, |c| {
+            authed(c, "GET", "/api/history", &[EVIL], b"")
+        }),
+        ("/api/history", "get", 404, |c| {
+            authed(c, "GET", "/api/history?server=nope", &[], b"")
+        }),
+        ("/api/alerts/test", "post", 200, |c| {
+            authed(c, "POST", "/api/alerts/test", &[], b"")
+        }),
+        ("/api/alerts/test", "post", 400, |c| {
+            authed(c, "POST", "/api/alerts/test", &[JSON], b"{")
+        }),
+        ("/api/alerts/test", "post", 401, |c| {
+            anon(c, "POST", "/api/alerts/test", &[], b"")
+        }),
+        ("/api/alerts/test", "post", 403, |c| {
+            authed(c, "POST", "/api/alerts/test", &[CROSS_SITE], b"")
+        }),
+        ("/api/alerts/test", "post", 409, |c| {
+            let auth = bearer();
+            let headers = [("Authorization", auth.as_str())];
+            http_request(&c.busy.url, "POST", "/api/alerts/test", &headers, b"")
+        }),
+        ("/api/alerts/test", "post", 415, |c| {
+            let plain = ("Content-Type", "text/plain");
+            authed(c, "POST", "/api/alerts/test", &[plain], b"now")
+        }),
         ("/api/events", "get", 200, |c| {
             let auth = bearer();
             events(&c.tend.url, "/api/events", &[("Authorization", &auth)])
@@ -473,6 +509,8 @@ fn every_route_tend_answers_is_documented() {
         ("get", "/api/logs"),
         ("delete", "/api/kill"),
         ("post", "/api/reload"),
+        ("get", "/api/history"),
+        ("post", "/api/alerts/test"),
         ("get", "/api/events"),
     ];
     let missing: Vec<String> = routes
@@ -508,7 +546,8 @@ fn start_ctx() -> Ctx {
              "autostart": false},
             {"id": "broken", "command": ["sleep", "1"], "cwd": "/nonexistent/tend-openapi",
              "autostart": false, "restart": "no"},
-        ]
+        ],
+        "alerts": [{"on": ["fatal"], "exec": ["true"]}]
     });
     let tend = Tend::start_with(&dir, &config, &[], &[("TEND_TOKEN", TOKEN)]);
     tend.wait_status("run", "running");
