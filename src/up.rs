@@ -114,7 +114,10 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     let (watch_tx, watch_rx) = unbounded();
     let own_files = watch::OwnFiles {
         log_dir: config.log_dir.clone(),
-        state_file: config.state_file.clone(),
+        files: vec![
+            config.state_file.clone(),
+            history::path_beside(&config.state_file),
+        ],
     };
     let watch = watch::start(own_files, watch_tx).context("cannot start the file watcher")?;
 

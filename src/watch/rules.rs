@@ -19,14 +19,13 @@ pub const ALWAYS_IGNORED: &[&str] = &[
     ".git", ".hg", ".svn", ".tend", "*.swp", "*.swx", "*~", ".#*", "4913",
 ];
 
-/// tend's own files, which must never restart a server: the log folder, and the state file
-/// with whatever tend keeps beside it under the same name (`.lock`, `.tmp`, a history file):
-/// any file in the state file's folder whose name begins with the state file's name without
-/// its extension.
+/// tend's own files, which must never restart a server: the log folder, and files tend writes
+/// elsewhere (the state file, the history), each with what tend keeps beside it under its name
+/// (`.lock`, `.tmp`, `.corrupt-…`): any file in the same folder whose name begins with theirs.
 #[derive(Debug, Clone, Default)]
 pub struct OwnFiles {
     pub log_dir: PathBuf,
-    pub state_file: PathBuf,
+    pub files: Vec<PathBuf>,
 }
 
 /// One `paths` entry: the folder or file it starts from, and the glob below it (empty when
@@ -84,7 +83,7 @@ impl Rules {
             anchored,
             own: OwnFiles {
                 log_dir: normalize(&own.log_dir),
-                state_file: normalize(&own.state_file),
+                files: own.files.iter().map(|f| normalize(f)).collect(),
             },
         }
     }
@@ -109,21 +108,16 @@ impl Rules {
         if self.own.log_dir != Path::new("/") && path.starts_with(&self.own.log_dir) {
             return true;
         }
-        let state = &self.own.state_file;
-        match (
-            path.parent(),
-            path.file_name(),
-            state.parent(),
-            state.file_stem(),
-        ) {
-            (Some(dir), Some(name), Some(state_dir), Some(state_name)) => {
-                dir == state_dir
-                    && name
-                        .as_encoded_bytes()
-                        .starts_with(state_name.as_encoded_bytes())
-            }
-            _ => false,
-        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return false;
+        };
+        self.own.files.iter().any(|own| {
+            own.parent() == Some(dir)
+                && own.file_name().is_some_and(|own_name| {
+                    name.as_encoded_bytes()
+                        .starts_with(own_name.as_encoded_bytes())
+                })
+        })
     }
 
     /// A change to `path` (a file, or a folder that went) is one the server restarts for.
@@ -282,7 +276,10 @@ mod tests {
         };
         let own = OwnFiles {
             log_dir: PathBuf::from("/app/.tend/logs"),
-            state_file: PathBuf::from("/app/state.json"),
+            files: vec![
+                PathBuf::from("/app/state.json"),
+                PathBuf::from("/app/history.json"),
+            ],
         };
         Rules::new(Path::new("/app"), &spec, &own)
     }
@@ -350,7 +347,9 @@ mod tests {
         assert!(!own.matches(Path::new("/app/.tend/logs/web.log")));
         assert!(!own.matches(Path::new("/app/.tend/process-state.json")));
         assert!(!own.matches(Path::new("/app/state.json.tmp")));
-        assert!(!own.matches(Path::new("/app/state.events.json")));
+        assert!(!own.matches(Path::new("/app/history.json")));
+        assert!(!own.matches(Path::new("/app/history.json.corrupt-1")));
+        assert!(own.matches(Path::new("/app/history.md")));
         assert!(own.matches(Path::new("/app/other/state.json")));
         assert!(own.matches(Path::new("/app/server.js")));
     }
