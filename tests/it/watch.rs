@@ -235,7 +235,9 @@ fn tends_own_logs_and_state_never_restart_a_server_watching_its_folder() {
     });
     assert!(tend.state_file.exists(), "the state file was written");
     let history = tend.state_file.with_file_name("history.json");
-    wait_until("the history written", WAIT, || history.exists().then_some(()));
+    wait_until("the history written", WAIT, || {
+        history.exists().then_some(())
+    });
     dir.write("sentinel.txt", "x");
     let event = planned(&mut sse);
     assert_eq!(event["file"], "sentinel.txt", "{event}");
