@@ -24,6 +24,7 @@ use crate::os::process::{SignalError, Spawned};
 use crate::os::procfs::ProcStat;
 use crate::os::reaper::{Exit, ExitStatus};
 use crate::store::{ProcessStateStore, StateFile, StoredProcess};
+use crate::test_support::TempDir;
 
 const BOOT_ID: &str = "boot-under-test";
 
@@ -137,13 +138,8 @@ struct Harness {
     machine: Arc<Mutex<Machine>>,
     /// Kept so the supervisor's messages to the monitor have somewhere to go.
     _monitor: Receiver<MonitorCmd>,
-    dir: PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    /// The config's folder and the state file's; removed with the harness.
+    _dir: TempDir,
 }
 
 impl Harness {
@@ -153,13 +149,7 @@ impl Harness {
     }
 
     fn with_machine(servers: &str, machine: Machine) -> Harness {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tend-supervisor-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("supervisor");
         let text = format!(r#"{{"servers": {servers}}}"#);
         let path = dir.join("tend.json");
         let config = config::parse(&text, &path, &dir).expect("the test's config is valid");
@@ -189,7 +179,7 @@ impl Harness {
             supervisor,
             machine,
             _monitor: monitor_rx,
-            dir,
+            _dir: dir,
         }
     }
 
