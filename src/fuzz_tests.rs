@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::unbounded;
 
+use crate::groups::ActTarget;
 use crate::http::api::{Outcome, route};
 use crate::http::guard::{Policy, check};
 use crate::http::metrics::{self, Histogram};
@@ -232,8 +233,12 @@ fn fake_supervisor() -> Shared {
                 Control::Get { id, reply } => {
                     let _ = reply.send(Err(ControlError::NotFound(id)));
                 }
-                Control::Act { id, reply, .. } => {
-                    let _ = reply.send(Err(ControlError::NotRunning(id.unwrap_or_default())));
+                Control::Act { target, reply, .. } => {
+                    let id = match target {
+                        ActTarget::One(id) => id,
+                        _ => String::new(),
+                    };
+                    let _ = reply.send(Err(ControlError::NotRunning(id)));
                 }
                 Control::FindOrphan { reply, .. } => {
                     let _ = reply.send(Err(ControlError::Refused("not an orphan".into())));
@@ -257,7 +262,10 @@ fn fake_supervisor() -> Shared {
             }
         }
     });
-    let ids = Arc::new(KnownIds::new(["web".to_string(), "db".to_string()]));
+    let ids = Arc::new(KnownIds::new([
+        ("web".to_string(), None),
+        ("db".to_string(), None),
+    ]));
     let policy = Policy::new(
         Some("s3cret".into()),
         "127.0.0.1:7070".parse().expect("addr"),

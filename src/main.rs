@@ -1,6 +1,7 @@
 //! tend: a tiny process supervisor with a live browser dashboard. `main` only parses the command
 //! line, runs the command and turns its outcome into an exit code.
 
+mod alerts;
 mod cli;
 mod client;
 mod config;
@@ -9,16 +10,23 @@ mod error;
 mod export;
 #[cfg(test)]
 mod fuzz_tests;
+mod groups;
+mod history;
 mod http;
 mod logger;
 mod logs;
 mod model;
 mod monitor;
 mod os;
+mod recorder;
 mod regex;
+mod schedule;
 mod store;
 mod supervisor;
+#[cfg(test)]
+mod test_support;
 mod up;
+mod watch;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -84,14 +92,17 @@ fn run() -> Result<ExitCode, Error> {
         | Command::FleetStatus { .. }
         | Command::Act { .. }
         | Command::Logs { .. }
+        | Command::Events { .. }
+        | Command::AlertsTest
         | Command::KillOrphan { .. }
         | Command::Adopt { .. }
         | Command::Reload => client::run(&cli),
     }
 }
 
-/// Prints to stdout; a closed pipe (`tend help | head -1`) is not an error.
-fn print_stdout(text: &str) {
+/// Prints to stdout; a closed pipe (`tend help | head -1`, `tend export systemd | head`) is
+/// not an error.
+pub(crate) fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

@@ -94,6 +94,8 @@ pub struct PortView {
 #[serde(rename_all = "camelCase")]
 pub struct ServerView {
     pub id: String,
+    /// The config's `group`; `None` (null) for a server in no group.
+    pub group: Option<String>,
     pub command: String,
     pub status: Status,
     pub running: bool,
@@ -128,6 +130,30 @@ pub struct ServerView {
     /// The last health check of the running process (`health` in the config); `None` without
     /// one, or before its first result.
     pub health: Option<HealthView>,
+    /// The file watch (`watch` in the config); `None` without one.
+    pub watch: Option<WatchView>,
+    /// The next restart `restart_every` or `restart_at` plans for the running process.
+    pub planned_restart: Option<PlannedView>,
+}
+
+/// A server's file watch as the dashboard shows it: "watching 12 paths".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchView {
+    /// Folders watched (each covers the files in it).
+    pub paths: usize,
+    /// Why the watch is incomplete (the kernel's watch limit), if it is.
+    pub error: Option<String>,
+}
+
+/// The next planned restart: when, and which key plans it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedView {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// "restart_every 24h" or "restart_at 0 4 * * *".
+    pub by: String,
 }
 
 /// The last health check's result, as the API and the dashboard show it.
@@ -251,6 +277,49 @@ pub enum Timeline {
         rss_bytes: u64,
         limit_bytes: u64,
     },
+    /// tend restarts the server on its own plan, not for a failure: a watched file changed
+    /// (`trigger` "watch", `file` the first of the burst) or its schedule came due
+    /// ("restart_every", "restart_at").
+    #[serde(rename_all = "camelCase")]
+    PlannedRestart {
+        id: String,
+        pid: Option<u32>,
+        trigger: &'static str,
+        /// "src/app.js and 49 more changed", "restart_every 24h".
+        detail: String,
+        file: Option<String>,
+    },
+    /// tend itself started (after its state was read and before the first spawn): the mark in
+    /// the history where one run of tend ends and the next begins.
+    #[serde(rename_all = "camelCase")]
+    TendStarted { pid: u32, version: String },
+    /// tend was asked to shut down (SIGINT or SIGTERM).
+    #[serde(rename_all = "camelCase")]
+    TendStopping { signal: String },
+    /// The state file could not be written (the first failure of a streak; the store retries).
+    #[serde(rename_all = "camelCase")]
+    StateWriteFailed { error: String },
+    /// An alert rule's delivery: sent, failed, held back (rate limit) or dropped (queue full).
+    Alert(AlertOutcome),
+}
+
+/// What became of one alert (the `alert` timeline event, see `alerts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertOutcome {
+    /// The server the alert is about, if any (`tendStarted` has none).
+    pub id: Option<String>,
+    /// 1-based position of the rule in `alerts`.
+    pub rule: usize,
+    /// "exec", "webhook" or "alertmanager".
+    pub target: String,
+    /// The alert's event name (`processDied`, `fatal`, …), or `resolved` for an Alertmanager
+    /// resolution.
+    pub alert: String,
+    /// "sent", "failed", "heldBack" or "dropped".
+    pub result: String,
+    /// What a person reads: "HTTP 500 twice, then 200", "timed out after 10000 ms".
+    pub detail: String,
 }
 
 impl Timeline {
@@ -268,6 +337,33 @@ impl Timeline {
             Timeline::ConfigReloaded(_) => "configReloaded",
             Timeline::MemoryExceeded { .. } => "memoryExceeded",
             Timeline::HealthChanged { .. } => "healthChanged",
+            Timeline::PlannedRestart { .. } => "plannedRestart",
+            Timeline::TendStarted { .. } => "tendStarted",
+            Timeline::TendStopping { .. } => "tendStopping",
+            Timeline::StateWriteFailed { .. } => "stateWriteFailed",
+            Timeline::Alert(_) => "alert",
+        }
+    }
+
+    /// The server the event is about; `None` for tend's own events and reloads.
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            Timeline::ServerStarted { id, .. }
+            | Timeline::ServerStopped { id, .. }
+            | Timeline::ProcessDied { id, .. }
+            | Timeline::ProcessError { id, .. }
+            | Timeline::StatusChange { id, .. }
+            | Timeline::OrphanDetected { id, .. }
+            | Timeline::OrphanCleared { id, .. }
+            | Timeline::OrphanKilled { id, .. }
+            | Timeline::HealthChanged { id, .. }
+            | Timeline::MemoryExceeded { id, .. }
+            | Timeline::PlannedRestart { id, .. } => Some(id),
+            Timeline::Alert(outcome) => outcome.id.as_deref(),
+            Timeline::ConfigReloaded(_)
+            | Timeline::TendStarted { .. }
+            | Timeline::TendStopping { .. }
+            | Timeline::StateWriteFailed { .. } => None,
         }
     }
 }
@@ -416,6 +512,7 @@ mod tests {
     fn server_view_uses_camel_case_and_lowercase_status() {
         let view = ServerView {
             id: "web".into(),
+            group: Some("backend".into()),
             command: "sleep 1".into(),
             status: Status::Backoff,
             running: false,
@@ -443,9 +540,12 @@ mod tests {
             main_rss_bytes: None,
             last_error: None,
             health: None,
+            watch: None,
+            planned_restart: None,
         };
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["status"], "backoff");
+        assert_eq!(json["group"], "backend");
         assert_eq!(json["orphanedPid"], 7);
         assert_eq!(json["ports"][0]["ownerPid"], 7);
         assert!(json.get("uptimeMs").is_some());

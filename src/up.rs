@@ -7,23 +7,30 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::{Sender, bounded, unbounded};
+
+use crate::alerts::{self, AlertsHandle, AlertsThread};
+use crate::history::{self, HistoryWriter, Journal, Record};
+use crate::model::Timeline;
+use crate::recorder::Recorder;
 
 use crate::cli::UpOptions;
 use crate::config::{self, Config};
 use crate::error::{Context, Error};
 use crate::http;
+use crate::http::auth::TOKEN_VAR;
 use crate::http::auth::{self, Auth, TokenSource};
+use crate::logs::paths::ensure_private_dir;
 use crate::logs::rotate;
 use crate::monitor;
 use crate::os::pidwatch::PidWatcher;
-use crate::os::process::{TOKEN_VAR, ensure_private_dir};
 use crate::os::procfs;
 use crate::os::reaper;
 use crate::store::{self, LoadOutcome, ProcessStateStore};
 use crate::supervisor::host::RealHost;
 use crate::supervisor::reload::{ConfigSource, KnownIds};
 use crate::supervisor::{Inbox, Outputs, ServerOrchestrator};
+use crate::watch;
 
 const LOG: &str = "tend";
 
@@ -91,11 +98,14 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
     let (control_tx, control_rx) = bounded(4096);
     let (monitor_tx, monitor_rx) = unbounded();
     let (reports_tx, reports_rx) = unbounded();
+    let (timeline_tx, timeline_rx) = bounded(1024);
 
     reaper::start(exits_tx.clone(), signals_tx).context("cannot start the reaper")?;
     let pidwatch = PidWatcher::start(exits_tx).context("cannot start the pid watcher")?;
     let store =
         ProcessStateStore::spawn(config.state_file.clone()).context("cannot start the store")?;
+    store.tell_failures_to(timeline_tx.clone());
+    let recording = Recording::start(&config, timeline_tx.clone())?;
     let log_limits = Arc::new(rotate::Limits::new(config.log_max_bytes, config.log_keep));
     rotate::start(config.log_dir.clone(), Arc::clone(&log_limits))
         .context("cannot watch the log folder")?;
@@ -107,20 +117,32 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         Arc::clone(&demand),
     )
     .context("cannot start the monitor")?;
+    let (watch_tx, watch_rx) = unbounded();
+    let own_files = watch::OwnFiles {
+        log_dir: config.log_dir.clone(),
+        files: vec![
+            config.state_file.clone(),
+            history::path_beside(&config.state_file),
+        ],
+    };
+    let watch = watch::start(own_files, watch_tx).context("cannot start the file watcher")?;
 
-    let known_ids = Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone())));
+    let known_ids = Arc::new(KnownIds::of(&config));
     let policy = http::guard::Policy::new(
         auth.token().map(str::to_string),
         config.listen,
         &config.allowed_hosts,
     );
-    let shared = Arc::new(http::Shared::new(
+    let mut shared = http::Shared::new(
         control_tx,
         config.log_dir.clone(),
         Arc::clone(&known_ids),
         config.max_connections,
         policy,
-    ));
+    );
+    shared.history = Arc::clone(&recording.journal);
+    shared.alerts = recording.alerts_handle.clone();
+    let shared = Arc::new(shared);
     let bound = http::start(config.listen, shared).map_err(Error::Other)?;
     log::info!(target: LOG, "Config {} with {} servers", config.path.display(), config.servers.len());
     // A wildcard address is no place to open: the printed link goes to loopback, which the
@@ -151,6 +173,7 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         store,
         known_ids,
         log_limits,
+        watch,
     };
     let mut supervisor = ServerOrchestrator::new(
         &config,
@@ -160,14 +183,65 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         boot_id,
         source,
     );
+    supervisor.record_to(Recorder::new(
+        Some(recording.history_queue),
+        recording.alerts_queue,
+    ));
     supervisor.boot(stored);
     supervisor.run(Inbox {
         control: control_rx,
         exits: exits_rx,
         reports: reports_rx,
         signals: signals_rx,
+        watch: watch_rx,
+        timeline: timeline_rx,
     });
+    // The supervisor is gone, and with it the recorder: the history's last write and the
+    // alerts in flight (a `tendStopping`) finish now. Held until here, `timeline_tx` kept the
+    // supervisor's timeline channel from ever disconnecting.
+    recording.history.join();
+    if let Some(alerts) = recording.alerts {
+        alerts.join();
+    }
+    drop(timeline_tx);
     Ok(())
+}
+
+/// The history and alert threads, and what the supervisor and HTTP handlers use of them.
+struct Recording {
+    journal: Arc<Journal>,
+    history_queue: Sender<Arc<Record>>,
+    history: HistoryWriter,
+    alerts_queue: Option<Sender<Arc<Record>>>,
+    alerts_handle: Option<AlertsHandle>,
+    alerts: Option<AlertsThread>,
+}
+
+impl Recording {
+    fn start(config: &Config, timeline: Sender<Timeline>) -> Result<Recording, Error> {
+        let path = history::path_beside(&config.state_file);
+        let journal = Arc::new(
+            history::load(&path)
+                .with_context(|| format!("cannot read the history file {}", path.display()))?,
+        );
+        let (history_queue, history) = HistoryWriter::start(path, Arc::clone(&journal))
+            .context("cannot start the history thread")?;
+        let (alerts_queue, alerts_handle, alerts) = if config.alerts.is_empty() {
+            (None, None, None)
+        } else {
+            let (queue, handle, thread) = alerts::start(config.alerts.clone(), timeline)
+                .context("cannot start the alert thread")?;
+            (Some(queue), Some(handle), Some(thread))
+        };
+        Ok(Recording {
+            journal,
+            history_queue,
+            history,
+            alerts_queue,
+            alerts_handle,
+            alerts,
+        })
+    }
 }
 
 /// Holds `<state file>.lock` for tend's lifetime: two tends on one state file would adopt the

@@ -1,5 +1,5 @@
 // tend dashboard. Plain ES2020, no framework, no build step; served by tend at /app.js.
-// Contracts: DESIGN.md §4 (API) and §5 (Server-Sent Events). A strict CSP applies, so this file
+// Contracts: docs/DESIGN.md §4 (API) and §5 (Server-Sent Events). A strict CSP applies, so this file
 // never writes markup: every node is built with createElement and filled with textContent.
 // Loaded as a module: strict, deferred and with its own scope.
 const HISTORY = 60; // sparkline points per server (one per health round)
@@ -242,6 +242,7 @@ function render(r) {
   e.flags.replaceChildren();
   if (s.adopted) e.flags.append(el('span', 'flag', 'adopted'));
   if (s.orphaned) e.flags.append(el('span', 'flag warn', 'orphan'));
+  for (const flag of planFlags(s)) e.flags.append(flag);
   setText(e.pid, hasProcess(s) ? s.pid : '—');
   tickUptime(r, Date.now());
   setText(e.restarts, s.restarts || 0);
@@ -294,6 +295,26 @@ function render(r) {
   e.extra.hidden = e.died.hidden && e.orphan.hidden && e.health.hidden && e.lastError.hidden &&
     e.msg.hidden &&
     !(openLog && openLog.r === r);
+}
+
+/** "watching 12 paths" and "next planned restart at 04:00": what tend will restart it for. */
+function planFlags(s) {
+  const flags = [];
+  if (s.watch) {
+    const n = s.watch.paths || 0;
+    const f = el('span', s.watch.error ? 'flag warn watching' : 'flag watching', `watching ${n} path${n === 1 ? '' : 's'}`);
+    f.title = s.watch.error ? `Not every folder is watched: ${s.watch.error}` : 'Restarts when a watched file changes';
+    flags.push(f);
+  }
+  if (s.plannedRestart && hasProcess(s)) {
+    const at = new Date(s.plannedRestart.at);
+    const today = at.toDateString() === new Date().toDateString();
+    const when = today ? `${pad(at.getHours())}:${pad(at.getMinutes())}` : at.toLocaleString();
+    const f = el('span', 'flag planned', `next planned restart at ${when}`);
+    f.title = `${at.toLocaleString()} (${s.plannedRestart.by})`;
+    flags.push(f);
+  }
+  return flags;
 }
 
 function renderMetrics(r) {
@@ -350,7 +371,7 @@ function replaceAll(list, fromStream) {
   }
   // Re-append only when the order differs: moving a node would drop keyboard focus.
   const current = [...table.tBodies];
-  const wanted = list.map((s) => rows.get(s.id).tbody);
+  const wanted = groupLayout(list);
   if (current.some((t, i) => t !== wanted[i])) for (const t of wanted) table.append(t);
   $('empty').hidden = list.length > 0;
   table.hidden = list.length === 0;
@@ -358,6 +379,7 @@ function replaceAll(list, fromStream) {
 }
 
 function counts() {
+  refreshGroups();
   const n = {};
   for (const r of rows.values()) n[r.s.status] = (n[r.s.status] || 0) + 1;
   const box = $('counts');
@@ -516,19 +538,99 @@ const TIMELINE = {
   configReloaded: (d) => ['info', `reloaded: ${planSummary(d)}`],
   healthChanged: (d) => [d.ok ? 'ok' : 'warn', `health check ${d.ok ? 'passes' : 'failed'}: ${d.detail}`],
   memoryExceeded: (d) => ['warn', `memory ${mib(d.rssBytes)} over ${mib(d.limitBytes)}: restarting`],
+  plannedRestart: (d) => ['info', d.trigger === 'watch'
+    ? `${d.pid ? 'restarting' : 'starting'}: ${d.detail}` : `planned restart (${d.detail})`],
+  tendStarted: (d) => ['info', `tend ${d.version || ''} started${d.pid ? ` (PID ${d.pid})` : ''}`],
+  tendStopping: (d) => ['info', `tend stopping (${d.signal || 'asked to'})`],
+  stateWriteFailed: (d) => ['bad', `state file write failed: ${d.error}`],
+  alert: (d) => [d.result === 'sent' ? 'muted' : d.result === 'heldBack' ? 'muted' : 'warn',
+    `alert ${d.alert} via ${d.target} (rule ${d.rule}): ${ALERT_RESULT[d.result] || d.result}` +
+    `${d.detail ? ` — ${d.detail}` : ''}`],
 };
+const ALERT_RESULT = { sent: 'sent', failed: 'failed', heldBack: 'held back', dropped: 'dropped' };
+/** Event ids already in the timeline (live or from the history), so none shows twice. */
+const shownIds = new Set();
 function mib(bytes) { return `${Math.round((bytes || 0) / 1048576)} MiB`; }
 
-function addTimeline(kind, d) {
+function timelineItem(kind, d, at, who) {
   const [level, text] = TIMELINE[kind](d);
-  const now = new Date();
   const li = el('li', `ev ${level}`);
   li.dataset.kind = kind;
-  const time = el('time', 'when', clock(now));
-  time.dateTime = now.toISOString();
-  li.append(time, el('span', 'who', d.id), el('span', 'what', text));
+  // An event of an earlier day says which day.
+  const today = new Date().toDateString() === at.toDateString();
+  const time = el('time', 'when', today ? clock(at) : `${at.toLocaleDateString()} ${clock(at)}`);
+  time.dateTime = at.toISOString();
+  li.append(time, el('span', 'who', who), el('span', 'what', text));
+  return li;
+}
+
+/** The newest event id the timeline has (from the stream or the history). */
+let newestId = 0;
+function noteId(eventId) {
+  if (!eventId) return false;
+  if (shownIds.has(eventId)) return true;
+  shownIds.add(eventId);
+  newestId = Math.max(newestId, Number(eventId) || 0);
+  return false;
+}
+
+function addTimeline(kind, d, eventId) {
+  if (noteId(eventId)) return;
+  const who = typeof d.id === 'string' ? d.id : 'tend';
   const list = $('timeline');
+  const li = timelineItem(kind, d, new Date(), who);
+  if (eventId) li.dataset.eventId = eventId;
   list.prepend(li);
+  while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
+  $('timeline-empty').hidden = true;
+}
+
+/** After the stream was lost (tend restarting, a network gap), the events the page missed,
+ *  from the history, each in its place by id. */
+async function fillGap() {
+  if (!newestId) return;
+  let history;
+  try {
+    history = await api('GET', `/api/history?after=${newestId}&limit=${TIMELINE_MAX}`);
+  } catch (_) { return; }
+  const list = $('timeline');
+  for (const e of (history && Array.isArray(history.events) ? history.events : [])) {
+    const id = String(e.id);
+    if (!TIMELINE[e.event] || noteId(id)) continue;
+    const who = e.server || (e.event === 'configReloaded' ? 'config' : 'tend');
+    const li = timelineItem(e.event, e.data || {}, new Date(e.at), who);
+    li.dataset.eventId = id;
+    // Newest first: before the first older event, else above the earlier ones.
+    const older = [...list.children].find((c) => (c.dataset.eventId && Number(c.dataset.eventId) < e.id)
+      || c.classList.contains('ev-earlier'));
+    list.insertBefore(li, older || null);
+  }
+  while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
+  if (list.children.length) $('timeline-empty').hidden = true;
+}
+
+/** What happened before this page opened (tend keeps the last events in its history, also
+ *  across its own restarts): below the live events, marked as earlier. */
+async function loadHistory() {
+  let history;
+  try {
+    history = await api('GET', `/api/history?limit=${TIMELINE_MAX}`);
+  } catch (_) { return; /* the live timeline still works */ }
+  const events = (history && Array.isArray(history.events) ? history.events : [])
+    .filter((e) => TIMELINE[e.event] && !shownIds.has(String(e.id)));
+  if (!events.length) return;
+  const list = $('timeline');
+  const marker = el('li', 'ev-earlier', 'Earlier — before this page opened');
+  marker.setAttribute('role', 'separator');
+  list.append(marker);
+  for (const e of events.reverse()) {
+    noteId(String(e.id));
+    const who = e.server || (e.event === 'configReloaded' ? 'config' : 'tend');
+    const li = timelineItem(e.event, e.data || {}, new Date(e.at), who);
+    li.classList.add('earlier');
+    li.dataset.eventId = String(e.id);
+    list.append(li);
+  }
   while (list.children.length > TIMELINE_MAX) list.lastChild.remove();
   $('timeline-empty').hidden = true;
 }
@@ -537,14 +639,19 @@ $('timeline-clear').addEventListener('click', () => {
   $('timeline-empty').hidden = false;
 });
 
-function onTimeline(kind, d) {
+function onTimeline(kind, d, eventId) {
   if (kind === 'configReloaded') {
     // Rows come and go with the `servers` snapshot sent before it; this is the note of why.
-    if (d && typeof d === 'object') addTimeline(kind, { ...d, id: 'config' });
+    if (d && typeof d === 'object') addTimeline(kind, { ...d, id: 'config' }, eventId);
     return;
   }
-  if (!d || typeof d.id !== 'string') return;
-  addTimeline(kind, d);
+  if (!d || typeof d !== 'object') return;
+  // tend's own events (and alerts about no server) have no server id.
+  if (typeof d.id !== 'string') {
+    if (['tendStarted', 'tendStopping', 'stateWriteFailed', 'alert'].includes(kind)) addTimeline(kind, d, eventId);
+    return;
+  }
+  addTimeline(kind, d, eventId);
   const r = rows.get(d.id);
   if (!r) return;
   if (kind === 'processDied') {
@@ -644,7 +751,7 @@ function connect() {
     if (source !== es) return;
     // After a gap, fetch the list too: the snapshot or replay should cover it, but a restarted
     // tend numbers its events anew and may not know what this page missed.
-    if (conn !== 'connecting') resync();
+    if (conn !== 'connecting') { resync(); fillGap(); }
     backoff = 1000;
     clearTimeout(offlineTimer);
     offlineTimer = 0;
@@ -671,7 +778,7 @@ function connect() {
   es.addEventListener('server', (ev) => { applyServer(parse(ev), true); counts(); });
   es.addEventListener('stats', (ev) => applyStats(parse(ev)));
   for (const kind of Object.keys(TIMELINE)) {
-    es.addEventListener(kind, (ev) => onTimeline(kind, parse(ev)));
+    es.addEventListener(kind, (ev) => onTimeline(kind, parse(ev), ev.lastEventId));
   }
 }
 
@@ -723,18 +830,19 @@ function openLogs(r) {
   r.e.logs.setAttribute('aria-expanded', 'true');
   r.e.logs.classList.add('on');
   openLog = lp;
-  render(r);
+  (r.redraw || render)(r);
   setText(lp.info, 'loading…');
 
   // Subscribe first and hold live lines until the backlog is in, so nothing falls in between.
-  lp.es = new EventSource(`/api/events?logs=${encodeURIComponent(id)}`);
+  const feed = r.feed || serverFeed(id);
+  lp.es = new EventSource(feed.stream);
   lp.es.addEventListener('log', (ev) => {
-    const d = parse(ev);
-    if (!d || d.id !== id || typeof d.line !== 'string') return;
-    if (lp.loaded) addLine(lp, d.line); else lp.early.push(d.line);
+    const line = feed.live(parse(ev));
+    if (line === null) return;
+    if (lp.loaded) addLine(lp, line); else lp.early.push(line);
   });
-  api('GET', `${serverPath(id)}/logs?lines=${LOG_INITIAL}`).then((d) => {
-    const backlog = d && Array.isArray(d.lines) ? d.lines : [];
+  api('GET', feed.backlog).then((d) => {
+    const backlog = feed.lines(d);
     // Drop live lines already in the backlog: the longest backlog tail that starts `early`.
     let k = Math.min(backlog.length, lp.early.length);
     while (k > 0 && !lp.early.slice(0, k).every((l, i) => l === backlog[backlog.length - k + i])) k--;
@@ -760,7 +868,7 @@ function closeLogs(restoreFocus) {
   lp.r.e.logs.setAttribute('aria-expanded', 'false');
   lp.r.e.logs.classList.remove('on');
   if (restoreFocus || hadFocus) lp.r.e.logs.focus();
-  render(lp.r);
+  (lp.r.redraw || render)(lp.r);
 }
 
 function fillLine(lp, div, text) {
@@ -838,6 +946,203 @@ function info(lp) {
   setText(lp.info, text);
 }
 
+/** Where one server's log panel reads: its own log, lines as they are. */
+function serverFeed(id) {
+  return {
+    stream: `/api/events?logs=${encodeURIComponent(id)}`,
+    backlog: `${serverPath(id)}/logs?lines=${LOG_INITIAL}`,
+    live: (d) => (d && d.id === id && typeof d.line === 'string' ? d.line : null),
+    lines: (d) => (d && Array.isArray(d.lines) ? d.lines : []),
+  };
+}
+
+// ---------- groups, filter (issue 15) ----------
+// Servers with a "group" are shown under a header row per group (first appearance in the
+// config), with the group's counts, actions on the whole group and its merged log; the rest
+// follow under "no group". A filter box narrows the rows by id, group or status and is kept in
+// the URL (?filter=), so a filtered view can be bookmarked.
+const groupHeads = new Map(); // group name ('' for no group) -> header object
+const filterBox = $('filter');
+
+function makeGroupHead(name) {
+  const g = { name, tbody: el('tbody', 'grp'), busy: null, e: {} };
+  const e = g.e;
+  g.tbody.dataset.group = name;
+  const tr = el('tr', 'grp-head');
+  const td = el('td');
+  td.colSpan = 10;
+  e.title = el('span', 'gname', name || 'no group');
+  e.counts = el('span', 'gcounts muted');
+  td.append(e.title, e.counts);
+  if (name) {
+    e.start = button('Start', 'small', () => actGroup(g, 'start'));
+    e.stop = button('Stop', 'small', () => actGroup(g, 'stop'));
+    e.restart = button('Restart', 'small', () => actGroup(g, 'restart'));
+    e.logs = button('Logs', 'small logs', () => {
+      if (openLog && openLog.r === g) { closeLogs(); return; }
+      g.feed = groupFeed(g); // the members as they are now
+      openLogs(g);
+    });
+    e.logs.setAttribute('aria-expanded', 'false');
+    for (const b of [e.start, e.stop, e.restart]) b.setAttribute('aria-label', `${b.textContent} group ${name}`);
+    e.logs.setAttribute('aria-label', `Logs of group ${name}`);
+    const actions = el('span', 'gactions');
+    actions.append(e.start, e.stop, e.restart, e.logs);
+    td.append(actions);
+  }
+  tr.append(td);
+  e.extra = el('tr', 'extra');
+  const xtd = el('td');
+  xtd.colSpan = 10;
+  e.msg = el('p', 'msg');
+  e.logSlot = el('div', 'log-slot');
+  xtd.append(e.msg, e.logSlot);
+  e.extra.append(xtd);
+  g.tbody.append(tr, e.extra);
+  // The log panel code knows servers; a group is one too, as far as it is concerned.
+  g.id = `group ${name}`;
+  g.redraw = renderGroupHead;
+  return g;
+}
+
+const membersOf = (name) => [...rows.values()].filter((r) => (r.s.group || '') === name);
+
+function groupFeed(g) {
+  const ids = membersOf(g.name).map((r) => r.id);
+  const width = Math.max(0, ...ids.map((id) => id.length));
+  const prefix = (d) => `${d.id.padEnd(width)} | ${d.line}`;
+  return {
+    stream: `/api/events?group=${encodeURIComponent(g.name)}`,
+    backlog: `/api/logs?group=${encodeURIComponent(g.name)}&lines=${LOG_INITIAL}`,
+    live: (d) => (d && ids.includes(d.id) && typeof d.line === 'string' ? prefix(d) : null),
+    lines: (d) => (d && Array.isArray(d.lines) ? d.lines.map(prefix) : []),
+  };
+}
+
+/** The tbodies in display order: each group's header then its members; then the rest. */
+function groupLayout(list) {
+  const order = [];
+  const byGroup = new Map();
+  for (const s of list) {
+    const name = typeof s.group === 'string' ? s.group : '';
+    if (!byGroup.has(name)) { byGroup.set(name, []); if (name) order.push(name); }
+    byGroup.get(name).push(rows.get(s.id).tbody);
+  }
+  if (!order.length) {
+    for (const g of groupHeads.values()) dropGroupHead(g);
+    return byGroup.get('') || [];
+  }
+  if (byGroup.has('')) order.push('');
+  for (const [name, g] of groupHeads) if (!byGroup.has(name)) dropGroupHead(g);
+  const wanted = [];
+  for (const name of order) {
+    if (!groupHeads.has(name)) groupHeads.set(name, makeGroupHead(name));
+    wanted.push(groupHeads.get(name).tbody, ...byGroup.get(name));
+  }
+  return wanted;
+}
+
+function dropGroupHead(g) {
+  if (openLog && openLog.r === g) closeLogs();
+  g.tbody.remove();
+  groupHeads.delete(g.name);
+}
+
+function renderGroupHead(g) {
+  const members = membersOf(g.name);
+  const up = members.filter((r) => r.s.status === 'running').length;
+  setText(g.e.counts, `${members.length} server${members.length === 1 ? '' : 's'} · ${up} running · ` +
+    `${members.length - up} not running`);
+  g.tbody.dataset.up = String(up);
+  g.tbody.dataset.down = String(members.length - up);
+  if (g.name) {
+    g.e.start.disabled = !!g.busy || !members.some((r) => CAN_START(r.s.status));
+    g.e.stop.disabled = !!g.busy || !members.some((r) => CAN_STOP(r.s.status));
+    g.e.restart.disabled = !!g.busy || !members.some((r) => CAN_RESTART(r.s.status));
+  }
+  setText(g.e.msg, g.message ? g.message.text : '');
+  g.e.msg.classList.toggle('error', !!(g.message && g.message.error));
+  g.e.msg.hidden = !g.message;
+  g.e.extra.hidden = g.e.msg.hidden && !(openLog && openLog.r === g);
+}
+
+/** Does server `s` match every word of the filter? `status:x`, `group:x` and `id:x` narrow a
+ *  word to one field; a bare word matches a status exactly, or part of an id or group. */
+function matchesFilter(s, words) {
+  return words.every((w) => {
+    const [field, value] = w.includes(':') ? w.split(/:(.*)/s) : ['', w];
+    const id = s.id.toLowerCase();
+    const group = (s.group || '').toLowerCase();
+    if (field === 'status') return s.status === value;
+    if (field === 'group') return group === value;
+    if (field === 'id') return id.includes(value);
+    return s.status === w || id.includes(w) || (!!group && group.includes(w));
+  });
+}
+
+function refreshGroups() {
+  const words = filterBox.value.toLowerCase().split(/\s+/).filter(Boolean);
+  let shown = 0;
+  for (const r of rows.values()) {
+    const hide = !!r.s && !matchesFilter(r.s, words);
+    if (r.tbody.hidden !== hide) r.tbody.hidden = hide;
+    if (!hide) shown++;
+  }
+  for (const g of groupHeads.values()) {
+    renderGroupHead(g);
+    g.tbody.hidden = membersOf(g.name).every((r) => r.tbody.hidden);
+  }
+  $('filter-empty').hidden = shown > 0 || rows.size === 0;
+}
+
+function onFilterInput() {
+  const url = new URL(location.href);
+  const value = filterBox.value.trim();
+  if (value) url.searchParams.set('filter', value); else url.searchParams.delete('filter');
+  history.replaceState(history.state, '', url);
+  refreshGroups();
+}
+filterBox.value = new URL(location.href).searchParams.get('filter') || '';
+filterBox.addEventListener('input', onFilterInput);
+
+function confirmAction(title, text, okLabel) {
+  const heading = $('confirm-h');
+  const ok = $('confirm').querySelector('button[value="kill"]');
+  const was = [heading.textContent, ok.textContent];
+  heading.textContent = title;
+  ok.textContent = okLabel;
+  return confirmKill(text).finally(() => { [heading.textContent, ok.textContent] = was; });
+}
+
+async function actGroup(g, action) {
+  if (g.busy) return;
+  const members = membersOf(g.name);
+  if (action === 'stop' && members.length > 1) {
+    const ok = await confirmAction(`Stop group ${g.name}?`,
+      `This stops ${members.length} servers: ${members.map((r) => r.id).join(', ')}.`, 'Stop all');
+    if (!ok) return;
+  }
+  const [doing, done] = VERBS[action];
+  g.busy = action;
+  g.message = { text: `${doing} group ${g.name}…` };
+  renderGroupHead(g);
+  const mark = ++seq;
+  try {
+    const list = await api('POST', `/api/servers?action=${action}&group=${encodeURIComponent(g.name)}`, {});
+    for (const s of Array.isArray(list) ? list : []) {
+      if (!((touched.get(s.id) || 0) > mark)) applyServer(s);
+    }
+    g.message = { text: `${done} group ${g.name}` };
+  } catch (err) {
+    g.message = { text: `${action[0].toUpperCase()}${action.slice(1)} group ${g.name} failed: ${err.message}`, error: true };
+  }
+  g.busy = null;
+  announce(g.message.text);
+  const shown = g.message;
+  if (!shown.error) setTimeout(() => { if (g.message === shown) { g.message = null; renderGroupHead(g); } }, MESSAGE_MS);
+  counts();
+}
+
 // ---------- start ----------
 /** The server list tend embedded in the page, so the first paint shows the servers without
  *  waiting for the event stream or a request (null when tend could not give it in time). */
@@ -852,3 +1157,4 @@ const snapshot = embeddedSnapshot();
 if (Array.isArray(snapshot)) replaceAll(snapshot);
 resync();
 connect();
+loadHistory();

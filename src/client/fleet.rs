@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{
-    Align, COLUMNS, ServerRow, Url, api_error, emit, non_empty_env, render_table, request,
-    table_row,
-};
+use super::http::{Url, request};
+use super::table::{Align, COLUMNS, ServerRow, render_table, table_row};
+use super::{api_error, emit, non_empty_env};
 use crate::error::{Context, Error, report};
 
 /// How long the whole table may wait for the slowest tend: above the connect timeout (5 s), so

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{Api, ServerRow, SseParser};
+use super::Api;
+use super::sse::SseParser;
+use super::table::ServerRow;
 use crate::cli::Action;
 use crate::error::Error;
 
@@ -312,7 +314,7 @@ fn lost(api: &Api, goals: &[Goal], latest: &HashMap<String, ServerRow>) -> Error
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::PortRow;
+    use crate::client::table::PortRow;
 
     fn row(status: &str, pid: Option<u32>) -> ServerRow {
         ServerRow {

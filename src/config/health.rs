@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{Checker, DAY_MS, Field, TIB, child_path, closest, quoted};
+use super::check::{Checker, DAY_MS, Field, TIB, quoted};
+use super::positions::child_path;
+use super::suggest::closest;
 use crate::regex::Regex;
 
 /// A server's `health` key.
@@ -241,7 +243,7 @@ pub fn parse_expect(value: &Value) -> Result<(u16, u16), String> {
         }
         other => Err(format!(
             "expected a status or a range such as \"200-399\", found {}",
-            super::kind(other)
+            super::check::kind(other)
         )),
     }
 }

@@ -21,9 +21,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
 
+use super::check::quoted;
+use super::envfile::{EnvEntry, parse_env_entries};
+use super::servers::is_valid_id;
 use super::{
-    CommandSpec, Config, ConfigError, ConfigErrors, EnvEntry, ServerConfig, base_dir_of,
-    file_error, is_valid_id, parse_env_entries, quoted,
+    CommandSpec, Config, ConfigError, ConfigErrors, ServerConfig, base_dir_of, file_error,
 };
 
 /// The `PORT` of the first entry when nothing else sets it (foreman and honcho).

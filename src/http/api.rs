@@ -9,14 +9,19 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, bounded};
 use serde::Deserialize;
 
+use crate::alerts;
+use crate::groups::{ActTarget, Selector, Unknown};
+use crate::history;
 use crate::http::assets;
 use crate::http::metrics;
 use crate::http::{ApiRequest, Reply, Shared};
+use crate::logs::merge;
 use crate::logs::rotate;
 use crate::logs::tail;
 use crate::model::{Action, signal_name};
 use crate::os::process;
 use crate::os::procfs;
+use crate::recorder;
 use crate::supervisor::{Control, ControlError};
 
 /// The API's description, kept true by a test that exercises every route and status it lists.
@@ -28,6 +33,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const INDEX_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Actions wait for stops (stop_timeout + SIGKILL grace) and dependency chains.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Events `GET /api/history` returns without `?limit=`.
+const DEFAULT_HISTORY: usize = 200;
 /// How long an orphan gets between SIGTERM and SIGKILL (docs/DESIGN.md §4).
 const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 
@@ -36,11 +43,11 @@ pub enum Outcome {
     Events(EventsParams),
 }
 
-/// An SSE request: where to resume, and which server's log lines to add.
+/// An SSE request: where to resume, and which servers' log lines to add (none: no log lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsParams {
     pub last_event_id: Option<u64>,
-    pub logs: Option<String>,
+    pub logs: Vec<String>,
 }
 
 pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
@@ -63,11 +70,15 @@ pub fn route(request: &ApiRequest, shared: &Shared) -> Outcome {
         ("POST", ["api", "servers"]) => act(request, shared, None),
         ("POST", ["api", "servers", id]) => act(request, shared, Some(id)),
         ("GET", ["api", "servers", id, "logs"]) => logs(request, shared, id),
+        ("GET", ["api", "logs"]) => merged_logs(request, shared),
         ("DELETE", ["api", "kill"]) => kill(request, shared),
         ("POST", ["api", "reload"]) => reload(request, shared),
+        ("GET", ["api", "history"]) => history(request, shared),
+        ("POST", ["api", "alerts", "test"]) => alerts_test(request, shared),
         (_, ["api", "servers"] | ["api", "servers", _] | ["api", "kill"] | ["api", "events"])
-        | (_, ["api", "reload"])
+        | (_, ["api", "reload"] | ["api", "history"] | ["api", "alerts", "test"])
         | (_, ["api", "servers", _, "logs"] | ["healthz"] | ["api", "openapi.json"])
+        | (_, ["api", "logs"])
         | (_, ["metrics"]) => Reply::error(
             405,
             "method_not_allowed",
@@ -99,6 +110,7 @@ pub fn error_reply(error: &ControlError) -> Reply {
     }
     let (status, code) = match error {
         ControlError::NotFound(_) => (404, "not_found"),
+        ControlError::UnknownGroup(_) => (404, "unknown_group"),
         ControlError::AlreadyRunning(_) => (409, "already_running"),
         ControlError::NotRunning(_) => (409, "not_running"),
         ControlError::OrphanHoldsPort { .. } => (409, "orphan_holds_port"),
@@ -164,6 +176,13 @@ fn metrics(shared: &Shared) -> Reply {
     };
     snapshot.log_rotations = rotate::ROTATIONS.load(Ordering::Relaxed);
     snapshot.log_bytes_lost = rotate::LOST_BYTES.load(Ordering::Relaxed);
+    snapshot.alerts = metrics::AlertCounts {
+        sent: alerts::SENT.load(Ordering::Relaxed),
+        failed: alerts::FAILED.load(Ordering::Relaxed),
+        held_back: alerts::HELD_BACK.load(Ordering::Relaxed),
+        dropped: alerts::dropped_total(),
+    };
+    snapshot.history_dropped = recorder::HISTORY_DROPPED.load(Ordering::Relaxed);
     snapshot.process = tend_process();
     snapshot.http = shared.connections.sample();
     let text = metrics::render(&snapshot);
@@ -248,11 +267,14 @@ fn act(request: &ApiRequest, shared: &Shared, id: Option<&str>) -> Reply {
             format!("unknown action '{action}'; use start, stop, restart or adopt"),
         );
     };
-    let id = id.map(str::to_string);
-    let single = id.is_some();
+    let target = match act_target(request, id) {
+        Ok(target) => target,
+        Err(reply) => return reply,
+    };
+    let single = matches!(target, ActTarget::One(_));
     match ask(shared, ACTION_TIMEOUT, |reply| Control::Act {
         action,
-        id,
+        target,
         reply,
     }) {
         Ok(Ok(mut views)) if single => match views.pop() {
@@ -262,6 +284,24 @@ fn act(request: &ApiRequest, shared: &Shared, id: Option<&str>) -> Reply {
         Ok(Ok(views)) => Reply::json(200, &views),
         Ok(Err(error)) => error_reply(&error),
         Err(reply) => reply,
+    }
+}
+
+/// One server from the path; else groups and ids from `?group=`/`?id=`; else all of them.
+fn act_target(request: &ApiRequest, id: Option<&str>) -> Result<ActTarget, Reply> {
+    let selector = Selector {
+        groups: request.query_list("group"),
+        ids: request.query_list("id"),
+    };
+    match id {
+        Some(_) if !selector.is_empty() => Err(Reply::error(
+            400,
+            "bad_request",
+            "group= and id= choose servers on POST /api/servers; this path already names one",
+        )),
+        Some(id) => Ok(ActTarget::One(id.to_string())),
+        None if selector.is_empty() => Ok(ActTarget::All),
+        None => Ok(ActTarget::Selected(selector)),
     }
 }
 
@@ -291,22 +331,50 @@ fn reload(request: &ApiRequest, shared: &Shared) -> Reply {
     }
 }
 
+/// `?lines=N` of the log routes: 200 when absent, at most `tail::MAX_LINES`.
+fn lines_param(request: &ApiRequest) -> Result<usize, Reply> {
+    match request.query("lines") {
+        None => Ok(200),
+        Some(text) => match text.parse::<u64>() {
+            Ok(n) => Ok(n.min(tail::MAX_LINES as u64) as usize),
+            Err(_) => Err(Reply::error(
+                400,
+                "bad_request",
+                format!("lines must be a whole number, got '{text}'"),
+            )),
+        },
+    }
+}
+
+/// `GET /api/logs?group=G&id=I&lines=N`: the last N lines over the servers named (every server
+/// when none is), merged by arrival (`logmerge`), with the ids that were read.
+fn merged_logs(request: &ApiRequest, shared: &Shared) -> Reply {
+    let selector = Selector {
+        groups: request.query_list("group"),
+        ids: request.query_list("id"),
+    };
+    let ids = match shared.server_ids.select(&selector) {
+        Ok(ids) => ids,
+        Err(Unknown::Id(id)) => return error_reply(&ControlError::NotFound(id)),
+        Err(unknown) => return error_reply(&ControlError::UnknownGroup(unknown)),
+    };
+    let lines = match lines_param(request) {
+        Ok(lines) => lines,
+        Err(reply) => return reply,
+    };
+    match merge::tail(&shared.log_dir, &ids, lines) {
+        Ok(lines) => Reply::json(200, &serde_json::json!({ "ids": ids, "lines": lines })),
+        Err(e) => Reply::error(500, "io", format!("cannot read the logs: {e}")),
+    }
+}
+
 fn logs(request: &ApiRequest, shared: &Shared, id: &str) -> Reply {
     if !shared.server_ids.contains(id) {
         return error_reply(&ControlError::NotFound(id.to_string()));
     }
-    let lines = match request.query("lines") {
-        None => 200,
-        Some(text) => match text.parse::<u64>() {
-            Ok(n) => n.min(tail::MAX_LINES as u64) as usize,
-            Err(_) => {
-                return Reply::error(
-                    400,
-                    "bad_request",
-                    format!("lines must be a whole number, got '{text}'"),
-                );
-            }
-        },
+    let lines = match lines_param(request) {
+        Ok(lines) => lines,
+        Err(reply) => return reply,
     };
     match tail::tail(&shared.log_dir, id, lines) {
         Ok(lines) => Reply::json(200, &serde_json::json!({ "id": id, "lines": lines })),
@@ -388,13 +456,88 @@ fn kill(request: &ApiRequest, shared: &Shared) -> Reply {
     }
 }
 
-fn events(request: &ApiRequest, shared: &Shared) -> Outcome {
-    let logs = request.query("logs").map(str::to_string);
-    if let Some(id) = &logs {
-        if !shared.server_ids.contains(id) {
-            return Outcome::Reply(error_reply(&ControlError::NotFound(id.clone())));
+/// `GET /api/history?limit=N&server=ID&after=EVENT_ID`: the newest events, oldest first.
+fn history(request: &ApiRequest, shared: &Shared) -> Reply {
+    let number = |name: &str| -> Result<Option<u64>, Reply> {
+        match request.query(name) {
+            None => Ok(None),
+            Some(text) => text.parse::<u64>().map(Some).map_err(|_| {
+                Reply::error(
+                    400,
+                    "bad_request",
+                    format!("{name} must be a whole number, got '{text}'"),
+                )
+            }),
+        }
+    };
+    let (limit, after) = match (number("limit"), number("after")) {
+        (Ok(limit), Ok(after)) => (limit, after),
+        (Err(reply), _) | (_, Err(reply)) => return reply,
+    };
+    let limit = limit.map_or(DEFAULT_HISTORY, |n| {
+        n.min(history::CAPACITY as u64) as usize
+    });
+    let server = request.query("server");
+    if let Some(id) = server {
+        // A removed server's events are still history: only a name never seen is refused.
+        if !shared.server_ids.contains(id) && shared.history.recent_json(1, Some(id), None) == "[]"
+        {
+            return error_reply(&ControlError::NotFound(id.to_string()));
         }
     }
+    let events = shared.history.recent_json(limit, server, after);
+    Reply::bytes(
+        200,
+        "application/json",
+        format!("{{\"events\":{events}}}").into_bytes(),
+    )
+}
+
+/// `POST /api/alerts/test`: a test alert through every rule, and each rule's result.
+fn alerts_test(request: &ApiRequest, shared: &Shared) -> Reply {
+    if let Err(reply) = check_json_body(request) {
+        return reply;
+    }
+    let Some(alerts) = &shared.alerts else {
+        return Reply::error(
+            409,
+            "no_alert_rules",
+            "this tend has no alert rules (the top-level \"alerts\" key of its config)",
+        );
+    };
+    Reply::json(200, &serde_json::json!({ "results": alerts.test() }))
+}
+
+/// Which servers' log lines an event stream adds: `logs=ID` and `group=NAME` (each repeatable
+/// or comma-separated), `logs=*` for every server, none without either. Resolved once, here.
+fn followed_logs(request: &ApiRequest, shared: &Shared) -> Result<Vec<String>, Reply> {
+    let ids = request.query_list("logs");
+    let selector = if ids == ["*"] {
+        Selector::default()
+    } else {
+        let selector = Selector {
+            groups: request.query_list("group"),
+            ids,
+        };
+        if selector.is_empty() {
+            return Ok(Vec::new());
+        }
+        selector
+    };
+    shared
+        .server_ids
+        .select(&selector)
+        .map_err(|unknown| match unknown {
+            Unknown::Id(id) => error_reply(&ControlError::NotFound(id)),
+            unknown => error_reply(&ControlError::UnknownGroup(unknown)),
+        })
+}
+
+fn events(request: &ApiRequest, shared: &Shared) -> Outcome {
+    let logs = match followed_logs(request, shared) {
+        Ok(logs) => logs,
+        Err(reply) => return Outcome::Reply(reply),
+    };
     let last_event_id = request
         .last_event_id
         .as_deref()

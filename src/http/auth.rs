@@ -10,7 +10,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::AuthSetting;
-use crate::os::process::{TOKEN_VAR, ensure_private_dir};
+use crate::logs::paths::ensure_private_dir;
+
+/// The environment variable children must never inherit: it carries tend's API token.
+pub const TOKEN_VAR: &str = "TEND_TOKEN";
 
 /// Where the token of a run came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,12 +172,7 @@ pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_state(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tend-auth-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir.join("state.json")
-    }
+    use crate::test_support::TempDir;
 
     #[test]
     fn comparison_is_exact() {
@@ -187,7 +185,9 @@ mod tests {
 
     #[test]
     fn token_comes_from_env_then_config_then_a_file_made_once() {
-        let state = temp_state("sources");
+        let dir = TempDir::new("auth-sources");
+        // Not there yet: resolving makes the folder.
+        let state = dir.join("tend").join("state.json");
         let local: SocketAddr = "127.0.0.1:7070".parse().unwrap();
         let config = AuthSetting::Token("from-config".into());
         let auth = resolve(&config, Some("from-env".into()), local, &state).unwrap();
@@ -205,12 +205,13 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600
         );
-        std::fs::remove_dir_all(state.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn no_auth_only_on_loopback_and_network_needs_a_chosen_token() {
-        let state = temp_state("network");
+        let dir = TempDir::new("auth-network");
+        // Not there yet: resolving makes the folder.
+        let state = dir.join("tend").join("state.json");
         let local: SocketAddr = "[::1]:7070".parse().unwrap();
         let open: SocketAddr = "0.0.0.0:7070".parse().unwrap();
         assert_eq!(

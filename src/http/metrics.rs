@@ -75,6 +75,8 @@ impl Histogram {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSample {
     pub id: String,
+    /// The config's `group`: a `group` label beside `server` on every per-server series.
+    pub group: Option<String>,
     pub status: Status,
     /// A process of this server runs (whatever its health).
     pub is_up: bool,
@@ -140,7 +142,19 @@ pub struct Snapshot {
     pub http: HttpSample,
     pub log_rotations: u64,
     pub log_bytes_lost: u64,
+    pub alerts: AlertCounts,
+    /// Timeline events the history queue had no room for.
+    pub history_dropped: u64,
     pub process: Option<ProcessSample>,
+}
+
+/// `tend_alerts_total{result}`: alert deliveries by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertCounts {
+    pub sent: u64,
+    pub failed: u64,
+    pub held_back: u64,
+    pub dropped: u64,
 }
 
 impl Snapshot {
@@ -155,6 +169,8 @@ impl Snapshot {
             http: HttpSample::default(),
             log_rotations: 0,
             log_bytes_lost: 0,
+            alerts: AlertCounts::default(),
+            history_dropped: 0,
             process: None,
         }
     }
@@ -165,6 +181,10 @@ impl Snapshot {
 pub fn render(snapshot: &Snapshot) -> String {
     let mut w = Writer::default();
     let servers = &snapshot.servers;
+    w.groups = servers
+        .iter()
+        .filter_map(|s| Some((s.id.clone(), s.group.clone()?)))
+        .collect();
 
     w.family(
         "tend_server_up",
@@ -454,6 +474,32 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     w.sample("tend_log_bytes_lost_total", &[], snapshot.log_bytes_lost);
 
+    w.family(
+        "tend_alerts_total",
+        "counter",
+        "Alerts by result: sent, failed (after retries or at the timeout), held_back (repeat_ms), \
+         dropped (a full queue).",
+    );
+    let alerts = snapshot.alerts;
+    for (result, value) in [
+        ("sent", alerts.sent),
+        ("failed", alerts.failed),
+        ("held_back", alerts.held_back),
+        ("dropped", alerts.dropped),
+    ] {
+        w.sample("tend_alerts_total", &[("result", result)], value);
+    }
+    w.family(
+        "tend_history_events_dropped_total",
+        "counter",
+        "Timeline events not kept in the history because its queue was full.",
+    );
+    w.sample(
+        "tend_history_events_dropped_total",
+        &[],
+        snapshot.history_dropped,
+    );
+
     if let Some(process) = snapshot.process {
         w.family(
             "tend_process_start_time_seconds",
@@ -479,6 +525,9 @@ fn seconds(d: Duration) -> f64 {
 #[derive(Default)]
 struct Writer {
     out: String,
+    /// Server id → group, for servers in one: every sample with a `server` label gets a
+    /// `group` label right after it, so no per-server family can forget it.
+    groups: std::collections::HashMap<String, String>,
 }
 
 impl Writer {
@@ -499,6 +548,11 @@ impl Writer {
                     self.out.push(',');
                 }
                 let _ = write!(self.out, "{label}=\"{}\"", escape_label(text));
+                if *label == "server" {
+                    if let Some(group) = self.groups.get(*text) {
+                        let _ = write!(self.out, ",group=\"{}\"", escape_label(group));
+                    }
+                }
             }
             self.out.push('}');
         }
@@ -533,6 +587,7 @@ mod tests {
     fn server(id: &str, status: Status) -> ServerSample {
         ServerSample {
             id: id.into(),
+            group: None,
             status,
             is_up: false,
             restarts: 0,
@@ -625,12 +680,14 @@ mod tests {
             "tend_http_connections_refused_total",
             "tend_log_rotations_total",
             "tend_log_bytes_lost_total",
+            "tend_alerts_total",
+            "tend_history_events_dropped_total",
             "tend_process_start_time_seconds",
             "tend_process_resident_memory_bytes",
         ] {
             assert!(seen.contains(name), "{name} missing");
         }
-        assert_eq!(seen.len(), 28);
+        assert_eq!(seen.len(), 30);
     }
 
     #[test]
@@ -720,8 +777,11 @@ mod tests {
         snapshot.sse_clients = 4;
         snapshot.log_rotations = 9;
         snapshot.log_bytes_lost = 17;
+        snapshot.alerts.held_back = 13;
         let text = render(&snapshot);
         for line in [
+            "tend_alerts_total{result=\"held_back\"} 13",
+            "tend_alerts_total{result=\"dropped\"} 0",
             "tend_spawns_total{result=\"success\"} 7",
             "tend_spawns_total{result=\"failure\"} 2",
             "tend_state_file_bytes 321",
@@ -738,6 +798,31 @@ mod tests {
         assert!(!text.contains("tend_process_"));
         // A family without samples still has its HELP and TYPE.
         assert!(text.contains("# TYPE tend_server_up gauge\n# HELP tend_server_status"));
+    }
+
+    #[test]
+    fn servers_in_a_group_carry_a_group_label_on_every_series() {
+        let mut web = running("web");
+        web.group = Some("front".into());
+        let snapshot = Snapshot::new(
+            vec![web, server("db", Status::Stopped)],
+            Histogram::new(HEALTH_BUCKETS),
+        );
+        let text = render(&snapshot);
+        let per_server: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("server=\"web\""))
+            .collect();
+        assert!(per_server.len() >= 8, "{per_server:?}");
+        for line in per_server {
+            assert!(line.contains("{server=\"web\",group=\"front\""), "{line}");
+        }
+        assert!(text.contains("tend_server_up{server=\"db\"} 0\n"));
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains("server=\"db\"") && l.contains("group="))
+        );
     }
 
     #[test]

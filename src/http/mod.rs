@@ -43,6 +43,10 @@ pub struct Shared {
     pub heartbeat: Duration,
     pub policy: guard::Policy,
     pub connections: Arc<connections::Registry>,
+    /// The last timeline events (`GET /api/history`).
+    pub history: Arc<crate::history::Journal>,
+    /// The alert thread, when the config has alert rules (`POST /api/alerts/test`).
+    pub alerts: Option<crate::alerts::AlertsHandle>,
 }
 
 impl Shared {
@@ -61,6 +65,8 @@ impl Shared {
             heartbeat: Duration::from_secs(15),
             policy,
             connections: Arc::default(),
+            history: Arc::default(),
+            alerts: None,
         }
     }
 }
@@ -90,6 +96,18 @@ impl ApiRequest {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a key that may repeat, each also split at commas (`group=a&group=b` or
+    /// `group=a,b`; ids and group names cannot hold a comma). Empty pieces are dropped.
+    pub fn query_list(&self, key: &str) -> Vec<String> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == key)
+            .flat_map(|(_, v)| v.split(','))
+            .filter(|piece| !piece.is_empty())
+            .map(str::to_string)
+            .collect()
     }
 }
 

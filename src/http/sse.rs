@@ -1,7 +1,7 @@
 //! Server-Sent Events (docs/DESIGN.md §5): one stream per handler thread, written straight to the socket
 //! with a flush after every frame (tiny_http's `Response` would hold events in an 8 KiB buffer,
 //! docs/NOTES.md). Frames come from the supervisor's event hub through a bounded queue; a
-//! `?logs=ID` stream also follows that server's log file. A heartbeat comment every 15 s finds
+//! `?logs=ID[,ID…]` stream also follows those servers' log files. A heartbeat comment every 15 s finds
 //! clients that went away, and a failed write ends the thread.
 
 use std::io::Write;
@@ -11,7 +11,7 @@ use crossbeam_channel::RecvTimeoutError;
 
 use crate::http::api::{self, EventsParams};
 use crate::http::{LOG, SECURITY_HEADERS, Shared, write_reply};
-use crate::logs::tail::Follower;
+use crate::logs::merge::Followers;
 use crate::supervisor::Control;
 use crate::supervisor::events;
 
@@ -27,10 +27,7 @@ pub fn serve(request: tiny_http::Request, params: EventsParams, shared: &Shared)
         Ok(Err(error)) => return write_reply(request, api::error_reply(&error)),
         Err(reply) => return write_reply(request, reply),
     };
-    let mut follower = params
-        .logs
-        .as_deref()
-        .map(|id| (id.to_string(), Follower::new(&shared.log_dir, id)));
+    let mut followers = Followers::new(&shared.log_dir, &params.logs);
     let mut writer = request.into_writer();
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-store\r\n\
@@ -56,7 +53,7 @@ pub fn serve(request: tiny_http::Request, params: EventsParams, shared: &Shared)
             continue;
         }
         let until_heartbeat = shared.heartbeat - idle;
-        let wait = if follower.is_some() {
+        let wait = if !followers.is_empty() {
             until_heartbeat.min(LOG_POLL)
         } else {
             until_heartbeat
@@ -72,15 +69,12 @@ pub fn serve(request: tiny_http::Request, params: EventsParams, shared: &Shared)
             // The hub dropped us (we fell behind) or tend is exiting: the client reconnects.
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some((id, follower)) = &mut follower {
-            for line in follower.poll() {
-                let frame =
-                    events::encode(None, "log", &serde_json::json!({ "id": id, "line": line }));
-                if send(&mut writer, frame.as_bytes()).is_err() {
-                    return;
-                }
-                last_write = Instant::now();
+        for line in followers.poll() {
+            let frame = events::encode(None, "log", &line);
+            if send(&mut writer, frame.as_bytes()).is_err() {
+                return;
             }
+            last_write = Instant::now();
         }
     }
     log::debug!(target: LOG, "SSE client gone");

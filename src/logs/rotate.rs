@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::logs::times;
+use crate::os::inotify::Inotify;
+
 const LOG: &str = "LogRotation";
 
 /// How a rotation went.
@@ -75,8 +78,19 @@ pub fn rotate_if_needed(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Op
     }
 }
 
+/// Held while a rotation moves bytes, so a reader that must see the live file's length and
+/// `removed_from_head` (and the rotated files) as one consistent picture can wait it out.
+static ROTATING: Mutex<()> = Mutex::new(());
+
+/// Runs `read` while no rotation is under way (`tail::tail_stamped`).
+pub fn paused<T>(read: impl FnOnce() -> T) -> T {
+    let _guard = ROTATING.lock().unwrap_or_else(|p| p.into_inner());
+    read()
+}
+
 /// Moves the head of `path` to `path.1` (shifting older files up to `keep`) while writers go on.
 pub fn rotate(path: &Path, keep: u32) -> io::Result<Rotated> {
+    let _guard = ROTATING.lock().unwrap_or_else(|p| p.into_inner());
     let mut live = OpenOptions::new().read(true).write(true).open(path)?;
     let meta = live.metadata()?;
     let block = meta.blksize().max(512);
@@ -188,25 +202,13 @@ impl Limits {
 /// the limit is rotated. Existing logs are checked once at start (an adopted child may have
 /// written a lot while tend was down).
 pub fn start(log_dir: PathBuf, limits: Arc<Limits>) -> io::Result<()> {
-    // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let dir = std::ffi::CString::new(log_dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "log folder path has a NUL"))?;
-    // SAFETY: `dir` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MODIFY) } < 0 {
-        let error = io::Error::last_os_error();
-        // SAFETY: closes the descriptor we just opened.
-        unsafe { libc::close(fd) };
-        return Err(error);
-    }
+    let inotify = Inotify::new(false)?;
+    inotify.add_watch(&log_dir, libc::IN_MODIFY)?;
     std::thread::Builder::new()
         .name("logs".into())
         .spawn(move || {
             check_all(&log_dir, &limits);
-            watch(fd, &log_dir, &limits);
+            watch(&inotify, &log_dir, &limits);
         })?;
     Ok(())
 }
@@ -219,6 +221,8 @@ fn check_all(log_dir: &Path, limits: &Limits) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "log") {
+            // Written before this tend watched: its last write is all that is known.
+            times::observe(&path);
             rotate_logged(&path, max_bytes, keep);
         }
     }
@@ -237,44 +241,30 @@ fn rotate_logged(path: &Path, max_bytes: u64, keep: u32) {
     }
 }
 
-fn watch(fd: i32, log_dir: &Path, limits: &Limits) {
+fn watch(inotify: &Inotify, log_dir: &Path, limits: &Limits) {
     // Room for many events at once; each is a header plus a NUL-padded name.
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        // SAFETY: reads into our own buffer of the given length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
+        let events = match inotify.read(&mut buf) {
+            Ok(events) => events,
+            Err(e) => {
+                log::error!(target: LOG, "Log watch failed: {e}");
+                return;
             }
-            log::error!(target: LOG, "Log watch failed: {}", io::Error::last_os_error());
-            return;
-        }
+        };
         let mut names: Vec<String> = Vec::new();
-        let mut offset = 0usize;
-        let header = std::mem::size_of::<libc::inotify_event>();
-        while offset + header <= n as usize {
-            // SAFETY: the kernel wrote a whole inotify_event at `offset`; read_unaligned copes
-            // with the byte buffer's alignment.
-            let event: libc::inotify_event =
-                unsafe { std::ptr::read_unaligned(buf[offset..].as_ptr().cast()) };
-            let name_start = offset + header;
-            let name_end = name_start + event.len as usize;
-            if name_end > n as usize {
-                break;
-            }
-            let name = &buf[name_start..name_end];
-            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-            if let Ok(name) = std::str::from_utf8(name) {
+        for event in events {
+            if let Some(name) = event.name.to_str() {
                 if name.ends_with(".log") && !names.iter().any(|n| n == name) {
                     names.push(name.to_string());
                 }
             }
-            offset = name_end;
         }
         let (max_bytes, keep) = limits.get();
         for name in names {
-            rotate_logged(&log_dir.join(name), max_bytes, keep);
+            let path = log_dir.join(name);
+            times::observe(&path);
+            rotate_logged(&path, max_bytes, keep);
         }
     }
 }
@@ -282,18 +272,12 @@ fn watch(fd: i32, log_dir: &Path, limits: &Limits) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
     use std::io::Write;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tend-rotate-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn rotation_moves_whole_blocks_and_keeps_the_rest_live() {
-        let dir = temp_dir("blocks");
+        let dir = TempDir::new("rotate-blocks");
         let path = dir.join("web.log");
         let mut text = String::new();
         for n in 0..2000 {
@@ -313,12 +297,11 @@ mod tests {
             "nothing lost, nothing doubled"
         );
         assert_eq!(removed_from_head(&path), rotated.moved);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn older_files_shift_and_the_oldest_is_dropped() {
-        let dir = temp_dir("shift");
+        let dir = TempDir::new("rotate-shift");
         let path = dir.join("web.log");
         for round in 0..4u8 {
             fs::write(&path, vec![b'a' + round; 8192]).unwrap();
@@ -327,12 +310,11 @@ mod tests {
         assert_eq!(fs::read(rotated_path(&path, 1)).unwrap()[0], b'd');
         assert_eq!(fs::read(rotated_path(&path, 2)).unwrap()[0], b'c');
         assert!(!rotated_path(&path, 3).exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_writer_that_never_stops_loses_nothing_through_many_rotations() {
-        let dir = temp_dir("writer");
+        let dir = TempDir::new("rotate-writer");
         let path = dir.join("fast.log");
         let mut file = OpenOptions::new()
             .create(true)
@@ -369,6 +351,5 @@ mod tests {
         for (n, line) in lines.iter().enumerate() {
             assert_eq!(*line, format!("line {n:07} of the fast writer"));
         }
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

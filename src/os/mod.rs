@@ -3,6 +3,8 @@
 //! `libc` calls and `unsafe` blocks live here, each with its reason beside it; the modules above
 //! this one see plain functions and data.
 
+pub mod inotify;
+pub mod localtime;
 pub mod pidwatch;
 pub mod process;
 pub mod procfs;

@@ -4,16 +4,17 @@
 //!
 //! It never waits for a child: the reaper is the only code that does (see `reaper.rs`).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::{CommandSpec, ServerConfig, parse_env_file};
+use crate::http::auth::TOKEN_VAR;
+use crate::logs::paths::open_log;
 use crate::os::{procfs, shell};
 
 const LOG: &str = "ProcessManager";
@@ -49,9 +50,6 @@ pub fn raise_descriptor_limit() {
     }
 }
 
-/// The environment variable children must never inherit: it carries tend's API token.
-pub const TOKEN_VAR: &str = "TEND_TOKEN";
-
 /// A freshly spawned process; its PID is also its process group and session id (setsid).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spawned {
@@ -60,31 +58,6 @@ pub struct Spawned {
     pub start_ticks: u64,
     /// The env_file text the process was given, so a reload can tell whether it changed.
     pub env_file_text: Option<String>,
-}
-
-/// Where a server's output goes: `<log_dir>/<id>.log`.
-pub fn log_path(log_dir: &Path, id: &str) -> PathBuf {
-    // Ids are validated against [A-Za-z0-9][A-Za-z0-9._-]*, so this cannot leave log_dir.
-    log_dir.join(format!("{id}.log"))
-}
-
-/// Creates a folder tend writes into with mode 0700 (state, logs): other users must not read
-/// what children print.
-pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Opens a server's log for appending, creating it with mode 0640.
-pub fn open_log(log_dir: &Path, id: &str) -> io::Result<File> {
-    ensure_private_dir(log_dir)?;
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(log_path(log_dir, id))
 }
 
 /// Starts `server` in its own session with stdin from /dev/null and stdout and stderr appended
@@ -193,7 +166,7 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
 ///
 /// # Safety
 /// Call only between fork and exec: it changes the flags of every descriptor of the process.
-unsafe fn close_inherited_on_exec() {
+pub unsafe fn close_inherited_on_exec() {
     // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11) only sets flags.
     let marked = unsafe {
         libc::syscall(

@@ -10,6 +10,7 @@
 //! therefore normal.
 
 use std::io;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crossbeam_channel::Sender;
@@ -38,6 +39,28 @@ pub struct Exit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signal {
     pub signal: i32,
+}
+
+/// Children whose exit goes to whoever spawned them rather than to the supervisor: alert
+/// commands (`alerts::exec`), which are no server's. See [`claim`].
+static CLAIMED: Mutex<Vec<(u32, Sender<ExitStatus>)>> = Mutex::new(Vec::new());
+
+/// Sends the exit of child `pid` to `to` instead of the supervisor. Call it while still holding
+/// `SPAWN_LOCK` from the spawn: the reaper takes that lock around `waitpid`, so the exit cannot
+/// be reaped before the claim is in place.
+pub fn claim(pid: u32, to: Sender<ExitStatus>) {
+    CLAIMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push((pid, to));
+}
+
+fn claimant(pid: u32) -> Option<Sender<ExitStatus>> {
+    let mut claimed = CLAIMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let at = claimed.iter().position(|(p, _)| *p == pid)?;
+    Some(claimed.swap_remove(at).1)
 }
 
 /// The write end of the self-pipe, read by the handler (which may run on any thread).
@@ -150,6 +173,10 @@ fn drain(exits: &Sender<Exit>) -> bool {
             ExitStatus::Signal(libc::WTERMSIG(status))
         };
         log::trace!(target: LOG, "Reaped PID {pid}: {status:?}");
+        if let Some(claimant) = claimant(pid as u32) {
+            let _ = claimant.send(status);
+            continue;
+        }
         if exits
             .send(Exit {
                 pid: pid as u32,

@@ -596,14 +596,11 @@ mod tests {
         };
         assert_eq!(find().and_then(|l| l.accepts_connections()), Some(true));
         let _pending = std::net::TcpStream::connect(("127.0.0.1", port)).expect("first connect");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while find().and_then(|l| l.accepts_connections()) != Some(false) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "queue never seen full"
-            );
-            std::thread::yield_now();
-        }
+        crate::test_support::wait_until(
+            "the accept queue seen full",
+            || find().and_then(|l| l.accepts_connections()),
+            |accepts| *accepts == Some(false),
+        );
         // SAFETY: closes the listener this test opened.
         unsafe { libc::close(fd) };
     }

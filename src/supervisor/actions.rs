@@ -2,6 +2,7 @@
 //! a server starts once what it depends on is up, and stops once what depends on it is down.
 //! A request is answered when its servers settle (a [`Waiter`]), not when it is accepted.
 
+use crate::groups::{self, ActTarget};
 use crate::model::{Action, ServerView, Status};
 
 use super::protocol::{ControlError, OrphanTarget, Reply};
@@ -23,6 +24,26 @@ pub(super) enum Goal {
 }
 
 impl ServerOrchestrator {
+    /// The indexes an action is for; a subset goes the way of `All` (dependency order comes
+    /// from `request_start`/`request_stop` and `advance`, whatever the set).
+    fn targets(&self, target: &ActTarget) -> Result<Vec<usize>, ControlError> {
+        match target {
+            ActTarget::All => Ok((0..self.servers.len()).collect()),
+            ActTarget::One(id) => self.find(id).map(|index| vec![index]),
+            ActTarget::Selected(selector) => {
+                let roster: Vec<(&str, Option<&str>)> = self
+                    .servers
+                    .iter()
+                    .map(|s| (s.config.id.as_str(), s.config.group.as_deref()))
+                    .collect();
+                groups::select(&roster, selector).map_err(|unknown| match unknown {
+                    groups::Unknown::Id(id) => ControlError::NotFound(id),
+                    unknown => ControlError::UnknownGroup(unknown),
+                })
+            }
+        }
+    }
+
     pub(super) fn find(&self, id: &str) -> Result<usize, ControlError> {
         self.index_of
             .get(id)
@@ -30,26 +51,18 @@ impl ServerOrchestrator {
             .ok_or_else(|| ControlError::NotFound(id.to_string()))
     }
 
-    pub(super) fn act(
-        &mut self,
-        action: Action,
-        id: Option<String>,
-        reply: Reply<Vec<ServerView>>,
-    ) {
+    pub(super) fn act(&mut self, action: Action, target: ActTarget, reply: Reply<Vec<ServerView>>) {
         if self.shutting_down {
             let _ = reply.send(Err(ControlError::ShuttingDown));
             return;
         }
-        let single = id.is_some();
-        let targets: Vec<usize> = match &id {
-            Some(id) => match self.find(id) {
-                Ok(index) => vec![index],
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-            },
-            None => (0..self.servers.len()).collect(),
+        let single = matches!(target, ActTarget::One(_));
+        let targets = match self.targets(&target) {
+            Ok(targets) => targets,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
         let goal = match action {
             Action::Stop => Goal::Stopped,
@@ -338,11 +351,15 @@ impl ServerOrchestrator {
         Some(ready)
     }
 
+    /// Every dependent that is being stopped too is down. A dependent nobody asked to stop
+    /// (outside a group being stopped) is not waited for, as when a person stops one server;
+    /// stop-all, shutdown and reload ask every running dependent to stop, so for them this is
+    /// "every dependent is down".
     pub(super) fn dependents_down(&self, index: usize) -> bool {
-        self.servers[index]
-            .dependents
-            .iter()
-            .all(|&d| self.servers[d].pid.is_none() && !self.servers[d].pending_start)
+        self.servers[index].dependents.iter().all(|&d| {
+            let dependent = &self.servers[d];
+            !dependent.pending_stop && dependent.stopping.is_none()
+        })
     }
 
     pub(super) fn settle_waiters(&mut self) {
@@ -370,7 +387,8 @@ impl ServerOrchestrator {
                     }
                 }
                 (true, Goal::Stopped) => Ok(vec![self.view(waiter.targets[0])]),
-                (false, _) => Ok(self.views()),
+                // The servers acted on: all of them for `All`, the members for a selection.
+                (false, _) => Ok(waiter.targets.iter().map(|&t| self.view(t)).collect()),
             };
             let _ = waiter.reply.send(result);
         }

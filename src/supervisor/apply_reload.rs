@@ -148,6 +148,9 @@ impl ServerOrchestrator {
         let old_ids: Vec<String> = old.iter().flatten().map(|s| s.config.id.clone()).collect();
         let mut remap: Vec<Option<usize>> = vec![None; old.len()];
         let mut watch_again = Vec::new();
+        // Servers whose `watch` or schedule is new or changed (see [`super::planned`]).
+        let mut rewatch = Vec::new();
+        let mut replan = Vec::new();
         let mut servers = Vec::with_capacity(config.servers.len());
         for (index, cfg) in config.servers.iter().enumerate() {
             let server = match self.index_of.get(&cfg.id) {
@@ -157,6 +160,14 @@ impl ServerOrchestrator {
                     // The monitor checks ports and health: a change to either is news to it.
                     if server.config.ports != cfg.ports || server.config.health != cfg.health {
                         watch_again.push(index);
+                    }
+                    if server.config.watch != cfg.watch || server.config.cwd != cfg.cwd {
+                        rewatch.push(index);
+                    }
+                    if server.config.restart_every != cfg.restart_every
+                        || server.config.restart_at != cfg.restart_at
+                    {
+                        replan.push(index);
                     }
                     server.config = Arc::new(cfg.clone());
                     if watch_again.last() == Some(&index) {
@@ -176,6 +187,7 @@ impl ServerOrchestrator {
                     let slot = self.slots.len();
                     self.slots.push(None);
                     watch_again.push(index);
+                    rewatch.push(index);
                     Server::new(cfg, slot)
                 }
             };
@@ -183,6 +195,9 @@ impl ServerOrchestrator {
         }
         for server in old.into_iter().flatten() {
             self.slots[server.slot] = None;
+            if server.config.watch.is_some() {
+                self.unwatch_slot(server.slot);
+            }
             let _ = self.outputs.monitor.send(MonitorCmd::Set {
                 index: server.slot,
                 watch: Box::default(),
@@ -240,11 +255,15 @@ impl ServerOrchestrator {
         self.outputs
             .log_limits
             .set(config.log_max_bytes, config.log_keep);
-        self.outputs
-            .known_ids
-            .replace(config.servers.iter().map(|s| s.id.clone()));
+        self.outputs.known_ids.replace(&config);
         for index in watch_again {
             self.send_watch(index);
+        }
+        for index in rewatch {
+            self.send_watch_spec(index);
+        }
+        for index in replan {
+            self.arm_planned(index);
         }
         self.state_dirty = true;
         self.hub.publish(&Event::Servers(self.views()));

@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use serde::Serialize;
 
 use crate::model::{Event, ServerView};
+use crate::recorder::Recorder;
 
 /// State events kept for Last-Event-ID replay.
 pub const REPLAY_CAPACITY: usize = 4096;
@@ -29,6 +30,8 @@ pub struct EventHub {
     last_id: u64,
     replay: VecDeque<(u64, Frame)>,
     subscribers: Vec<Sender<Frame>>,
+    /// Hands timeline events on to history and alerts (see `recorder`).
+    recorder: Recorder,
 }
 
 /// What a new SSE client gets: frames to write first, then the live queue.
@@ -47,6 +50,11 @@ impl EventHub {
             last_id: first_id.saturating_sub(1),
             ..EventHub::default()
         }
+    }
+
+    /// From now on, every timeline event is also handed to `recorder`, with its id.
+    pub fn record_to(&mut self, recorder: Recorder) {
+        self.recorder = recorder;
     }
 
     pub fn subscriber_count(&self) -> usize {
@@ -108,6 +116,7 @@ impl EventHub {
             }
             Event::Timeline(timeline) => {
                 let id = self.next_id();
+                self.recorder.record(id, timeline);
                 encode(Some(id), timeline.name(), timeline)
             }
         };

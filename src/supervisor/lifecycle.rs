@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::health::{HealthCheck, Probe};
+use crate::logs::paths;
 use crate::model::{HealthView, Status, Timeline, signal_name};
-use crate::os::process::{self, SignalError};
+use crate::os::process::SignalError;
 use crate::os::reaper::{Exit, ExitStatus};
 
 use super::policy::{self, AfterExit, ExitKind};
@@ -41,7 +42,7 @@ impl ServerOrchestrator {
         // finish before a new start, so no earlier process writes after this).
         let log_from = self
             .host
-            .file_len(&process::log_path(&self.log_dir, &config.id));
+            .file_len(&paths::log_path(&self.log_dir, &config.id));
         match self.host.spawn(&config, &self.log_dir, &self.tend_bin) {
             Ok(spawned) => {
                 let server = &mut self.servers[index];
@@ -84,6 +85,7 @@ impl ServerOrchestrator {
                     self.arm(index, TimerKind::StartGrace, config.start_timeout);
                 }
                 self.send_watch(index);
+                self.after_start(index);
                 self.state_dirty = true;
             }
             Err(reason) => self.spawn_failed(index, reason),
@@ -316,6 +318,10 @@ impl ServerOrchestrator {
         });
         self.send_watch(index);
         self.state_dirty = true;
+        if stopping.then != AfterStop::Start {
+            // A person's stop outranks a change queued during the restart it cancelled.
+            self.servers[index].queued_change = None;
+        }
         if stopping.then == AfterStop::Start && !self.shutting_down {
             self.request_start(index, false);
         }
@@ -366,6 +372,8 @@ impl ServerOrchestrator {
             TimerKind::StartGrace => self.update_health(index),
             TimerKind::UnhealthyRestart => self.check_unhealthy_restart(index),
             TimerKind::Escalate => self.escalate(index),
+            TimerKind::Planned => self.on_planned(timer),
+            TimerKind::QueuedChange => self.on_queued_change(index),
             TimerKind::GroupCheck => {
                 let pgid = self.servers[index].last_leader;
                 let Some(stopping) = &self.servers[index].stopping else {

@@ -117,6 +117,7 @@ mod tests {
     fn view(id: &str, command: &str, uptime_ms: Option<u64>) -> ServerView {
         ServerView {
             id: id.into(),
+            group: None,
             command: command.into(),
             status: Status::Running,
             running: true,
@@ -150,6 +151,14 @@ mod tests {
                 duration_ms: 2,
                 failures: 1,
                 ready: true,
+            }),
+            watch: Some(crate::model::WatchView {
+                paths: 2,
+                error: None,
+            }),
+            planned_restart: Some(crate::model::PlannedView {
+                at: 1_700_000_060_000,
+                by: "restart_at * * * * *".into(),
             }),
         }
     }

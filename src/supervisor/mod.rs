@@ -18,6 +18,7 @@
 //! - [`observe`]: the monitor's reports (ports, orphans, figures, memory limits) and health;
 //! - [`takeover`]: processes tend did not just spawn (its own from before a restart, orphans);
 //! - [`apply_reload`]: a reload planned by [`reload`] applied: stop what goes, then swap;
+//! - [`planned`]: restarts tend plans itself, on file changes (`watch`) and on a schedule;
 //! - [`readers`]: reads of the figures, answered fresh (a sample on demand), and who looks;
 //! - pure parts with their own tests: [`policy`], [`adopt`], [`reload`], [`events`], [`listjson`].
 
@@ -29,6 +30,7 @@ pub mod host;
 mod lifecycle;
 pub mod listjson;
 mod observe;
+mod planned;
 pub mod policy;
 mod protocol;
 mod readers;
@@ -179,8 +181,13 @@ impl ServerOrchestrator {
     /// Takes back processes from the state file whose identity still matches, then starts the
     /// autostart servers in dependency order.
     pub fn boot(&mut self, stored: Option<StateFile>) {
+        self.timeline(Timeline::TendStarted {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        });
         for index in 0..self.servers.len() {
             self.send_watch(index);
+            self.send_watch_spec(index);
         }
         if let Some(state) = stored {
             self.adopt(state);
@@ -195,6 +202,11 @@ impl ServerOrchestrator {
         }
         self.advance();
         self.flush();
+    }
+
+    /// Hands every timeline event from now on to history and alerts as well.
+    pub fn record_to(&mut self, recorder: crate::recorder::Recorder) {
+        self.hub.record_to(recorder);
     }
 
     /// The supervisor loop; returns when tend should exit.
@@ -229,6 +241,16 @@ impl ServerOrchestrator {
                 recv(inbox.signals) -> signal => {
                     if let Ok(signal) = signal {
                         self.on_signal(signal);
+                    }
+                },
+                recv(inbox.watch) -> report => {
+                    if let Ok(report) = report {
+                        self.on_watch_report(report);
+                    }
+                },
+                recv(inbox.timeline) -> event => {
+                    if let Ok(event) = event {
+                        self.timeline(event);
                     }
                 },
                 recv(timer) -> _ => self.on_timers(),
@@ -266,7 +288,11 @@ impl ServerOrchestrator {
         match control {
             Control::List { reply } => self.read(Reader::List(reply)),
             Control::Get { id, reply } => self.read(Reader::Get { id, reply }),
-            Control::Act { action, id, reply } => self.act(action, id, reply),
+            Control::Act {
+                action,
+                target,
+                reply,
+            } => self.act(action, target, reply),
             Control::FindOrphan { id, pid, reply } => {
                 let _ = reply.send(self.find_orphan(id, pid));
             }
@@ -346,6 +372,9 @@ impl ServerOrchestrator {
             return;
         }
         self.shutting_down = true;
+        self.timeline(Timeline::TendStopping {
+            signal: signal_name(signal.signal),
+        });
         self.abandon_reload();
         match self.on_exit {
             OnExit::Keep => {

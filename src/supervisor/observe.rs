@@ -3,10 +3,10 @@
 //! health state they add up to (with `restart_unhealthy_after_ms`).
 
 use crate::config::health::{self, HealthCheck, Probe};
+use crate::logs::paths;
 use crate::model::{Event, HealthView, StatsEntry, Status, Timeline};
 use crate::monitor::httpprobe::{self, HttpProbe, Outcome};
 use crate::monitor::{HttpWatch, LogWatch, MonitorCmd, Observation, Probed, Report, Watch};
-use crate::os::process;
 use crate::os::reaper::{Exit, ExitStatus};
 
 use super::policy::{self, Check};
@@ -205,9 +205,9 @@ impl ServerOrchestrator {
         let failing = health.failing;
         if news {
             if ok {
-                log::info!(target: "ProcessMonitor", "Health check of '{}' passes: {}", id, detail);
+                log::info!(target: LOG, "Health check of '{}' passes: {}", id, detail);
             } else {
-                log::warn!(target: "ProcessMonitor", "Health check of '{}' failed: {} ({} in a row; unhealthy at {})", id, detail, failing, threshold);
+                log::warn!(target: LOG, "Health check of '{}' failed: {} ({} in a row; unhealthy at {})", id, detail, failing, threshold);
             }
             self.timeline(Timeline::HealthChanged {
                 id,
@@ -258,7 +258,7 @@ impl ServerOrchestrator {
             ready: true,
         });
         let id = server.config.id.clone();
-        log::info!(target: "ProcessMonitor", "Server '{}' is ready: {} ({} ms after it started)", id, detail, took.as_millis());
+        log::info!(target: LOG, "Server '{}' is ready: {} ({} ms after it started)", id, detail, took.as_millis());
         self.timeline(Timeline::HealthChanged {
             id,
             pid,
@@ -303,7 +303,7 @@ impl ServerOrchestrator {
             self.mark_changed(index);
         }
         if let Some((pid, port)) = cleared {
-            log::info!(target: "ProcessMonitor",
+            log::info!(target: LOG,
                 "Orphan on port {} of '{}' is gone (was PID {})", port, id,
                 pid.map_or("unknown".to_string(), |p| p.to_string()));
             self.timeline(Timeline::OrphanCleared {
@@ -328,7 +328,7 @@ impl ServerOrchestrator {
                 (None, Some(why)) => format!("not adoptable: {why}"),
                 (None, None) => "not adoptable".to_string(),
             };
-            log::warn!(target: "ProcessMonitor",
+            log::warn!(target: LOG,
                 "Orphan on port {} of '{}': PID {}; {}", port, id,
                 observation.orphaned_pid.map_or("unknown".to_string(), |p| p.to_string()), verdict);
             self.timeline(Timeline::OrphanDetected {
@@ -395,7 +395,7 @@ impl ServerOrchestrator {
                     (true, None) => "no health check passed yet".to_string(),
                     (false, _) => "a port is closed".to_string(),
                 };
-                log::warn!(target: "ProcessMonitor", "Server '{}' is unhealthy: {}", server.config.id, why);
+                log::warn!(target: LOG, "Server '{}' is unhealthy: {}", server.config.id, why);
                 let restart_after = server
                     .config
                     .health
@@ -481,7 +481,7 @@ impl ServerOrchestrator {
                     probe: Probe::Log(regex),
                     ..
                 }) if !server.health.ready && server.pid.is_some() => Some(LogWatch {
-                    path: process::log_path(&self.log_dir, &server.config.id),
+                    path: paths::log_path(&self.log_dir, &server.config.id),
                     regex: regex.clone(),
                     from: server.log_from,
                 }),

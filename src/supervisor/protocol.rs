@@ -7,14 +7,16 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::ConfigErrors;
+use crate::groups::{self, ActTarget};
 use crate::http::metrics;
 use crate::logs::rotate;
-use crate::model::{Action, ReloadPlan, ServerView};
+use crate::model::{Action, ReloadPlan, ServerView, Timeline};
 use crate::monitor::demand::Demand;
 use crate::monitor::{MonitorCmd, Report};
 use crate::os::reaper::{Exit, Signal};
 use crate::store::StoreHandle;
 use crate::supervisor::events::Subscription;
+use crate::watch::{WatchHandle, WatchReport};
 
 use super::reload::KnownIds;
 
@@ -36,10 +38,9 @@ pub enum Control {
         id: String,
         reply: Reply<ServerView>,
     },
-    /// `id: None` acts on all servers.
     Act {
         action: Action,
-        id: Option<String>,
+        target: ActTarget,
         reply: Reply<Vec<ServerView>>,
     },
     FindOrphan {
@@ -94,12 +95,15 @@ pub enum ControlError {
     ShuttingDown,
     /// A reload found the config invalid; nothing was changed.
     InvalidConfig(ConfigErrors),
+    /// `@name` or `group=name` that no server has (the message lists the known groups).
+    UnknownGroup(groups::Unknown),
 }
 
 impl std::fmt::Display for ControlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ControlError::NotFound(id) => write!(f, "no server with id '{id}'"),
+            ControlError::UnknownGroup(unknown) => write!(f, "{unknown}"),
             ControlError::AlreadyRunning(id) => write!(f, "server '{id}' is already running"),
             ControlError::NotRunning(id) => write!(f, "server '{id}' is already stopped"),
             ControlError::OrphanHoldsPort {
@@ -144,6 +148,10 @@ pub struct Inbox {
     pub exits: Receiver<Exit>,
     pub reports: Receiver<Report>,
     pub signals: Receiver<Signal>,
+    /// Changes the file watcher saw, and how many folders it watches.
+    pub watch: Receiver<WatchReport>,
+    /// Timeline events from other threads: alert outcomes, state write failures.
+    pub timeline: Receiver<Timeline>,
 }
 
 /// Where the supervisor's outputs go.
@@ -156,4 +164,6 @@ pub struct Outputs {
     pub known_ids: Arc<KnownIds>,
     /// Log rotation's limits; set on reload.
     pub log_limits: Arc<rotate::Limits>,
+    /// The file watcher, told each server's `watch` at boot and on reload.
+    pub watch: WatchHandle,
 }

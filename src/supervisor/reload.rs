@@ -16,6 +16,7 @@ use std::sync::RwLock;
 
 use crate::cli::UpOptions;
 use crate::config::{self, Config, ConfigErrors, ServerConfig, procfile};
+use crate::groups;
 use crate::model::ReloadPlan;
 
 /// The config tend was started with, and the command-line options that override it, so a
@@ -68,26 +69,54 @@ impl ConfigSource {
     }
 }
 
-/// The server ids HTTP handlers may answer for without asking the supervisor (log routes). The
-/// supervisor replaces them when a reload adds or removes servers.
+/// The servers HTTP handlers may answer for without asking the supervisor (log routes): ids in
+/// config order, each with its group. The supervisor replaces them when a reload changes them.
 #[derive(Debug, Default)]
-pub struct KnownIds(RwLock<HashSet<String>>);
+pub struct KnownIds(RwLock<Vec<(String, Option<String>)>>);
 
 impl KnownIds {
-    pub fn new(ids: impl IntoIterator<Item = String>) -> KnownIds {
-        KnownIds(RwLock::new(ids.into_iter().collect()))
+    pub fn new(servers: impl IntoIterator<Item = (String, Option<String>)>) -> KnownIds {
+        KnownIds(RwLock::new(servers.into_iter().collect()))
+    }
+
+    /// Every server of `config`, with its group.
+    pub fn of(config: &Config) -> KnownIds {
+        KnownIds::new(roster(config))
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id)
+        self.read().iter().any(|(known, _)| known == id)
     }
 
-    pub fn replace(&self, ids: impl IntoIterator<Item = String>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = ids.into_iter().collect();
+    pub fn replace(&self, config: &Config) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = roster(config);
     }
+
+    /// The ids `selector` names, in config order; every id when it names nothing.
+    pub fn select(&self, selector: &groups::Selector) -> Result<Vec<String>, groups::Unknown> {
+        let servers = self.read();
+        if selector.is_empty() {
+            return Ok(servers.iter().map(|(id, _)| id.clone()).collect());
+        }
+        let list: Vec<(&str, Option<&str>)> = servers
+            .iter()
+            .map(|(id, group)| (id.as_str(), group.as_deref()))
+            .collect();
+        let chosen = groups::select(&list, selector)?;
+        Ok(chosen.into_iter().map(|i| servers[i].0.clone()).collect())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Option<String>)>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn roster(config: &Config) -> Vec<(String, Option<String>)> {
+    config
+        .servers
+        .iter()
+        .map(|s| (s.id.clone(), s.group.clone()))
+        .collect()
 }
 
 /// What the plan needs to know of a server that tend runs now.
@@ -120,9 +149,13 @@ pub fn process_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static s
         start_timeout: _,
         retry_fatal: _,
         depends_on,
+        group: _,
         line: _,
         max_memory: _,
         health: _,
+        watch: _,
+        restart_every: _,
+        restart_at: _,
     } = new;
     let mut changed = Vec::new();
     if *command != old.command {
@@ -169,9 +202,13 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
         start_timeout,
         retry_fatal,
         depends_on: _,
+        group,
         line: _,
         max_memory,
         health,
+        watch,
+        restart_every,
+        restart_at,
     } = new;
     let mut changed = Vec::new();
     if *autostart != old.autostart {
@@ -195,12 +232,27 @@ pub fn supervision_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
     if *retry_fatal != old.retry_fatal {
         changed.push("retry_fatal_ms");
     }
+    // Only which servers `@name` selects and how the dashboard files them.
+    if *group != old.group {
+        changed.push("group");
+    }
     if *max_memory != old.max_memory {
         changed.push("max_memory");
     }
     // A new check runs against the same process: the monitor is told at the swap.
     if *health != old.health {
         changed.push("health");
+    }
+    // The watcher is told at the swap, and the next planned restart is worked out anew from
+    // the running process's start.
+    if *watch != old.watch {
+        changed.push("watch");
+    }
+    if *restart_every != old.restart_every {
+        changed.push("restart_every");
+    }
+    if *restart_at != old.restart_at {
+        changed.push("restart_at");
     }
     changed
 }
@@ -226,6 +278,7 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         max_connections,
         max_sse_clients: _,
         adopt_orphans: _,
+        alerts,
         servers: _,
     } = new;
     let mut changed = Vec::new();
@@ -244,6 +297,8 @@ pub fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check(*auth != old.auth, "auth_token");
     check(*allowed_hosts != old.allowed_hosts, "allowed_hosts");
     check(*max_connections != old.max_connections, "max_connections");
+    // The alert thread is started once with its rules (and its Alertmanager conditions).
+    check(*alerts != old.alerts, "alerts");
     changed
 }
 

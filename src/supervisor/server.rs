@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::ServerConfig;
 use crate::http::metrics::{self, ServerSample};
-use crate::model::{AdoptableView, HealthView, PortView, ServerView, Status, signal_name};
+use crate::model::{
+    AdoptableView, HealthView, PlannedView, PortView, ServerView, Status, WatchView, signal_name,
+};
 use crate::monitor::Sample;
 
 use super::adopt::{self, Adoptable};
@@ -22,6 +24,10 @@ pub(super) enum TimerKind {
     RetryFatal,
     /// `restart_unhealthy_after_ms` may have passed for an unhealthy server.
     UnhealthyRestart,
+    /// `restart_every` or `restart_at` is due (see [`super::planned`]).
+    Planned,
+    /// A file changed while the server was being restarted: once more, now it runs.
+    QueuedChange,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,6 +129,21 @@ pub(super) struct Server {
     pub(super) slot: usize,
     /// The env_file text the current process was started with (see [`reload::Current`]).
     pub(super) env_file_text: Option<String>,
+    /// What the file watcher last said (see [`super::planned`]).
+    pub(super) watch_paths: usize,
+    pub(super) watch_error: Option<String>,
+    /// A change that came while the server was being restarted, for one more restart.
+    pub(super) queued_change: Option<String>,
+    pub(super) planned: Option<Planned>,
+}
+
+/// The next restart the schedule plans for the running process.
+#[derive(Debug, Clone)]
+pub(super) struct Planned {
+    /// When its timer fires next: the restart, or a look at the wall clock on the way.
+    pub(super) at: Instant,
+    pub(super) wall: SystemTime,
+    pub(super) by: String,
 }
 
 /// A process that becomes the server's: spawned by tend, or taken over (`adopted`).
@@ -196,6 +217,10 @@ impl Server {
             dependencies: Vec::new(),
             slot,
             env_file_text: None,
+            watch_paths: 0,
+            watch_error: None,
+            queued_change: None,
+            planned: None,
         };
         server.ports = server.closed_ports();
         server
@@ -227,6 +252,7 @@ impl Server {
         let sample = self.sample.as_ref().filter(|_| alive);
         ServerView {
             id: self.config.id.clone(),
+            group: self.config.group.clone(),
             command: self.config.command.display(),
             status: self.status,
             running: alive,
@@ -254,6 +280,18 @@ impl Server {
             main_rss_bytes: sample.map(|s| s.main_rss_bytes),
             last_error: self.last_error.clone(),
             health: self.health.last.clone().filter(|_| alive),
+            watch: self.config.watch.as_ref().map(|_| WatchView {
+                paths: self.watch_paths,
+                error: self.watch_error.clone(),
+            }),
+            planned_restart: self
+                .planned
+                .as_ref()
+                .filter(|_| alive && self.stopping.is_none())
+                .map(|p| PlannedView {
+                    at: epoch_ms(p.wall),
+                    by: p.by.clone(),
+                }),
         }
     }
 
@@ -262,6 +300,7 @@ impl Server {
         let sample = self.sample.as_ref().filter(|_| alive);
         ServerSample {
             id: self.config.id.clone(),
+            group: self.config.group.clone(),
             status: self.status,
             is_up: alive,
             restarts: self.restarts,

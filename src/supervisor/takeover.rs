@@ -109,6 +109,7 @@ impl ServerOrchestrator {
             self.servers[index].config.start_timeout,
         );
         self.send_watch(index);
+        self.arm_planned(index);
         self.state_dirty = true;
     }
 

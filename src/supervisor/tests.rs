@@ -16,6 +16,7 @@ use super::reload::{ConfigSource, KnownIds};
 use super::{Control, ControlError, Outputs, ServerOrchestrator};
 use crate::cli::UpOptions;
 use crate::config::{self, ServerConfig};
+use crate::groups::ActTarget;
 use crate::logs::rotate;
 use crate::model::{Action, ServerView, Status};
 use crate::monitor::MonitorCmd;
@@ -23,6 +24,7 @@ use crate::os::process::{SignalError, Spawned};
 use crate::os::procfs::ProcStat;
 use crate::os::reaper::{Exit, ExitStatus};
 use crate::store::{ProcessStateStore, StateFile, StoredProcess};
+use crate::test_support::TempDir;
 
 const BOOT_ID: &str = "boot-under-test";
 
@@ -136,13 +138,8 @@ struct Harness {
     machine: Arc<Mutex<Machine>>,
     /// Kept so the supervisor's messages to the monitor have somewhere to go.
     _monitor: Receiver<MonitorCmd>,
-    dir: PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    /// The config's folder and the state file's; removed with the harness.
+    _dir: TempDir,
 }
 
 impl Harness {
@@ -152,13 +149,7 @@ impl Harness {
     }
 
     fn with_machine(servers: &str, machine: Machine) -> Harness {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tend-supervisor-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("supervisor");
         let text = format!(r#"{{"servers": {servers}}}"#);
         let path = dir.join("tend.json");
         let config = config::parse(&text, &path, &dir).expect("the test's config is valid");
@@ -167,8 +158,9 @@ impl Harness {
             monitor,
             demand: Arc::new(crate::monitor::demand::Demand::default()),
             store: ProcessStateStore::spawn(dir.join("state.json")).unwrap(),
-            known_ids: Arc::new(KnownIds::new(config.servers.iter().map(|s| s.id.clone()))),
+            known_ids: Arc::new(KnownIds::of(&config)),
             log_limits: Arc::new(rotate::Limits::new(0, 0)),
+            watch: crate::watch::WatchHandle::unattended(),
         };
         let machine = Arc::new(Mutex::new(machine));
         let host = FakeHost {
@@ -188,7 +180,7 @@ impl Harness {
             supervisor,
             machine,
             _monitor: monitor_rx,
-            dir,
+            _dir: dir,
         }
     }
 
@@ -204,9 +196,13 @@ impl Harness {
         id: Option<&str>,
     ) -> Receiver<Result<Vec<ServerView>, ControlError>> {
         let (reply, answer) = crossbeam_channel::bounded(1);
+        let target = match id {
+            Some(id) => ActTarget::One(id.to_string()),
+            None => ActTarget::All,
+        };
         self.supervisor.on_control(Control::Act {
             action,
-            id: id.map(String::from),
+            target,
             reply,
         });
         self.supervisor.end_turn();
@@ -407,6 +403,49 @@ fn dependencies_start_first_and_stop_last() {
 }
 
 #[test]
+fn a_group_stops_its_own_dependents_first_and_leaves_outside_ones_running() {
+    let mut h = Harness::new(
+        r#"[{"id": "web", "command": ["sleep", "1"], "depends_on": ["api"]},
+            {"id": "api", "command": ["sleep", "1"], "depends_on": ["db"], "group": "backend"},
+            {"id": "db", "command": ["sleep", "1"], "group": "backend"}]"#,
+    );
+    h.boot(None);
+    let (db, api, web) = (
+        h.pid("db").unwrap(),
+        h.pid("api").unwrap(),
+        h.pid("web").unwrap(),
+    );
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    let selector = crate::groups::Selector {
+        groups: vec!["backend".into()],
+        ids: Vec::new(),
+    };
+    h.supervisor.on_control(Control::Act {
+        action: Action::Stop,
+        target: ActTarget::Selected(selector),
+        reply,
+    });
+    h.supervisor.end_turn();
+    let terms = |h: &Harness| -> Vec<u32> {
+        let signals = h.signals().into_iter();
+        signals
+            .filter(|s| s.1 == libc::SIGTERM)
+            .map(|s| s.0)
+            .collect()
+    };
+    // api at once (web is not being stopped: not waited for), db once api is down.
+    assert_eq!(terms(&h), [api]);
+    h.exit(api, ExitStatus::Signal(libc::SIGTERM), false);
+    assert_eq!(terms(&h), [api, db]);
+    h.exit(db, ExitStatus::Signal(libc::SIGTERM), false);
+    let views = answer.try_recv().unwrap().unwrap();
+    let ids: Vec<&str> = views.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["api", "db"], "the answer is the servers acted on");
+    assert_eq!(h.pid("web"), Some(web));
+    assert_eq!(h.status("db"), Status::Stopped);
+}
+
+#[test]
 fn a_process_from_before_a_restart_of_tend_is_adopted_only_if_its_start_time_matches() {
     let mut machine = Machine::default();
     machine.old_processes.insert(4242, 777);
@@ -475,4 +514,155 @@ fn a_state_file_from_another_boot_adopts_nothing() {
     h.boot(Some(state));
     assert_ne!(h.pid("web"), Some(4242));
     assert_eq!(h.spawns().len(), 1);
+}
+
+// ---- planned restarts (issue 18) ---------------------------------------------------------------
+
+#[test]
+fn restart_every_stops_through_the_stop_path_on_time_and_is_never_a_failure() {
+    let mut h = Harness::new(
+        r#"[{"id": "leaky", "command": ["sleep", "1000"], "restart_every": "1s",
+             "max_restarts": 1, "backoff_ms": 100}]"#,
+    );
+    h.boot(None);
+    for round in 1..=3u64 {
+        let (_, pid, spawned_at) = h.spawns().last().cloned().unwrap();
+        let due = spawned_at + ms(1000);
+        let index = h.supervisor.index_of["leaky"];
+        let planned = h.supervisor.servers[index].view(h.supervisor.host.wall_clock());
+        assert!(planned.planned_restart.is_some(), "round {round}");
+        let elapsed = h.machine.lock().unwrap().elapsed;
+        h.advance(due - elapsed - ms(10));
+        assert!(
+            !h.signals().iter().any(|s| s.0 == pid),
+            "round {round}: nothing before it is due"
+        );
+        h.advance(ms(20));
+        let signals = h.signals();
+        let (group, signal, at) = signals[signals.len() - 2];
+        assert_eq!((group, signal), (pid, libc::SIGTERM), "round {round}");
+        assert!(at >= due && at <= due + ms(10), "round {round}: {at:?}");
+        assert_eq!(h.status("leaky"), Status::Stopping);
+        h.exit(pid, ExitStatus::Signal(libc::SIGTERM), false);
+        assert_eq!(h.status("leaky"), Status::Running, "round {round}");
+        assert_eq!(h.spawns().len() as u64, round + 1);
+    }
+    // Three planned restarts with max_restarts 1: a real crash is still restarted.
+    let (_, pid, _) = h.spawns().last().cloned().unwrap();
+    h.exit(pid, ExitStatus::Code(1), false);
+    assert_ne!(h.status("leaky"), Status::Fatal);
+    assert_eq!(
+        h.spawns().len(),
+        5,
+        "restarted at once after the first failure"
+    );
+}
+
+#[test]
+fn a_schedule_is_skipped_while_a_person_has_the_server_stopped() {
+    let mut h =
+        Harness::new(r#"[{"id": "leaky", "command": ["sleep", "1000"], "restart_every": "1s"}]"#);
+    h.boot(None);
+    let pid = h.pid("leaky").unwrap();
+    h.advance(ms(500));
+    let _answer = h.act(Action::Stop, Some("leaky"));
+    h.exit(pid, ExitStatus::Signal(libc::SIGTERM), false);
+    assert_eq!(h.status("leaky"), Status::Stopped);
+    h.advance(ms(3000));
+    assert_eq!(h.status("leaky"), Status::Stopped);
+    assert_eq!(h.spawns().len(), 1, "never started by its schedule");
+    // Started again by a person, it is due a second after that start, not before.
+    let _answer = h.act(Action::Start, Some("leaky"));
+    let pid = h.pid("leaky").unwrap();
+    h.advance(ms(990));
+    assert!(
+        !h.signals()
+            .iter()
+            .any(|s| s.0 == pid && s.1 == libc::SIGTERM)
+    );
+    h.advance(ms(20));
+    assert!(
+        h.signals()
+            .iter()
+            .any(|s| s.0 == pid && s.1 == libc::SIGTERM)
+    );
+}
+
+fn changed(h: &mut Harness, file: &str) {
+    h.supervisor
+        .on_watch_report(crate::watch::WatchReport::Changed {
+            slot: 0,
+            file: file.into(),
+            more: 0,
+        });
+    h.supervisor.end_turn();
+}
+
+#[test]
+fn file_changes_restart_a_running_server_queue_one_more_mid_restart_and_revive_a_fatal_one() {
+    let mut h = Harness::new(
+        r#"[{"id": "dev", "command": ["node", "app.js"], "watch": {"paths": ["src"]},
+             "restart": "on-failure", "max_restarts": 0, "retry_fatal_ms": 0}]"#,
+    );
+    h.boot(None);
+    let first = h.pid("dev").unwrap();
+    changed(&mut h, "src/a.js");
+    assert_eq!(h.status("dev"), Status::Stopping);
+    // Three changes while it stops: one more restart, not three.
+    for file in ["src/b.js", "src/c.js", "src/d.js"] {
+        changed(&mut h, file);
+    }
+    h.exit(first, ExitStatus::Signal(libc::SIGTERM), false);
+    let second = h.pid("dev").unwrap();
+    h.advance(ms(10));
+    assert_eq!(h.status("dev"), Status::Stopping, "the queued restart");
+    h.exit(second, ExitStatus::Signal(libc::SIGTERM), false);
+    let third = h.pid("dev").unwrap();
+    h.advance(ms(100));
+    assert_eq!(h.status("dev"), Status::Running, "nothing more queued");
+    assert_eq!(h.spawns().len(), 3);
+    assert_eq!(h.supervisor.servers[0].restarts, 2);
+
+    // It crashes (max_restarts 0: fatal at once); a change, maybe the fix, starts it again.
+    h.exit(third, ExitStatus::Code(1), false);
+    assert_eq!(h.status("dev"), Status::Fatal);
+    changed(&mut h, "src/fix.js");
+    assert_eq!(h.status("dev"), Status::Running);
+    assert_eq!(h.spawns().len(), 4);
+
+    // Stopped by a person: changes do nothing.
+    let fourth = h.pid("dev").unwrap();
+    let _answer = h.act(Action::Stop, Some("dev"));
+    changed(&mut h, "src/during-stop.js");
+    h.exit(fourth, ExitStatus::Signal(libc::SIGTERM), false);
+    changed(&mut h, "src/after-stop.js");
+    h.advance(ms(100));
+    assert_eq!(h.status("dev"), Status::Stopped);
+    assert_eq!(h.spawns().len(), 4);
+}
+
+#[test]
+fn a_long_schedule_looks_at_the_wall_clock_on_the_way_and_restarts_on_time() {
+    let mut h =
+        Harness::new(r#"[{"id": "leaky", "command": ["sleep", "1000"], "restart_every": "25m"}]"#);
+    h.boot(None);
+    let pid = h.pid("leaky").unwrap();
+    // Two looks on the way (at 10 and 20 minutes) re-arm it; neither restarts it.
+    let next_look = |h: &Harness| {
+        let planned = h.supervisor.servers[0].planned.as_ref().unwrap();
+        planned.at - h.supervisor.host.now()
+    };
+    assert_eq!(next_look(&h), Duration::from_secs(600));
+    h.advance(Duration::from_secs(601));
+    assert_eq!(
+        next_look(&h),
+        Duration::from_secs(599),
+        "looked at 10 minutes"
+    );
+    h.advance(Duration::from_secs(25 * 60 - 601) - ms(10));
+    assert_eq!(next_look(&h), ms(10), "the last stretch is the rest");
+    assert!(h.signals().is_empty(), "{:?}", h.signals());
+    h.advance(ms(20));
+    assert_eq!(h.signals()[0].0, pid);
+    assert_eq!(h.signals()[0].1, libc::SIGTERM);
 }

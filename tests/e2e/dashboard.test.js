@@ -367,6 +367,46 @@ async function readEvents(url, headers, stop, timeout = 5000) {
   return events;
 }
 
+test('a page opened later shows what happened before, also before tend restarted, marked as earlier', { timeout: 90000 }, async () => {
+  const servers = [
+    { id: 'db', command: ['sleep', '1000'], restart: 'no' },
+    { id: 'idle', command: ['sleep', '1000'], autostart: false },
+  ];
+  await withTend('history', servers, async (ctx) => {
+    const { pid } = await until('db running', () => server(ctx.tend, 'db'), (s) => s.status === 'running');
+    await ctx.page.close();
+    ctx.page = null;
+    // Nobody is looking when it dies; then tend itself restarts.
+    process.kill(pid, 'SIGKILL');
+    await until('db crashed', () => server(ctx.tend, 'db'), (s) => s.status === 'crashed');
+    const listen = `127.0.0.1:${ctx.tend.port}`;
+    await h.stopTend(ctx.tend);
+    ctx.tend = await h.startTend(ctx.dir, ctx.config, listen);
+
+    ctx.page = await h.openPage(browser, ctx.tend.url);
+    const page = ctx.page;
+    await page.locator('#timeline .ev-earlier').waitFor();
+    const died = page.locator('#timeline li.earlier[data-kind="processDied"]', { hasText: 'db' });
+    await died.waitFor();
+    assert.match(await text(died), new RegExp(`died: SIGKILL \\(PID ${pid}\\)`));
+    // The death happened in tend's previous run: both starts of tend are there, and the stop.
+    assert.equal(await page.locator('#timeline li.earlier[data-kind="tendStarted"]').count(), 2);
+    assert.equal(await page.locator('#timeline li.earlier[data-kind="tendStopping"]').count(), 1);
+    assert.equal(await page.locator('#timeline-empty').isHidden(), true);
+    // Earlier events sit below the marker; a live one comes in above it, and none twice.
+    await api(ctx.tend, 'POST', '/api/servers/idle?action=start');
+    const live = page.locator('#timeline li:not(.earlier)[data-kind="serverStarted"]', { hasText: 'idle' });
+    await live.waitFor();
+    const order = await page.evaluate(() => [...document.querySelectorAll('#timeline li')]
+      .map((li) => (li.classList.contains('ev-earlier') ? 'marker' : li.classList.contains('earlier') ? 'earlier' : 'live')));
+    const marker = order.indexOf('marker');
+    assert.ok(order.slice(0, marker).every((k) => k === 'live'), order.join(','));
+    assert.ok(order.slice(marker + 1).every((k) => k === 'earlier'), order.join(','));
+    const times = await page.locator('#timeline li.earlier time').evaluateAll((ts) => ts.map((t) => t.dateTime));
+    assert.ok(times.every((t, i) => i === 0 || t <= times[i - 1]), `newest first: ${times}`);
+  });
+});
+
 test('the page reconnects after tend restarts, and the data catches up', { timeout: 90000 }, async () => {
   const port = await freePort();
   await withTend('reconnect', [{ id: 'web', command: demo(port), ports: [port] }], async (ctx) => {
@@ -391,6 +431,14 @@ test('the page reconnects after tend restarts, and the data catches up', { timeo
       (t) => /^\d+$/.test(t) && t !== oldPid);
     await statusIs(page, 'web', 'running');
     assert.equal(String((await server(ctx.tend, 'web')).pid), newPid);
+    // What happened while the page had no stream comes from the history, in its place: the
+    // new tend's start (before any client could connect) and the new process's.
+    await page.locator('#timeline li:not(.earlier)[data-kind="tendStarted"]').waitFor();
+    const started = page.locator('#timeline li:not(.earlier)[data-kind="serverStarted"]', { hasText: 'web' });
+    await until('the new start in the timeline', () => started.allTextContents(),
+      (all) => all.some((t) => t.includes(`PID ${newPid}`)));
+    const ids = await page.locator('#timeline li[data-event-id]').evaluateAll((lis) => lis.map((li) => Number(li.dataset.eventId)));
+    assert.ok(ids.every((id, i) => i === 0 || id < ids[i - 1]), `newest first, none twice: ${ids}`);
 
     // A client resuming with an id of the previous tend cannot get those events replayed by the
     // new one: it must be sent a fresh snapshot (docs/DESIGN.md §5).
@@ -524,5 +572,104 @@ test('Reload config adds a row and drops a removed one without a page reload', {
       await page.locator('tbody.srv').evaluateAll((bodies) => bodies.map((b) => b.dataset.id)),
       ['keep', 'fresh']);
     assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not reloaded');
+  });
+});
+
+test('a watched server says what it watches and when it restarts next, and the timeline names the changed file', { timeout: 60000 }, async () => {
+  const servers = [{
+    id: 'dev', command: 'exec sleep 1000',
+    watch: { paths: ['src'], debounce_ms: 50 }, restart_every: '1h',
+  }];
+  const dir = h.tempDir('watch-src');
+  fs.mkdirSync(path.join(dir, 'src', 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'src', 'app.js'), 'v1');
+  // withTend makes its own folder: the server's cwd points at this one.
+  servers[0].cwd = dir;
+  await withTend('watch', servers, async ({ page, tend }) => {
+    await statusIs(page, 'dev', 'running');
+    const flags = row(page, 'dev').locator('.flags');
+    await until('the watch shown', () => text(flags.locator('.watching')), (t) => t === 'watching 2 paths');
+    const s = await server(tend, 'dev');
+    const at = new Date(s.plannedRestart.at);
+    const hhmm = `${String(at.getHours()).padStart(2, '0')}:${String(at.getMinutes()).padStart(2, '0')}`;
+    const planned = await text(flags.locator('.planned'));
+    // An hour from now is on another day near midnight: then the date is shown too.
+    if (at.toDateString() === new Date().toDateString()) assert.equal(planned, `next planned restart at ${hhmm}`);
+    else assert.match(planned, /^next planned restart at /);
+    assert.match(await flags.locator('.planned').getAttribute('title'), /restart_every 1h/);
+
+    fs.writeFileSync(path.join(dir, 'src', 'lib', 'util.js'), 'v2');
+    await page.locator('#timeline li[data-kind="plannedRestart"]', { hasText: 'src/lib/util.js changed' }).waitFor();
+    await until('a new PID', () => server(tend, 'dev'), (n) => n.status === 'running' && n.pid !== s.pid);
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('a group restarts from its header, shows its merged log, and the status filter stays in the URL', { timeout: 90000 }, async () => {
+  const [pApi, pDb, pWeb] = [await freePort(), await freePort(), await freePort()];
+  const servers = [
+    { id: 'api', command: demo(pApi), ports: [pApi], group: 'backend', depends_on: ['db'] },
+    { id: 'db', command: demo(pDb), ports: [pDb], group: 'backend' },
+    { id: 'web', command: demo(pWeb), ports: [pWeb] },
+    { id: 'idle', command: 'exec sleep 1000', autostart: false },
+  ];
+  await withTend('groups', servers, async ({ page, tend }) => {
+    for (const id of ['api', 'db', 'web']) await statusIs(page, id, 'running');
+    const head = page.locator('tbody.grp[data-group="backend"]');
+    await until('the group counts', () => text(head.locator('.gcounts')),
+      (t) => t === '2 servers · 2 running · 0 not running');
+    // Config order inside the group; the server without a group comes under "no group".
+    const order = await page.locator('#servers tbody').evaluateAll((bodies) =>
+      bodies.map((b) => (b.classList.contains('grp') ? `[${b.dataset.group || '-'}]` : b.dataset.id)));
+    assert.deepEqual(order, ['[backend]', 'api', 'db', '[-]', 'web', 'idle']);
+
+    const before = { api: (await server(tend, 'api')).pid, db: (await server(tend, 'db')).pid, web: (await server(tend, 'web')).pid };
+    await head.getByRole('button', { name: 'Restart group backend', exact: true }).click();
+    await until('the group restarted', () => text(head.locator('.msg')), (t) => t === 'Restarted group backend');
+    for (const id of ['api', 'db']) {
+      await statusIs(page, id, 'running');
+      const after = await server(tend, id);
+      assert.notEqual(after.pid, before[id], `${id} got a new process`);
+      assert.equal(await text(row(page, id).locator('.c-pid')), String(after.pid));
+    }
+    assert.equal((await server(tend, 'web')).pid, before.web, 'web is in no group and kept its process');
+
+    // The group's log: both members' lines, each behind its name.
+    await head.getByRole('button', { name: 'Logs of group backend', exact: true }).click();
+    const panel = head.locator('.logpanel');
+    await until('both members in the merged log', () => panel.locator('.line').allTextContents(),
+      (lines) => lines.some((l) => l.startsWith('api | ')) && lines.some((l) => l.startsWith('db  | ')));
+    await panel.getByRole('button', { name: 'Close logs of group backend' }).click();
+
+    // Stopping more than one server asks first; Cancel stops nothing.
+    const stop = head.getByRole('button', { name: 'Stop group backend', exact: true });
+    const dialog = page.locator('dialog#confirm');
+    await stop.click();
+    await until('dialog open', () => dialog.evaluate((d) => d.open), (v) => v === true);
+    assert.match(await text(dialog), /Stop group backend\?.*2 servers: api, db/s);
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    assert.equal((await server(tend, 'api')).status, 'running', 'Cancel stops nothing');
+    await stop.click();
+    await dialog.getByRole('button', { name: 'Stop all', exact: true }).click();
+    for (const id of ['api', 'db']) await statusIs(page, id, 'stopped');
+    await until('the group counts', () => text(head.locator('.gcounts')),
+      (t) => t === '2 servers · 0 running · 2 not running');
+    assert.equal(await text(dialog.locator('h2')), 'Kill orphan?', 'the dialog is the orphan one again');
+
+    // Filter by status: only the stopped rows stay, and the URL keeps the filter.
+    const visible = () => page.locator('#servers tbody.srv:not([hidden])').evaluateAll((b) => b.map((x) => x.dataset.id));
+    await page.locator('#filter').fill('stopped');
+    await until('only stopped rows', visible, (ids) => ids.join() === 'api,db,idle');
+    assert.equal(new URL(page.url()).searchParams.get('filter'), 'stopped');
+    await page.goto(page.url());
+    await until('the filter restored from the URL', visible, (ids) => ids.join() === 'api,db,idle');
+    assert.equal(await page.locator('#filter').inputValue(), 'stopped');
+    assert.equal(await page.locator('tbody.grp[data-group="backend"]').isVisible(), true);
+    await page.locator('#filter').fill('group:backend running');
+    await until('no match', visible, (ids) => ids.length === 0);
+    assert.equal(await page.locator('#filter-empty').isVisible(), true);
+    await page.locator('#filter').fill('');
+    await until('every row', visible, (ids) => ids.length === 4);
+    assert.equal(new URL(page.url()).searchParams.get('filter'), null);
   });
 });

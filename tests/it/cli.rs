@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Listener, TempDir, Tend, free_port, send_signal, tend_bin, wait_until};
+use crate::support::{
+    Listener, TempDir, Tend, free_port, send_signal, tend_bin, wait_until, without_moving_fields,
+};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -53,24 +55,6 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The fields of a server object that move on their own between two reads.
-fn without_moving_fields(mut list: Value) -> Value {
-    for server in list.as_array_mut().unwrap() {
-        let obj = server.as_object_mut().unwrap();
-        for key in [
-            "uptimeMs",
-            "cpuPercent",
-            "rssBytes",
-            "processes",
-            "mainCpuPercent",
-            "mainRssBytes",
-        ] {
-            obj.remove(key);
-        }
-    }
-    list
-}
-
 #[test]
 fn cli_status_and_ps_show_every_server() {
     let dir = TempDir::new("cli_status");
@@ -103,8 +87,8 @@ fn cli_status_and_ps_show_every_server() {
     let (code, from_api) = tend.get("/api/servers");
     assert_eq!(code, 200);
     assert_eq!(
-        without_moving_fields(from_cli),
-        without_moving_fields(from_api)
+        without_moving_fields(&from_cli),
+        without_moving_fields(&from_api)
     );
 }
 

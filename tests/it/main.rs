@@ -1,7 +1,7 @@
-//! The integration crate (STYLE "Tests"): every test here runs the real `tend` binary against
-//! real processes, sockets and files. One test binary, one module per area; `support` holds the
-//! harness (temporary directories, a tend process that cleans up after itself, a raw HTTP
-//! client, an SSE reader, port-holding fixtures).
+//! The integration crate: every test here runs the real `tend` binary against real processes,
+//! sockets and files. One test binary, one module per area; `support` holds the harness
+//! (temporary directories, a tend process that cleans up after itself, a raw HTTP client, an SSE
+//! reader, port-holding fixtures).
 
 // clippy.toml forbids `Command::output/status/wait` because inside tend the reaper alone may
 // wait for children. This crate is not tend: it spawns tend, the CLI and fixtures itself, and
@@ -9,11 +9,14 @@
 #![allow(clippy::disallowed_methods)]
 
 mod adopt;
+mod alerts;
 mod cli;
 mod connections;
 mod export;
 mod fleet;
+mod groups;
 mod health;
+mod history;
 mod http;
 mod idle;
 mod lifecycle;
@@ -31,3 +34,4 @@ mod state;
 mod stop;
 mod support;
 mod wait;
+mod watch;

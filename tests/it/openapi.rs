@@ -194,6 +194,9 @@ fn recipes() -> Vec<Recipe> {
         ("/api/servers", "post", 403, |c| {
             authed(c, "POST", "/api/servers?action=stop", &[CROSS_SITE], b"")
         }),
+        ("/api/servers", "post", 404, |c| {
+            authed(c, "POST", "/api/servers?action=stop&group=nope", &[], b"")
+        }),
         ("/api/servers", "post", 413, |c| {
             authed(c, "POST", "/api/servers?action=stop", &[JSON], &big_body())
         }),
@@ -274,6 +277,21 @@ fn recipes() -> Vec<Recipe> {
         ("/api/servers/{id}/logs", "get", 404, |c| {
             authed(c, "GET", "/api/servers/nope/logs", &[], b"")
         }),
+        ("/api/logs", "get", 200, |c| {
+            authed(c, "GET", "/api/logs?id=run&id=idle&lines=5", &[], b"")
+        }),
+        ("/api/logs", "get", 400, |c| {
+            authed(c, "GET", "/api/logs?lines=many", &[], b"")
+        }),
+        ("/api/logs", "get", 401, |c| {
+            anon(c, "GET", "/api/logs", &[], b"")
+        }),
+        ("/api/logs", "get", 403, |c| {
+            authed(c, "GET", "/api/logs", &[EVIL], b"")
+        }),
+        ("/api/logs", "get", 404, |c| {
+            authed(c, "GET", "/api/logs?group=nope", &[], b"")
+        }),
         ("/api/kill", "delete", 200, |c| {
             kill(c, json!({"id": "idle"}))
         }),
@@ -316,6 +334,42 @@ fn recipes() -> Vec<Recipe> {
         }),
         ("/api/reload", "post", 503, |c| {
             past_connection_cap(c, "/api/reload")
+        }),
+        ("/api/history", "get", 200, |c| {
+            authed(c, "GET", "/api/history?limit=5&server=run", &[], b"")
+        }),
+        ("/api/history", "get", 400, |c| {
+            authed(c, "GET", "/api/history?limit=many", &[], b"")
+        }),
+        ("/api/history", "get", 401, |c| {
+            anon(c, "GET", "/api/history", &[], b"")
+        }),
+        ("/api/history", "get", 403, |c| {
+            authed(c, "GET", "/api/history", &[EVIL], b"")
+        }),
+        ("/api/history", "get", 404, |c| {
+            authed(c, "GET", "/api/history?server=nope", &[], b"")
+        }),
+        ("/api/alerts/test", "post", 200, |c| {
+            authed(c, "POST", "/api/alerts/test", &[], b"")
+        }),
+        ("/api/alerts/test", "post", 400, |c| {
+            authed(c, "POST", "/api/alerts/test", &[JSON], b"{")
+        }),
+        ("/api/alerts/test", "post", 401, |c| {
+            anon(c, "POST", "/api/alerts/test", &[], b"")
+        }),
+        ("/api/alerts/test", "post", 403, |c| {
+            authed(c, "POST", "/api/alerts/test", &[CROSS_SITE], b"")
+        }),
+        ("/api/alerts/test", "post", 409, |c| {
+            let auth = bearer();
+            let headers = [("Authorization", auth.as_str())];
+            http_request(&c.busy.url, "POST", "/api/alerts/test", &headers, b"")
+        }),
+        ("/api/alerts/test", "post", 415, |c| {
+            let plain = ("Content-Type", "text/plain");
+            authed(c, "POST", "/api/alerts/test", &[plain], b"now")
         }),
         ("/api/events", "get", 200, |c| {
             let auth = bearer();
@@ -452,8 +506,11 @@ fn every_route_tend_answers_is_documented() {
         ("get", "/api/servers/{id}"),
         ("post", "/api/servers/{id}"),
         ("get", "/api/servers/{id}/logs"),
+        ("get", "/api/logs"),
         ("delete", "/api/kill"),
         ("post", "/api/reload"),
+        ("get", "/api/history"),
+        ("post", "/api/alerts/test"),
         ("get", "/api/events"),
     ];
     let missing: Vec<String> = routes
@@ -489,7 +546,8 @@ fn start_ctx() -> Ctx {
              "autostart": false},
             {"id": "broken", "command": ["sleep", "1"], "cwd": "/nonexistent/tend-openapi",
              "autostart": false, "restart": "no"},
-        ]
+        ],
+        "alerts": [{"on": ["fatal"], "exec": ["true"]}]
     });
     let tend = Tend::start_with(&dir, &config, &[], &[("TEND_TOKEN", TOKEN)]);
     tend.wait_status("run", "running");

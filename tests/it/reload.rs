@@ -397,10 +397,11 @@ fn a_stop_and_a_reload_racing_a_reload_wait_for_it() {
     // Ignores SIGTERM: its stop takes the whole stop_timeout, which keeps the reload busy.
     let slow = |tag: &str| {
         json!({"id": "slow", "stop_timeout_ms": 800,
-            "command": ["sh", "-c", format!("trap '' TERM; while :; do sleep 0.05; done # {tag}")]})
+            "command": ["sh", "-c", format!("trap '' TERM; echo trapped; while :; do sleep 0.05; done # {tag}")]})
     };
     let tend = Tend::start(&dir, &json!({"servers": [slow("one"), sleeper("other")]}));
     let old = running_pid(&tend, "slow");
+    wait_trapped(&tend, "slow");
     let other = running_pid(&tend, "other");
 
     write_config(&dir, &json!({"servers": [slow("two"), sleeper("other")]}));
@@ -442,9 +443,10 @@ fn a_removed_server_that_ignores_sigterm_is_killed_not_left_running() {
     // See: issue 12 (supervisord once left removed programs running unmanaged, its #99).
     let dir = TempDir::new("reload_remove_stubborn");
     let stubborn = json!({"id": "stubborn", "stop_timeout_ms": 300,
-        "command": ["sh", "-c", "trap '' TERM; sleep 1000 & while :; do sleep 0.05; done"]});
+        "command": ["sh", "-c", "trap '' TERM; echo trapped; sleep 1000 & while :; do sleep 0.05; done"]});
     let tend = Tend::start(&dir, &json!({"servers": [stubborn, sleeper("kept")]}));
     let pgid = running_pid(&tend, "stubborn");
+    wait_trapped(&tend, "stubborn");
     write_config(&dir, &json!({"servers": [sleeper("kept")]}));
     let plan = reload(&tend);
     assert_eq!(ids(&plan["removed"]), ["stubborn"], "{plan:#}");
@@ -539,12 +541,13 @@ fn a_reload_during_a_persons_stop_leaves_the_server_stopped() {
     let dir = TempDir::new("reload_during_stop");
     let slow = |tag: &str| {
         json!({"id": "slow", "stop_timeout_ms": 800,
-            "command": ["sh", "-c", format!("trap '' TERM; while :; do sleep 0.05; done # {tag}")]})
+            "command": ["sh", "-c", format!("trap '' TERM; echo trapped; while :; do sleep 0.05; done # {tag}")]})
     };
     // `going` first: removing it moves `slow` to another index in the middle of its stop, with
     // its escalation timer, its PID record and the stop's pending answer.
     let tend = Tend::start(&dir, &json!({"servers": [sleeper("going"), slow("one")]}));
     let slow_pid = running_pid(&tend, "slow");
+    wait_trapped(&tend, "slow");
     let going = running_pid(&tend, "going");
     write_config(&dir, &json!({"servers": [slow("two")]}));
     let plan = std::thread::scope(|scope| {
@@ -574,4 +577,12 @@ fn a_reload_during_a_persons_stop_leaves_the_server_stopped() {
     );
     wait_group_empty(slow_pid);
     assert_eq!(list_ids(&tend), ["slow"]);
+}
+
+/// Waits until the server's shell has set `trap '' TERM` (it says so in its log): a SIGTERM that
+/// came before would end it at once, and the test would not see the stop it means to.
+fn wait_trapped(tend: &Tend, id: &str) {
+    wait_until("the TERM trap to be set", WAIT, || {
+        tend.log_text(id).contains("trapped").then_some(())
+    });
 }

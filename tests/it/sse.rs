@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Listener, SseEvent, SseReader, TempDir, Tend, connection_threads, demo_cmd, free_port, header,
-    send_signal, wait_until,
+    send_signal, wait_until, without_moving_fields,
 };
 
 /// How long any one expected event may take (generous: the suite runs in parallel).
@@ -126,25 +126,6 @@ fn named<'a>(events: &'a [SseEvent], name: &str) -> Vec<&'a SseEvent> {
     events.iter().filter(|e| e.event == name).collect()
 }
 
-/// A server list with the fields that move on their own (uptime, CPU, memory) removed.
-fn without_volatile(list: &Value) -> Value {
-    let mut list = list.clone();
-    for server in list.as_array_mut().expect("a list of servers") {
-        let obj = server.as_object_mut().expect("a server object");
-        for key in [
-            "uptimeMs",
-            "cpuPercent",
-            "rssBytes",
-            "processes",
-            "mainCpuPercent",
-            "mainRssBytes",
-        ] {
-            obj.remove(key);
-        }
-    }
-    list
-}
-
 fn keys(value: &Value) -> BTreeSet<String> {
     value
         .as_object()
@@ -189,8 +170,8 @@ fn connect_sends_retry_then_a_snapshot_equal_to_the_list() {
     event_id(&snapshot); // It has one, and it is an integer.
     let list = tend.get("/api/servers").1;
     assert_eq!(
-        without_volatile(&snapshot.json()),
-        without_volatile(&list),
+        without_moving_fields(&snapshot.json()),
+        without_moving_fields(&list),
         "the snapshot differs from GET /api/servers"
     );
 }
@@ -519,8 +500,8 @@ fn resume_from_an_id_this_run_never_sent_gets_a_fresh_snapshot() {
     assert_eq!(reader.status(), 200);
     let snapshot = read_snapshot(&mut reader);
     assert_eq!(
-        without_volatile(&snapshot.json()),
-        without_volatile(&tend.get("/api/servers").1)
+        without_moving_fields(&snapshot.json()),
+        without_moving_fields(&tend.get("/api/servers").1)
     );
 }
 
@@ -581,7 +562,8 @@ fn a_log_stream_carries_lines_printed_after_connecting() {
     assert_eq!(reader.status(), 200);
     let events = read_until(&mut reader, "a log event", EVENT_WAIT, |e| e.event == "log");
     let log = events.last().unwrap().json();
-    assert_eq!(keys(&log), key_set(&["id", "line"]), "{log}");
+    // `at` bounds when the line was written (README "Groups and merged logs").
+    assert_eq!(keys(&log), key_set(&["id", "line", "at"]), "{log}");
     assert_eq!(log["id"], "talker");
     let line = log["line"].as_str().unwrap_or_default();
     let n = number(line).unwrap_or_else(|| panic!("not a line the child printed: {log}"));

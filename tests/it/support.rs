@@ -1,7 +1,10 @@
-//! The harness of the integration crate (STYLE "Tests"): temporary directories without
-//! tempfile, a [`Tend`] process that reads its own URL from stdout and cleans up every process
-//! it started, a raw HTTP/1.1 client over `TcpStream`, an SSE reader, and a port-holding
-//! [`Listener`] fixture.
+//! The harness of the integration crate: temporary directories without tempfile, a [`Tend`]
+//! process that reads its own URL from stdout and cleans up every process it started, a raw
+//! HTTP/1.1 client over `TcpStream`, an SSE reader, and a port-holding [`Listener`] fixture.
+//!
+//! Why not the CLI's HTTP client and SSE parser (src/client/http.rs, sse.rs): tend is a binary
+//! crate, so this crate cannot import them, and these helpers observe the wire rather than
+//! speak it correctly: raw requests, exact headers, each SSE frame as sent.
 //!
 //! Rules it keeps so tests can run in parallel and leave nothing behind: every test has its own
 //! directory and ports; every process is stopped by PID or process group (never by name);
@@ -95,11 +98,26 @@ pub fn tend_bin() -> PathBuf {
 }
 
 /// A port nobody listens on right now: bind 127.0.0.1:0, read it, drop the listener.
+/// A port nothing listens on, for a server under test to bind.
+///
+/// Taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768–60999 by
+/// default), never from `bind(0)`: the ports `bind(0)` hands out are the ones outgoing
+/// connections get too, so another test's HTTP client could take the port between this call
+/// and the server's bind. Below the range only explicit binds compete, and each one made here
+/// is a fresh port (a counter, offset by the PID so suites run side by side start apart).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const FIRST: usize = 20_000;
+    const COUNT: usize = 12_000;
+    let offset = std::process::id() as usize * 211;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset + n) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// `["<tend>", "serve-demo", args…]`: an array command for the hidden demo server.
@@ -399,6 +417,18 @@ impl Tend {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Tend {
+        Tend::start_wrapped(dir, config, extra_args, env, &[])
+    }
+
+    /// Starts tend through `wrapper` (a command that ends by exec'ing its arguments, such as
+    /// `unshare -U -r sh -c '…; exec "$0" "$@"'`), so the PID is tend's once it runs.
+    pub fn start_wrapped(
+        dir: &TempDir,
+        config: &Value,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Tend {
         let config = Tend::full_config(dir, config);
         let config_path = dir.write("tend.json", &serde_json::to_string_pretty(&config).unwrap());
         let state_file = PathBuf::from(config["state_file"].as_str().unwrap());
@@ -408,7 +438,14 @@ impl Tend {
             .append(true)
             .open(dir.join("tend.log"))
             .unwrap();
-        let mut command = Command::new(tend_bin());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(tend_bin());
+                command
+            }
+            None => Command::new(tend_bin()),
+        };
         command
             .arg("up")
             .arg("--config")
@@ -1088,6 +1125,25 @@ impl SseReader {
             }
         }
     }
+}
+
+/// A server list with the fields that move on their own (uptime, CPU, memory) removed.
+pub fn without_moving_fields(list: &Value) -> Value {
+    let mut list = list.clone();
+    for server in list.as_array_mut().expect("a list of servers") {
+        let obj = server.as_object_mut().expect("a server object");
+        for key in [
+            "uptimeMs",
+            "cpuPercent",
+            "rssBytes",
+            "processes",
+            "mainCpuPercent",
+            "mainRssBytes",
+        ] {
+            obj.remove(key);
+        }
+    }
+    list
 }
 
 /// Makes sure `promtool` and `prometheus` are on PATH, installing Debian's `prometheus`

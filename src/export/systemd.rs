@@ -1,7 +1,4 @@
-//! `tend export systemd|procfile`: the loaded config written out for another supervisor.
-//!
-//! Runs on the main thread of a short-lived `tend` process. It reads the config and the servers'
-//! env files and writes text; it never starts, signals or talks to anything. The quoting rules
+//! The systemd units of a config. The quoting rules
 //! are systemd's own (systemd.service(5) "Command lines", systemd.exec(5) `EnvironmentFile=`,
 //! systemd.unit(5) specifiers), checked against `systemd-analyze verify` and systemd's own env
 //! file parser in tests/it/export.rs.
@@ -17,147 +14,18 @@
 //! both have a `web` server from overwriting each other's units.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::ExportFormat;
+use super::{Host, UnitFile, comment_text, config_file};
 use crate::config::health::{HealthCheck, Probe};
 use crate::config::{CommandSpec, Config, RestartPolicy, ServerConfig, parse_env_file};
-use crate::error::{Context, Error};
+use crate::error::Error;
 use crate::model::signal_name;
 use crate::os::shell;
 
 /// tend's "a run that stays up 10 s resets the failure count" (docs/DESIGN.md §2, src/supervisor/policy.rs).
 const RESET_AFTER: Duration = Duration::from_secs(10);
-
-/// One generated file: its name (`tend-shop-web.service`) and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitFile {
-    pub name: String,
-    pub text: String,
-}
-
-/// What the export needs to know about the machine it runs on, gathered once so the
-/// generators are plain functions of their input (and testable).
-#[derive(Debug, Clone)]
-pub struct Host {
-    /// `PATH` at export time: program names are resolved with it, and it is carried into the
-    /// units, since tend's children inherit it and systemd's services get a minimal one.
-    pub path: Option<String>,
-    /// The tend binary, for `TEND_BIN` (which tend gives every child).
-    pub tend_bin: PathBuf,
-    /// The user that system units run as (`User=`): the one who exports.
-    pub user: String,
-}
-
-impl Host {
-    pub fn current() -> Host {
-        Host {
-            path: std::env::var("PATH").ok(),
-            tend_bin: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tend")),
-            user: current_user(),
-        }
-    }
-}
-
-/// Runs `tend export …`: units to `--out DIR` or to stdout, a Procfile to stdout.
-pub fn run(config: &Config, format: &ExportFormat) -> Result<ExitCode, Error> {
-    let host = Host::current();
-    match format {
-        ExportFormat::Procfile => print_stdout(&procfile(config)),
-        ExportFormat::Systemd { user, out } => {
-            // The env files' absolute path goes into the units: where --out writes them, or,
-            // on stdout, where `--out .` would.
-            let dir = out.clone().unwrap_or_else(|| PathBuf::from("."));
-            if out.is_some() {
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            let env_dir = absolute(&dir)?;
-            let export = systemd(config, *user, &host, &env_dir)?;
-            match out {
-                None => {
-                    let mut text = String::new();
-                    for (n, unit) in export.files().enumerate() {
-                        if n > 0 {
-                            text.push('\n');
-                        }
-                        let _ = writeln!(text, "# ---- {} ----", unit.name);
-                        text.push_str(&unit.text);
-                    }
-                    print_stdout(&text);
-                }
-                Some(dir) => write_units(dir, &export, *user)?,
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `dir` made absolute without resolving symlinks (the folder exists when it matters).
-fn absolute(dir: &Path) -> Result<PathBuf, Error> {
-    if let Ok(real) = std::fs::canonicalize(dir) {
-        return Ok(real);
-    }
-    let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    Ok(cwd.join(dir))
-}
-
-fn write_units(dir: &Path, export: &SystemdExport, user: bool) -> Result<(), Error> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut text = String::new();
-    for unit in &export.units {
-        let path = dir.join(&unit.name);
-        std::fs::write(&path, &unit.text)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        let _ = writeln!(text, "wrote {}", path.display());
-    }
-    // An env file may hold secrets from .env: readable by its owner only (systemd reads it as
-    // root for a system unit, as the user's manager for a user unit). Set on an existing file
-    // too, before the new text goes in.
-    for env in &export.env_files {
-        let path = dir.join(&env.name);
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut file| {
-                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-                file.write_all(env.text.as_bytes())
-            });
-        written.with_context(|| format!("cannot write {}", path.display()))?;
-        let _ = writeln!(text, "wrote {}", path.display());
-    }
-    let target = export
-        .units
-        .iter()
-        .find(|u| u.name.ends_with(".target"))
-        .map_or("", |u| u.name.as_str());
-    let flag = if user { " --user" } else { "" };
-    // `systemctl link` wants absolute paths.
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let _ = writeln!(
-        text,
-        "install: systemctl{flag} link {dir}/*.service {dir}/{target} && \
-         systemctl{flag} enable --now {target}",
-        dir = shell_quote(&dir.to_string_lossy())
-    );
-    print_stdout(&text);
-    Ok(())
-}
-
-/// Prints to stdout; a closed pipe (`tend export systemd | head`) is not an error.
-fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
-
-// ---------------------------------------------------------------------------------------------
-// systemd
 
 /// The units of one config and their env files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +178,36 @@ fn header(config: &Config, user: bool) -> String {
     text
 }
 
+/// What of tend's planned restarts (issue 18) a unit does not do: systemd restarts on no
+/// file change, and a schedule needs a timer unit of its own.
+fn planned_restart_note(server: &ServerConfig) -> String {
+    let mut text = String::new();
+    if let Some(watch) = &server.watch {
+        let _ = writeln!(
+            text,
+            "# Not done by systemd: tend's restart on changes to {}.",
+            comment_text(&watch.paths.join(", "))
+        );
+    }
+    let every = server
+        .restart_every
+        .map(|every| format!("every {}", crate::schedule::format_every(every)));
+    let at = server
+        .restart_at
+        .as_ref()
+        .map(|cron| format!("at \"{}\"", cron.text));
+    let plan: Vec<String> = every.into_iter().chain(at).collect();
+    if !plan.is_empty() {
+        let _ = writeln!(
+            text,
+            "# Not done by this unit: tend's planned restart {}; a timer unit running\n\
+             # `systemctl restart` would do it.",
+            comment_text(&plan.join(" and "))
+        );
+    }
+    text
+}
+
 /// One server's `.service` text; its environment is all in `env_path`.
 fn service_unit(
     config: &Config,
@@ -357,6 +255,7 @@ fn service_unit(
             comment_text(regex.as_str())
         );
     }
+    text.push_str(&planned_restart_note(server));
 
     text.push_str("[Unit]\n");
     let _ = writeln!(
@@ -695,160 +594,10 @@ fn path_value(path: &Path) -> Result<String, String> {
     line_value(&path_text(path)?)
 }
 
-/// The config file's absolute path (`config.path` is as given on the command line).
-fn config_file(config: &Config) -> PathBuf {
-    match config.path.file_name() {
-        Some(name) => config.base_dir.join(name),
-        None => config.path.clone(),
-    }
-}
-
-/// Text safe inside a `#` comment: one line.
-fn comment_text(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-/// The name of the effective user, or its number when it has no passwd entry (systemd's
-/// `User=` takes either).
-fn current_user() -> String {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let uid = unsafe { libc::geteuid() };
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value of this plain C struct (null pointers, zero
-    // ids); getpwuid_r fills it in.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is to live memory of ours with the length given; on success
-    // `result` points at `pwd`, whose strings point into `buf`, which outlives their use here.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-        // SAFETY: pw_name is a NUL-terminated string inside `buf` (see above).
-        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        if let Ok(name) = name.to_str() {
-            if !name.is_empty() {
-                return name.to_string();
-            }
-        }
-    }
-    uid.to_string()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Procfile
-
-/// A Procfile (`id: command` per server, as foreman and honcho read it): a string command as
-/// written, an array command shell-quoted. What a Procfile cannot say is kept as comments.
-pub fn procfile(config: &Config) -> String {
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "# Procfile generated by tend {} from {}.",
-        env!("CARGO_PKG_VERSION"),
-        comment_text(&config_file(config).display().to_string())
-    );
-    text.push_str(
-        "# Each line runs through `sh -c` in this file's folder. Not carried over: restart\n\
-         # policies, depends_on order, port checks and orphan detection, stop signals and\n\
-         # timeouts, autostart, and per-server cwd, env and env_file (noted per line below).\n",
-    );
-    for server in &config.servers {
-        let lost = procfile_losses(config, server);
-        if !lost.is_empty() {
-            let _ = writeln!(text, "# {}: {}", server.id, comment_text(&lost.join("; ")));
-        }
-        let _ = writeln!(
-            text,
-            "# {} {} (under tend)",
-            server.id,
-            shell::describe(&server.command)
-        );
-        if !server
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            let _ = writeln!(
-                text,
-                "# {}: foreman reads only letters, digits, _ and - in a process name",
-                server.id
-            );
-        }
-        let command = match &server.command {
-            CommandSpec::Shell(line) => line.clone(),
-            CommandSpec::Exec(argv) => argv
-                .iter()
-                .map(|arg| shell_quote(arg))
-                .collect::<Vec<_>>()
-                .join(" "),
-        };
-        if command.contains('\n') || command.contains('\r') {
-            let _ = writeln!(
-                text,
-                "# {}: left out: its command spans lines, and a Procfile entry is one line",
-                server.id
-            );
-            continue;
-        }
-        let _ = writeln!(text, "{}: {}", server.id, command);
-    }
-    text
-}
-
-/// The settings of a server a Procfile line cannot carry, in words.
-fn procfile_losses(config: &Config, server: &ServerConfig) -> Vec<String> {
-    let mut lost = Vec::new();
-    if server.cwd != config.base_dir {
-        lost.push(format!("cwd {}", server.cwd.display()));
-    }
-    if !server.env.is_empty() {
-        let keys: Vec<&str> = server.env.keys().map(String::as_str).collect();
-        lost.push(format!("env {}", keys.join(", ")));
-    }
-    if let Some(env_file) = &server.env_file {
-        lost.push(format!("env_file {}", env_file.display()));
-    }
-    if !server.ports.is_empty() {
-        let ports: Vec<String> = server.ports.iter().map(u16::to_string).collect();
-        lost.push(format!("ports {}", ports.join(", ")));
-    }
-    if !server.depends_on.is_empty() {
-        lost.push(format!("depends_on {}", server.depends_on.join(", ")));
-    }
-    if !server.autostart {
-        lost.push("autostart false".to_string());
-    }
-    if let Some(limit) = server.max_memory {
-        lost.push(format!("max_memory {limit}"));
-    }
-    lost
-}
-
-/// POSIX shell quoting: plain words bare, others in single quotes (`'` as `'\''`).
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::tests::{config, host};
 
     #[test]
     fn exec_arguments_follow_systemds_command_line_rules() {
@@ -928,40 +677,6 @@ mod tests {
         assert_eq!(line_value("it's \"x\" $y").unwrap(), "it's \"x\" $y");
         for bad in ["/a\\", "/a\nb", " lead", "trail "] {
             assert!(line_value(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn shell_quoting_for_procfiles() {
-        let table = [
-            ("plain", "plain"),
-            ("--x=1", "--x=1"),
-            ("", "''"),
-            ("two words", "'two words'"),
-            ("it's", "'it'\\''s'"),
-            ("$HOME", "'$HOME'"),
-            ("a\"b", "'a\"b'"),
-            ("back\\slash", "'back\\slash'"),
-        ];
-        for (word, expected) in table {
-            assert_eq!(shell_quote(word), expected, "{word:?}");
-        }
-    }
-
-    fn config(json: &str) -> Config {
-        crate::config::parse(
-            json,
-            Path::new("/srv/shop/tend.json"),
-            Path::new("/srv/shop"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn host() -> Host {
-        Host {
-            path: Some("/usr/bin:/bin".to_string()),
-            tend_bin: PathBuf::from("/usr/local/bin/tend"),
-            user: "alice".to_string(),
         }
     }
 
@@ -1087,6 +802,28 @@ mod tests {
     }
 
     #[test]
+    fn watch_and_schedules_are_named_as_what_a_unit_does_not_do() {
+        let config = config(
+            r#"{"servers": [{"id": "web", "command": "run", "watch": {"paths": ["src"]},
+                             "restart_every": "1h30m", "restart_at": "0 4 * * *"}]}"#,
+        );
+        let text = &systemd(&config, false, &host(), Path::new("/e"))
+            .unwrap()
+            .units[0]
+            .text;
+        assert!(
+            text.contains("# Not done by systemd: tend's restart on changes to src.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# Not done by this unit: tend's planned restart every 1h30m and at \"0 4 * * *\";"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_health_check_is_named_as_what_systemd_cannot_check() {
         let config = config(
             r#"{"servers": [{"id": "a", "command": "true", "ports": [8000],
@@ -1165,39 +902,6 @@ mod tests {
         ] {
             config.base_dir = PathBuf::from(dir);
             assert_eq!(unit_prefix(&config), prefix, "{dir}");
-        }
-    }
-
-    #[test]
-    fn a_procfile_has_one_line_per_server_and_notes_what_it_loses() {
-        let config = config(
-            r#"{"servers": [
-                {"id": "web", "command": "python3 -m http.server $PORT", "ports": [8000]},
-                {"id": "worker", "command": ["/usr/bin/env", "it's a job", "$HOME"],
-                 "env": {"A": "1"}, "depends_on": ["web"], "cwd": "jobs"},
-                {"id": "multi", "command": "echo one\necho two"},
-                {"id": "v1.2", "command": "true", "autostart": false}
-            ]}"#,
-        );
-        let text = procfile(&config);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(
-            lines,
-            [
-                "web: python3 -m http.server $PORT",
-                "worker: /usr/bin/env 'it'\\''s a job' '$HOME'",
-                "v1.2: true",
-            ]
-        );
-        for needle in [
-            "# Procfile generated by tend",
-            "# web: ports 8000\n",
-            "# worker: cwd /srv/shop/jobs; env A; depends_on web\n",
-            "# multi: left out: its command spans lines",
-            "# v1.2: autostart false\n",
-            "# v1.2: foreman reads only",
-        ] {
-            assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
         }
     }
 }

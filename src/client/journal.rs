@@ -1,0 +1,290 @@
+//! `tend events [-n N] [-f] [ID]` and `tend alerts test`: the history as a journal, one event a
+//! line, and the test alert's results. Both only talk to the running tend's API.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Api, MAX_RECONNECT_DELAY, Response, SseParser, emit, encode_component};
+use crate::error::{Context, Error};
+
+/// One event of `GET /api/history`.
+#[derive(Debug, Deserialize)]
+struct Entry {
+    id: u64,
+    at: u64,
+    event: String,
+    server: Option<String>,
+    data: Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct History {
+    events: Vec<Entry>,
+}
+
+/// Prints the last `lines` events (of `id` only, when given); returns the newest id printed.
+pub(super) fn print_history(
+    api: &Api,
+    id: Option<&str>,
+    lines: usize,
+    out: &mut dyn Write,
+) -> Result<Option<u64>, Error> {
+    let mut path = format!("/api/history?limit={lines}");
+    if let Some(id) = id {
+        path.push_str(&format!("&server={}", encode_component(id)));
+    }
+    let history: History = api.call_json("GET", &path, None)?;
+    for entry in &history.events {
+        let who = entry.server.as_deref().unwrap_or("tend");
+        emit(out, &journal_line(entry.at, who, &entry.event, &entry.data))?;
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(history.events.last().map(|e| e.id))
+}
+
+/// `tend events -f`: the history, then each new event as it happens. The stream is opened
+/// first and events it brings that the history already had are skipped by id, so nothing falls
+/// between the two and nothing is printed twice.
+pub(super) fn follow(
+    api: &Api,
+    id: Option<&str>,
+    lines: usize,
+    out: &mut dyn Write,
+    retry: Duration,
+) -> Result<(), Error> {
+    let mut stream = api.open_event_stream("/api/events", None)?;
+    let mut newest = print_history(api, id, lines, out)?;
+    let mut parser = SseParser::new();
+    loop {
+        pump(&mut stream, &mut parser, id, &mut newest, out)?;
+        eprintln!(
+            "tend: lost the event stream from {}; reconnecting",
+            api.base
+        );
+        let mut delay = parser.retry().unwrap_or(retry).min(MAX_RECONNECT_DELAY);
+        stream = loop {
+            std::thread::sleep(delay);
+            match api.open_event_stream("/api/events", parser.last_id()) {
+                Ok(stream) => break stream,
+                Err(e @ Error::Api { status: ..500, .. }) => return Err(e),
+                Err(_) => delay = (delay * 2).min(MAX_RECONNECT_DELAY),
+            }
+        };
+    }
+}
+
+/// Prints the timeline events of one stream until it ends (`Ok`); only a failure to print is
+/// an `Err`.
+fn pump(
+    stream: &mut Response<BufReader<TcpStream>>,
+    parser: &mut SseParser,
+    id: Option<&str>,
+    newest: &mut Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let mut reader = BufReader::new(&mut stream.body);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+        let Some(event) = parser.feed_line(&String::from_utf8_lossy(&line)) else {
+            continue;
+        };
+        // Server rows, samples and log lines are the dashboard's, not the journal's.
+        if matches!(event.event.as_str(), "servers" | "server" | "stats" | "log") {
+            continue;
+        }
+        let event_id = event.id.as_deref().and_then(|i| i.parse::<u64>().ok());
+        if let (Some(seen), Some(this)) = (*newest, event_id) {
+            if this <= seen {
+                continue;
+            }
+        }
+        let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+            continue;
+        };
+        let who = data.get("id").and_then(Value::as_str);
+        if event.event == "configReloaded" && id.is_some() {
+            continue;
+        }
+        if id.is_some() && who != id {
+            continue;
+        }
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        emit(
+            out,
+            &journal_line(at, who.unwrap_or("tend"), &event.event, &data),
+        )?;
+        out.flush().context("writing to stdout")?;
+        *newest = event_id.or(*newest);
+    }
+}
+
+/// `2026-12-06 03:12:45  web  processDied  killed by SIGKILL (PID 4242)`, in local time.
+pub fn journal_line(at_ms: u64, who: &str, event: &str, data: &Value) -> String {
+    format!(
+        "{}  {who}  {event}  {}\n",
+        local_time(at_ms),
+        describe(event, data)
+    )
+}
+
+/// What happened, in words (the dashboard's timeline says the same).
+fn describe(event: &str, d: &Value) -> String {
+    let text = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let num = |key: &str| d.get(key).and_then(Value::as_u64);
+    let pid = num("pid")
+        .map(|p| format!(" (PID {p})"))
+        .unwrap_or_default();
+    match event {
+        "serverStarted" => format!("started{pid}"),
+        "serverStopped" => {
+            let forced = d.get("forced").and_then(Value::as_bool) == Some(true);
+            format!(
+                "stopped{pid}{}",
+                if forced { ", needed SIGKILL" } else { "" }
+            )
+        }
+        "processDied" => {
+            let how = match (num("exitCode"), d.get("exitSignal").and_then(Value::as_str)) {
+                (Some(code), _) => format!("exit code {code}"),
+                (None, Some(signal)) => format!("killed by {signal}"),
+                _ => "exited".to_string(),
+            };
+            format!("died: {how}{pid}")
+        }
+        "processError" => format!("failed to start: {}", text("error")),
+        "statusChange" => format!("{} -> {}", text("from"), text("to")),
+        "orphanDetected" => format!("orphan{pid} holds port {}", num("port").unwrap_or(0)),
+        "orphanCleared" => format!(
+            "orphan{pid} no longer holds port {}",
+            num("port").unwrap_or(0)
+        ),
+        "orphanKilled" => format!("orphan killed{pid} with {}", text("signal")),
+        "healthChanged" => {
+            let ok = d.get("ok").and_then(Value::as_bool) == Some(true);
+            let verdict = if ok { "passes" } else { "failed" };
+            format!("health check {verdict}: {}", text("detail"))
+        }
+        "memoryExceeded" => format!(
+            "memory {} MiB over {} MiB: restarting",
+            num("rssBytes").unwrap_or(0) >> 20,
+            num("limitBytes").unwrap_or(0) >> 20
+        ),
+        "configReloaded" => format!("config {} reloaded", text("config")),
+        "tendStarted" => format!("tend {} started{pid}", text("version")),
+        "tendStopping" => format!("tend stopping ({})", text("signal")),
+        "stateWriteFailed" => format!("state file write failed: {}", text("error")),
+        "alert" => format!(
+            "alert rule {} ({}) {}: {} — {}",
+            num("rule").unwrap_or(0),
+            text("target"),
+            text("alert"),
+            text("result"),
+            text("detail")
+        ),
+        _ => d.to_string(),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in the local time zone (as journalctl prints it).
+fn local_time(at_ms: u64) -> String {
+    let secs = (at_ms / 1000) as libc::time_t;
+    // SAFETY: an all-zero `tm` is valid; localtime_r fills it from `secs` and reads the time
+    // zone without touching shared state unsafely (the _r variant).
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to locals valid for the call.
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return format!("@{}", at_ms / 1000);
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct TestResult {
+    rule: usize,
+    target: String,
+    ok: bool,
+    detail: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TestResults {
+    results: Vec<TestResult>,
+}
+
+/// `tend alerts test`: one line per rule; exit 1 when any failed.
+pub(super) fn alerts_test(api: &Api, out: &mut dyn Write) -> Result<ExitCode, Error> {
+    let answer: TestResults = api.call_json("POST", "/api/alerts/test", None)?;
+    let mut failed = 0;
+    for result in &answer.results {
+        let verdict = if result.ok { "sent" } else { "FAILED" };
+        if !result.ok {
+            failed += 1;
+        }
+        emit(
+            out,
+            &format!(
+                "rule {} ({}): {verdict}: {}\n",
+                result.rule, result.target, result.detail
+            ),
+        )?;
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_as_a_journal() {
+        let died =
+            serde_json::json!({"id": "web", "pid": 42, "exitCode": null, "exitSignal": "SIGKILL"});
+        let line = journal_line(0, "web", "processDied", &died);
+        assert!(
+            line.ends_with("  web  processDied  died: killed by SIGKILL (PID 42)\n"),
+            "{line}"
+        );
+        let stamp = &line.as_bytes()[..19];
+        assert!(
+            stamp.iter().enumerate().all(|(i, b)| match i {
+                4 | 7 => *b == b'-',
+                10 => *b == b' ',
+                13 | 16 => *b == b':',
+                _ => b.is_ascii_digit(),
+            }),
+            "{line}"
+        );
+        let alert = serde_json::json!({"rule": 2, "target": "webhook", "alert": "fatal",
+            "result": "failed", "detail": "HTTP 500"});
+        assert_eq!(
+            describe("alert", &alert),
+            "alert rule 2 (webhook) fatal: failed — HTTP 500"
+        );
+    }
+}
