@@ -199,7 +199,7 @@ fn fleet_table(hosts: &[Host], outcomes: &[Outcome], color: bool) -> String {
             Ok(servers) => {
                 for server in servers {
                     // Unknown fields are ignored and missing ones default, as in `tend status`.
-                    let row: ServerRow = serde_json::from_value(server.clone()).unwrap_or_default();
+                    let row = ServerRow::of(server);
                     let [a, b, c, d, e, f, g, h, i] = table_row(&row);
                     cells.push([host.name.clone(), a, b, c, d, e, f, g, h, i]);
                 }

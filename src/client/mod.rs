@@ -301,10 +301,7 @@ fn execute(
         }
         Command::Status { json: true, only } => {
             let objects: Vec<serde_json::Value> = api.call_json("GET", "/api/servers", None)?;
-            let rows: Vec<ServerRow> = objects
-                .iter()
-                .map(|o| serde_json::from_value(o.clone()).unwrap_or_default())
-                .collect();
+            let rows: Vec<ServerRow> = objects.iter().map(ServerRow::of).collect();
             let chosen: Vec<&serde_json::Value> = named(&rows, only)?
                 .into_iter()
                 .map(|i| &objects[i])
