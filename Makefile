@@ -43,7 +43,9 @@ release:
 # when it is installed or rustup can add it (smaller: musl's libc is about a third of glibc's
 # static archive), else glibc's static libc on the gnu target, said so. `make static
 # STATIC_LIBC=gnu` builds the glibc one on purpose. relocation-model=static links a plain
-# static executable instead of static-pie, which drops ~50-70 KB of dynamic relocations.
+# static executable instead of static-pie, which drops ~50-70 KB of dynamic relocations. Where
+# binutils' gold linker is installed it links with identical code folding (--icf=safe merges
+# only functions whose address is never taken): ~16 KB less than the default linker.
 MUSL_TARGET = x86_64-unknown-linux-musl
 GNU_TARGET = x86_64-unknown-linux-gnu
 STATIC_LIBC ?= musl
@@ -57,7 +59,10 @@ static:
 			echo "static: the musl target ($(MUSL_TARGET)) cannot be had here; building with glibc's static libc instead"; \
 		fi; \
 	fi; \
-	echo "static: $$target"; \
+	if command -v ld.gold >/dev/null 2>&1; then \
+		flags="$$flags -C link-arg=-fuse-ld=gold -C link-arg=-Wl,--icf=safe"; \
+	fi; \
+	echo "static: $$target ($$flags)"; \
 	RUSTFLAGS="$$flags" $(CARGO) build --release --target $$target && \
 	mkdir -p target/static && cp target/$$target/release/tend target/static/tend && \
 	echo $$target > target/static/built-for
