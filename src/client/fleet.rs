@@ -173,7 +173,7 @@ fn read_one(host: &Host, env_token: Option<&str>) -> Outcome {
     if !(200..300).contains(&status) {
         return Err(failure("refused", report(&api_error(status, &body))));
     }
-    serde_json::from_str::<Vec<Value>>(&body).map_err(|e| {
+    serde_json::from_slice::<Vec<Value>>(body.as_bytes()).map_err(|e| {
         let reason = format!("answered with something that is not a server list: {e}");
         failure("error", reason)
     })

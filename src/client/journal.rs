@@ -108,7 +108,7 @@ fn pump(
                 continue;
             }
         }
-        let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+        let Ok(data) = serde_json::from_slice::<Value>(event.data.as_bytes()) else {
             continue;
         };
         let who = data.get("id").and_then(Value::as_str);

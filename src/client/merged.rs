@@ -156,7 +156,7 @@ fn pump(
         if event.event != "log" {
             continue;
         }
-        let Ok(line) = serde_json::from_str::<Line>(&event.data) else {
+        let Ok(line) = serde_json::from_slice::<Line>(event.data.as_bytes()) else {
             continue;
         };
         if let Some(text) = prefixes.format(&line) {

@@ -129,7 +129,7 @@ impl Api {
         body: Option<&str>,
     ) -> Result<T, Error> {
         let text = self.call(method, path, body)?;
-        serde_json::from_str(&text).map_err(|e| {
+        serde_json::from_slice(text.as_bytes()).map_err(|e| {
             Error::other(format!(
                 "tend at {} sent an answer to {method} {path} that tend cannot read: {e}",
                 self.base
@@ -234,7 +234,7 @@ struct ErrorBody {
 
 /// Turns a non-2xx answer into `Error::Api` with the API's own words.
 fn api_error(status: u16, body: &str) -> Error {
-    let message = match serde_json::from_str::<ErrorBody>(body) {
+    let message = match serde_json::from_slice::<ErrorBody>(body.as_bytes()) {
         Ok(parsed) => parsed.error,
         Err(_) => {
             let snippet: String = body.trim().chars().take(200).collect();
@@ -622,7 +622,7 @@ fn pump_log_lines(
             continue;
         }
         // A malformed frame is skipped: one bad line must not end a follow.
-        let Ok(log) = serde_json::from_str::<LogLine>(&event.data) else {
+        let Ok(log) = serde_json::from_slice::<LogLine>(event.data.as_bytes()) else {
             continue;
         };
         if log.id == id {

@@ -38,11 +38,11 @@ pub(super) struct HealthRow {
 
 impl ServerRow {
     /// A server object of the API as a row (unknown fields ignored, missing ones default). Read
-    /// through its text so that one deserializer, `from_str`'s (`tend status`, `--wait`), serves
-    /// every place a row is read: `from_value`'s would be a second copy of it, ~14 KB of the
+    /// through its text so that one deserializer, `from_slice`'s (`tend status`, `--wait`),
+    /// serves every place a row is read: `from_value`'s was a second copy of it, 24 KB of the
     /// static binary (issue 16). Only the CLI does this, once per server.
     pub(super) fn of(object: &serde_json::Value) -> ServerRow {
-        serde_json::from_str(&object.to_string()).unwrap_or_default()
+        serde_json::from_slice(object.to_string().as_bytes()).unwrap_or_default()
     }
 
     /// Why a live server is not running, from its health check: "HTTP 503 from /healthz".

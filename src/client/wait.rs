@@ -207,19 +207,19 @@ pub fn settle(
         let Some(event) = event else { continue };
         match event.event.as_str() {
             "servers" => {
-                if let Ok(list) = serde_json::from_str::<Vec<ServerRow>>(&event.data) {
+                if let Ok(list) = serde_json::from_slice::<Vec<ServerRow>>(event.data.as_bytes()) {
                     for row in list {
                         latest.insert(row.id.clone(), row);
                     }
                 }
             }
             "server" => {
-                if let Ok(row) = serde_json::from_str::<ServerRow>(&event.data) {
+                if let Ok(row) = serde_json::from_slice::<ServerRow>(event.data.as_bytes()) {
                     latest.insert(row.id.clone(), row);
                 }
             }
             "processDied" => {
-                if let Ok(died) = serde_json::from_str::<Died>(&event.data) {
+                if let Ok(died) = serde_json::from_slice::<Died>(event.data.as_bytes()) {
                     if let Some(goal) = goals.iter().find(|g| g.id == died.id) {
                         if let Some(Verdict::Failed(why)) = judge_death(goal, &died) {
                             return Err(failure(&goal.id, &why));

@@ -235,7 +235,7 @@ fn file_error(path: &Path, message: String) -> ConfigErrors {
 /// Parses config text as if read from `path`; `base_dir` (absolute) is where relative paths
 /// in it resolve. `load` without the I/O.
 pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Config, ConfigErrors> {
-    let root: Value = match serde_json::from_str(text) {
+    let root: Value = match serde_json::from_slice(text.as_bytes()) {
         Ok(root) => root,
         Err(e) => return Err(ConfigErrors(vec![syntax_error(text, path, &e)])),
     };

@@ -193,7 +193,7 @@ impl Scanner<'_> {
                 _ => self.bump(),
             }
         }
-        serde_json::from_str(self.text.get(start..self.at)?).ok()
+        serde_json::from_slice(self.text.get(start..self.at)?.as_bytes()).ok()
     }
 }
 
