@@ -321,21 +321,36 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        const LINES: usize = 200_000;
-        let writer = std::thread::spawn(move || {
-            for n in 0..LINES {
-                // One write per line, as a line-buffered child does.
-                file.write_all(format!("line {n:07} of the fast writer\n").as_bytes())
-                    .unwrap();
+        // The writer writes until the rotator has rotated often enough, so the test does not
+        // depend on which of the two threads the machine runs faster.
+        const ROTATIONS: usize = 20;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    // One write per line, as a line-buffered child does.
+                    file.write_all(format!("line {n:07} of the fast writer\n").as_bytes())
+                        .unwrap();
+                    n += 1;
+                }
+                n
             }
         });
+        let deadline = std::time::Instant::now() + crate::test_support::DEADLINE * 6;
         let mut rotations = 0;
-        while !writer.is_finished() {
+        while rotations < ROTATIONS {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {rotations} rotations"
+            );
             if rotate_if_needed(&path, 64 * 1024, 1000).unwrap().is_some() {
                 rotations += 1;
             }
         }
-        writer.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let lines_written = writer.join().unwrap();
         let mut all = Vec::new();
         for n in (1..=1000).rev() {
             if let Ok(bytes) = fs::read(rotated_path(&path, n)) {
@@ -345,9 +360,8 @@ mod tests {
         all.extend(fs::read(&path).unwrap());
         let text = String::from_utf8(all).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(rotations > 10, "only {rotations} rotations");
-        eprintln!("fast writer: {LINES} lines through {rotations} rotations");
-        assert_eq!(lines.len(), LINES, "{rotations} rotations");
+        eprintln!("fast writer: {lines_written} lines through {rotations} rotations");
+        assert_eq!(lines.len(), lines_written, "{rotations} rotations");
         for (n, line) in lines.iter().enumerate() {
             assert_eq!(*line, format!("line {n:07} of the fast writer"));
         }

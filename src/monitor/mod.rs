@@ -79,7 +79,14 @@ pub struct HttpWatch {
     pub interval: Duration,
 }
 
-/// What the monitor should watch for one server (by its index in config order).
+/// The number the monitor (and the file watcher) know a server by: given when the server is
+/// first configured and never moved, unlike the supervisor's server index, which a reload moves.
+/// A report sent before the monitor heard of a reload so still names the right server (or none).
+/// Inside the monitor it is the position in its per-server vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot(pub usize);
+
+/// What the monitor should watch for one server (by its [`Slot`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Watch {
     /// The live process, if any; also its session and process group id.
@@ -99,7 +106,7 @@ pub struct Watch {
 
 pub enum MonitorCmd {
     Set {
-        index: usize,
+        slot: Slot,
         watch: Box<Watch>,
     },
     /// Run a full round now (after an orphan was killed, say).
@@ -124,7 +131,7 @@ pub struct Observation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Report {
     Observed {
-        index: usize,
+        slot: Slot,
         pid: Option<u32>,
         observation: Observation,
     },
@@ -135,21 +142,17 @@ pub enum Report {
         complete: bool,
     },
     /// An adopted process is gone and no pidfd said so.
-    Vanished { index: usize, pid: u32 },
+    Vanished { slot: Slot, pid: u32 },
     /// HTTP health probes that ended, all of one batch.
     Probed(Vec<Probed>),
     /// A line of the server's output matched its `health.log` pattern.
-    LogMatched {
-        index: usize,
-        pid: u32,
-        line: String,
-    },
+    LogMatched { slot: Slot, pid: u32, line: String },
 }
 
 /// One HTTP health probe's answer, for the process it was made for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probed {
-    pub index: usize,
+    pub slot: Slot,
     pub pid: u32,
     pub outcome: Outcome,
     pub took: Duration,
@@ -158,7 +161,7 @@ pub struct Probed {
 /// One running server's figures: its whole process group's, and its main process's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub index: usize,
+    pub slot: Slot,
     /// When it was taken.
     pub taken: Instant,
     /// CPU of every live member since the group was last sampled (one round while someone looks;
@@ -324,7 +327,7 @@ impl ProcessMonitor {
 
     fn command(&mut self, command: MonitorCmd, next_full: &mut Instant) {
         match command {
-            MonitorCmd::Set { index, watch } => self.set(index, *watch),
+            MonitorCmd::Set { slot, watch } => self.set(slot.0, *watch),
             MonitorCmd::CheckNow => *next_full = Instant::now(),
             MonitorCmd::SampleNow => self.sample_asked = true,
         }
@@ -425,7 +428,11 @@ impl ProcessMonitor {
             }
             if let Some(line) = matched {
                 self.log_scans[index] = None;
-                let report = Report::LogMatched { index, pid, line };
+                let report = Report::LogMatched {
+                    slot: Slot(index),
+                    pid,
+                    line,
+                };
                 if self.reports.send(report).is_err() {
                     return;
                 }
@@ -472,7 +479,7 @@ impl ProcessMonitor {
             };
             self.next_probe[index] = Some(now + cadence);
             probed.push(Probed {
-                index,
+                slot: Slot(index),
                 pid,
                 outcome: answer.outcome,
                 took: answer.took,
@@ -589,7 +596,7 @@ impl ProcessMonitor {
             if self.last[index].as_ref() != Some(&observation) {
                 self.last[index] = Some(observation.clone());
                 let report = Report::Observed {
-                    index,
+                    slot: Slot(index),
                     pid: watch.pid,
                     observation,
                 };

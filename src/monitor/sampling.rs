@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::members::Members;
-use super::{LOG, ProcessMonitor, Report, Sample, Watch};
+use super::{LOG, ProcessMonitor, Report, Sample, Slot, Watch};
 use crate::os::procfs;
 
 impl ProcessMonitor {
@@ -89,7 +89,7 @@ impl ProcessMonitor {
                 }),
             };
             samples.push(Sample {
-                index,
+                slot: Slot(index),
                 taken: now,
                 cpu_percent: percent(used, seconds),
                 rss_bytes: rss,
@@ -131,7 +131,10 @@ impl ProcessMonitor {
             // Still the leader of its own session: a PID reused by someone else is not it.
             let alive = procfs::read_stat(pid).is_some_and(|s| s.session == pid && !s.is_dead());
             if !alive {
-                let _ = self.reports.send(Report::Vanished { index, pid });
+                let _ = self.reports.send(Report::Vanished {
+                    slot: Slot(index),
+                    pid,
+                });
             }
         }
     }

@@ -6,12 +6,12 @@ use crate::groups::{self, ActTarget};
 use crate::model::{Action, ServerView, Status};
 
 use super::protocol::{ControlError, OrphanTarget, Reply};
-use super::server::AfterStop;
+use super::server::{AfterStop, ServerIndex};
 use super::{LOG, ServerOrchestrator};
 
 /// A reply owed once its servers settle.
 pub(super) struct Waiter {
-    pub(super) targets: Vec<usize>,
+    pub(super) targets: Vec<ServerIndex>,
     pub(super) goal: Goal,
     pub(super) single: bool,
     pub(super) reply: Reply<Vec<ServerView>>,
@@ -26,9 +26,9 @@ pub(super) enum Goal {
 impl ServerOrchestrator {
     /// The indexes an action is for; a subset goes the way of `All` (dependency order comes
     /// from `request_start`/`request_stop` and `advance`, whatever the set).
-    fn targets(&self, target: &ActTarget) -> Result<Vec<usize>, ControlError> {
+    fn targets(&self, target: &ActTarget) -> Result<Vec<ServerIndex>, ControlError> {
         match target {
-            ActTarget::All => Ok((0..self.servers.len()).collect()),
+            ActTarget::All => Ok(self.servers.indices().collect()),
             ActTarget::One(id) => self.find(id).map(|index| vec![index]),
             ActTarget::Selected(selector) => {
                 let roster: Vec<(&str, Option<&str>)> = self
@@ -36,15 +36,17 @@ impl ServerOrchestrator {
                     .iter()
                     .map(|s| (s.config.id.as_str(), s.config.group.as_deref()))
                     .collect();
-                groups::select(&roster, selector).map_err(|unknown| match unknown {
-                    groups::Unknown::Id(id) => ControlError::NotFound(id),
-                    unknown => ControlError::UnknownGroup(unknown),
-                })
+                groups::select(&roster, selector)
+                    .map(|positions| positions.into_iter().map(ServerIndex).collect())
+                    .map_err(|unknown| match unknown {
+                        groups::Unknown::Id(id) => ControlError::NotFound(id),
+                        unknown => ControlError::UnknownGroup(unknown),
+                    })
             }
         }
     }
 
-    pub(super) fn find(&self, id: &str) -> Result<usize, ControlError> {
+    pub(super) fn find(&self, id: &str) -> Result<ServerIndex, ControlError> {
         self.index_of
             .get(id)
             .copied()
@@ -100,7 +102,11 @@ impl ServerOrchestrator {
     }
 
     /// Ok(false): skip (already in the target state, acting on all).
-    pub(super) fn check_startable(&self, index: usize, single: bool) -> Result<bool, ControlError> {
+    pub(super) fn check_startable(
+        &self,
+        index: ServerIndex,
+        single: bool,
+    ) -> Result<bool, ControlError> {
         let server = &self.servers[index];
         if server.pid.is_some() || server.pending_start || server.stopping.is_some() {
             return if single {
@@ -112,7 +118,7 @@ impl ServerOrchestrator {
         self.check_orphan_free(index)
     }
 
-    pub(super) fn check_orphan_free(&self, index: usize) -> Result<bool, ControlError> {
+    pub(super) fn check_orphan_free(&self, index: ServerIndex) -> Result<bool, ControlError> {
         let server = &self.servers[index];
         if server.orphaned && server.pid.is_none() {
             let port = server
@@ -129,7 +135,11 @@ impl ServerOrchestrator {
         Ok(true)
     }
 
-    pub(super) fn check_stoppable(&self, index: usize, single: bool) -> Result<bool, ControlError> {
+    pub(super) fn check_stoppable(
+        &self,
+        index: ServerIndex,
+        single: bool,
+    ) -> Result<bool, ControlError> {
         let server = &self.servers[index];
         if server.status == Status::Stopped && !server.pending_start {
             return if single {
@@ -162,9 +172,9 @@ impl ServerOrchestrator {
             Some(id) => Some(self.find(id)?),
             None => None,
         };
-        let candidates: Vec<usize> = match index {
+        let candidates: Vec<ServerIndex> = match index {
             Some(index) => vec![index],
-            None => (0..self.servers.len()).collect(),
+            None => self.servers.indices().collect(),
         };
         let orphan = candidates.into_iter().find_map(|i| {
             let server = &self.servers[i];
@@ -212,7 +222,7 @@ impl ServerOrchestrator {
 
     /// Asks for `index` to run, pulling in its dependencies; the spawn happens in `advance`
     /// once every dependency is running.
-    pub(super) fn request_start(&mut self, index: usize, by_person: bool) {
+    pub(super) fn request_start(&mut self, index: ServerIndex, by_person: bool) {
         let server = &mut self.servers[index];
         if server.pid.is_some() || server.pending_start {
             return;
@@ -237,7 +247,7 @@ impl ServerOrchestrator {
 
     /// Asks for `index` to stop. `after_dependents`: wait until the servers that depend on it are
     /// down (stop all, shutdown); a person stopping one server gets it stopped at once.
-    pub(super) fn request_stop(&mut self, index: usize, after_dependents: bool) {
+    pub(super) fn request_stop(&mut self, index: ServerIndex, after_dependents: bool) {
         let server = &mut self.servers[index];
         server.pending_start = false;
         if let Some(stopping) = &mut server.stopping {
@@ -251,7 +261,7 @@ impl ServerOrchestrator {
         }
     }
 
-    pub(super) fn stop_now(&mut self, index: usize) {
+    pub(super) fn stop_now(&mut self, index: ServerIndex) {
         self.servers[index].pending_stop = false;
         if self.servers[index].pid.is_some() {
             self.begin_stop(index, AfterStop::Stay);
@@ -262,7 +272,7 @@ impl ServerOrchestrator {
         }
     }
 
-    pub(super) fn request_restart(&mut self, index: usize) {
+    pub(super) fn request_restart(&mut self, index: ServerIndex) {
         let server = &mut self.servers[index];
         server.restarts = 0;
         server.streak = 0;
@@ -286,7 +296,7 @@ impl ServerOrchestrator {
         }
         loop {
             let mut moved = false;
-            for index in 0..self.servers.len() {
+            for index in self.servers.indices() {
                 if self.servers[index].pending_start {
                     match self.dependencies_ready(index) {
                         Some(true) => {
@@ -330,7 +340,7 @@ impl ServerOrchestrator {
     }
 
     /// Some(true): all dependencies run healthy; Some(false): keep waiting; None: one failed.
-    pub(super) fn dependencies_ready(&self, index: usize) -> Option<bool> {
+    pub(super) fn dependencies_ready(&self, index: ServerIndex) -> Option<bool> {
         let mut ready = true;
         for &dep in &self.servers[index].dependencies {
             let d = &self.servers[dep];
@@ -355,7 +365,7 @@ impl ServerOrchestrator {
     /// (outside a group being stopped) is not waited for, as when a person stops one server;
     /// stop-all, shutdown and reload ask every running dependent to stop, so for them this is
     /// "every dependent is down".
-    pub(super) fn dependents_down(&self, index: usize) -> bool {
+    pub(super) fn dependents_down(&self, index: ServerIndex) -> bool {
         self.servers[index].dependents.iter().all(|&d| {
             let dependent = &self.servers[d];
             !dependent.pending_stop && dependent.stopping.is_none()
@@ -394,7 +404,7 @@ impl ServerOrchestrator {
         }
     }
 
-    pub(super) fn is_settled(&self, index: usize, goal: Goal) -> bool {
+    pub(super) fn is_settled(&self, index: ServerIndex, goal: Goal) -> bool {
         let server = &self.servers[index];
         match goal {
             Goal::Started => !server.pending_start && server.stopping.is_none(),

@@ -86,7 +86,15 @@ pub fn examine(server: &ServerConfig, holder: u32) -> Result<Adoptable, String> 
         &Facts::read(leader),
         our_uid,
         &resolved(&server.cwd),
-    )?;
+    )
+    .map_err(|why| {
+        if leader == holder {
+            why
+        } else {
+            // The reason names the leader: say how it relates to the PID the person sees.
+            format!("PID {holder} is in the session of PID {leader}, which tend would adopt: {why}")
+        }
+    })?;
     let started_at = started_at(leader_stat.start_ticks);
     let ago = SystemTime::now()
         .duration_since(started_at)

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::model::{Event, ReloadPlan, Status, Timeline};
-use crate::monitor::MonitorCmd;
+use crate::monitor::{MonitorCmd, Slot};
 use crate::supervisor::listjson::ListJson;
 
 use super::protocol::{ControlError, Reply};
 use super::reload::{self, Current};
-use super::server::{Server, Timer, link};
+use super::server::{Server, ServerIndex, Timer, link};
 use super::{LOG, ServerOrchestrator};
 
 /// A reload between its plan and its swap: the servers it removes or restarts are stopping.
@@ -21,7 +21,7 @@ pub(super) struct Reloading {
     pub(super) config: Config,
     pub(super) plan: ReloadPlan,
     /// Indices (before the swap) of the servers that must be down before the swap.
-    pub(super) stopping: Vec<usize>,
+    pub(super) stopping: Vec<ServerIndex>,
     pub(super) reply: Option<Reply<ReloadPlan>>,
 }
 
@@ -141,22 +141,25 @@ impl ServerOrchestrator {
         };
         // Events already owed go out under the indices they were recorded with.
         self.publish_changed();
+        // Both by the old server index.
         let mut old: Vec<Option<Server>> = std::mem::take(&mut self.servers)
+            .into_vec()
             .into_iter()
             .map(Some)
             .collect();
         let old_ids: Vec<String> = old.iter().flatten().map(|s| s.config.id.clone()).collect();
-        let mut remap: Vec<Option<usize>> = vec![None; old.len()];
+        let mut remap: Vec<Option<ServerIndex>> = vec![None; old.len()];
         let mut watch_again = Vec::new();
         // Servers whose `watch` or schedule is new or changed (see [`super::planned`]).
         let mut rewatch = Vec::new();
         let mut replan = Vec::new();
         let mut servers = Vec::with_capacity(config.servers.len());
         for (index, cfg) in config.servers.iter().enumerate() {
+            let index = ServerIndex(index);
             let server = match self.index_of.get(&cfg.id) {
                 Some(&was) => {
-                    remap[was] = Some(index);
-                    let mut server = old[was].take().expect("server ids are unique");
+                    remap[was.0] = Some(index);
+                    let mut server = old[was.0].take().expect("server ids are unique");
                     // The monitor checks ports and health: a change to either is news to it.
                     if server.config.ports != cfg.ports || server.config.health != cfg.health {
                         watch_again.push(index);
@@ -184,7 +187,7 @@ impl ServerOrchestrator {
                     server
                 }
                 None => {
-                    let slot = self.slots.len();
+                    let slot = Slot(self.slots.len());
                     self.slots.push(None);
                     watch_again.push(index);
                     rewatch.push(index);
@@ -194,12 +197,12 @@ impl ServerOrchestrator {
             servers.push(server);
         }
         for server in old.into_iter().flatten() {
-            self.slots[server.slot] = None;
+            self.slots[server.slot.0] = None;
             if server.config.watch.is_some() {
                 self.unwatch_slot(server.slot);
             }
             let _ = self.outputs.monitor.send(MonitorCmd::Set {
-                index: server.slot,
+                slot: server.slot,
                 watch: Box::default(),
             });
             if let Some(pid) = server
@@ -212,32 +215,32 @@ impl ServerOrchestrator {
             }
         }
         let (servers, index_of) = link(servers);
-        for (index, server) in servers.iter().enumerate() {
-            self.slots[server.slot] = Some(index);
+        for (index, server) in servers.iter_indexed() {
+            self.slots[server.slot.0] = Some(index);
         }
         let count = servers.len();
         self.servers = servers;
         self.index_of = index_of;
         self.by_pid = std::mem::take(&mut self.by_pid)
             .into_iter()
-            .filter_map(|(pid, index)| remap[index].map(|index| (pid, index)))
+            .filter_map(|(pid, index)| remap[index.0].map(|index| (pid, index)))
             .collect();
         self.timers = std::mem::take(&mut self.timers)
             .into_iter()
-            .filter_map(|Reverse(t)| remap[t.index].map(|index| Reverse(Timer { index, ..t })))
+            .filter_map(|Reverse(t)| remap[t.index.0].map(|index| Reverse(Timer { index, ..t })))
             .collect();
         for mut waiter in std::mem::take(&mut self.waiters) {
             let gone = waiter
                 .targets
                 .iter()
-                .find(|&&t| remap[t].is_none())
+                .find(|&&t| remap[t.0].is_none())
                 .copied();
-            waiter.targets = waiter.targets.iter().filter_map(|&t| remap[t]).collect();
+            waiter.targets = waiter.targets.iter().filter_map(|&t| remap[t.0]).collect();
             match gone {
                 Some(was) if waiter.single => {
                     let _ = waiter
                         .reply
-                        .send(Err(ControlError::NotFound(old_ids[was].clone())));
+                        .send(Err(ControlError::NotFound(old_ids[was.0].clone())));
                 }
                 _ => self.waiters.push(waiter),
             }

@@ -13,7 +13,7 @@ use crate::os::process::SignalError;
 use crate::os::reaper::{Exit, ExitStatus};
 
 use super::policy::{self, AfterExit, ExitKind};
-use super::server::{AfterStop, NewProcess, Stopping, Timer, TimerKind, epoch_ms};
+use super::server::{AfterStop, NewProcess, ServerIndex, Stopping, Timer, TimerKind, epoch_ms};
 use super::{LOG, ServerOrchestrator};
 
 /// How often a stopping server's group is looked at after its leader exited while members
@@ -31,7 +31,7 @@ pub(super) fn describe_exit(status: ExitStatus) -> String {
 }
 
 impl ServerOrchestrator {
-    pub(super) fn spawn(&mut self, index: usize) {
+    pub(super) fn spawn(&mut self, index: ServerIndex) {
         if let Err(error) = self.check_orphan_free(index) {
             // A new instance would fail to bind behind the orphan: do not start it blind.
             self.spawn_failed(index, error.to_string());
@@ -92,7 +92,7 @@ impl ServerOrchestrator {
         }
     }
 
-    pub(super) fn spawn_failed(&mut self, index: usize, reason: String) {
+    pub(super) fn spawn_failed(&mut self, index: ServerIndex, reason: String) {
         self.spawn_failures += 1;
         let id = self.servers[index].config.id.clone();
         log::error!(target: LOG, "Process '{}' failed to start: {}", id, reason);
@@ -110,7 +110,7 @@ impl ServerOrchestrator {
         self.apply_restart_policy(index, ExitKind::Failed, Duration::ZERO);
     }
 
-    pub(super) fn begin_stop(&mut self, index: usize, then: AfterStop) {
+    pub(super) fn begin_stop(&mut self, index: ServerIndex, then: AfterStop) {
         let server = &mut self.servers[index];
         let Some(pid) = server.pid else { return };
         server.epoch += 1;
@@ -210,7 +210,12 @@ impl ServerOrchestrator {
         self.apply_restart_policy(index, kind, ran_for);
     }
 
-    pub(super) fn apply_restart_policy(&mut self, index: usize, kind: ExitKind, ran_for: Duration) {
+    pub(super) fn apply_restart_policy(
+        &mut self,
+        index: ServerIndex,
+        kind: ExitKind,
+        ran_for: Duration,
+    ) {
         if self.shutting_down {
             return;
         }
@@ -263,7 +268,7 @@ impl ServerOrchestrator {
     }
 
     /// Finishes a stop once the group is empty; otherwise looks again shortly.
-    pub(super) fn check_group(&mut self, index: usize, pgid: u32) {
+    pub(super) fn check_group(&mut self, index: ServerIndex, pgid: u32) {
         if self.host.group_exists(pgid, self.servers[index].adopted) {
             self.arm(index, TimerKind::GroupCheck, GROUP_POLL);
         } else {
@@ -272,7 +277,7 @@ impl ServerOrchestrator {
     }
 
     pub(super) fn check_stopping_groups(&mut self) {
-        for index in 0..self.servers.len() {
+        for index in self.servers.indices() {
             let waiting = self.servers[index]
                 .stopping
                 .as_ref()
@@ -284,7 +289,7 @@ impl ServerOrchestrator {
         }
     }
 
-    pub(super) fn finish_stop(&mut self, index: usize) {
+    pub(super) fn finish_stop(&mut self, index: ServerIndex) {
         let Some(stopping) = self.servers[index].stopping.take() else {
             return;
         };
@@ -329,7 +334,7 @@ impl ServerOrchestrator {
 
     // ---- reports --------------------------------------------------------------------------
 
-    pub(super) fn arm(&mut self, index: usize, kind: TimerKind, delay: Duration) {
+    pub(super) fn arm(&mut self, index: ServerIndex, kind: TimerKind, delay: Duration) {
         let epoch = self.servers[index].epoch;
         self.timers.push(Reverse(Timer {
             at: self.host.now() + delay,
@@ -396,7 +401,7 @@ impl ServerOrchestrator {
         }
     }
 
-    pub(super) fn escalate(&mut self, index: usize) {
+    pub(super) fn escalate(&mut self, index: ServerIndex) {
         let pgid = self.servers[index].last_leader;
         let Some(stopping) = &mut self.servers[index].stopping else {
             return;

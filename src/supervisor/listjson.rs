@@ -43,7 +43,8 @@ impl Halves {
     }
 }
 
-/// Each server's kept JSON, by the supervisor's server index.
+/// Each server's kept JSON, by its position in the list (a `ServerIndex`'s number: the JSON
+/// array is in server order, so a plain `usize` here is honest).
 #[derive(Debug, Default)]
 pub struct ListJson {
     kept: Vec<Option<Halves>>,

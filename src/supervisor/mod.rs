@@ -51,7 +51,7 @@ use self::reload::ConfigSource;
 use crate::config::{Config, OnExit};
 use crate::http::metrics;
 use crate::model::{Event, ServerView, Status, Timeline, signal_name};
-use crate::monitor::MonitorCmd;
+use crate::monitor::{MonitorCmd, Slot};
 use crate::os::reaper::Signal;
 use crate::store::{StateFile, StoredProcess};
 use crate::supervisor::events::EventHub;
@@ -62,7 +62,7 @@ use self::apply_reload::Reloading;
 use self::host::Host;
 pub use self::protocol::{Control, ControlError, Inbox, Outputs};
 use self::readers::{Reader, Readers};
-use self::server::{AfterStop, Server, Timer, epoch_ms, link};
+use self::server::{AfterStop, Server, ServerIndex, Servers, Timer, epoch_ms, link};
 
 const LOG: &str = "ServerOrchestrator";
 
@@ -71,9 +71,9 @@ const LOG: &str = "ServerOrchestrator";
 const STATE_COALESCE: Duration = Duration::from_millis(50);
 
 pub struct ServerOrchestrator {
-    servers: Vec<Server>,
-    index_of: HashMap<String, usize>,
-    by_pid: HashMap<u32, usize>,
+    servers: Servers,
+    index_of: HashMap<String, ServerIndex>,
+    by_pid: HashMap<u32, ServerIndex>,
     timers: BinaryHeap<Reverse<Timer>>,
     waiters: Vec<Waiter>,
     hub: EventHub,
@@ -90,7 +90,7 @@ pub struct ServerOrchestrator {
     /// Servers changed in this turn, each once, in the order they changed: a turn costs its
     /// changes, not a scan of every server.
     changed: Vec<bool>,
-    changed_order: Vec<usize>,
+    changed_order: Vec<ServerIndex>,
     /// Each server's JSON, encoded again only after it changed.
     list_json: ListJson,
     /// Some server waits to be started or stopped (saves `advance` a scan when none does).
@@ -110,8 +110,9 @@ pub struct ServerOrchestrator {
     /// are not kept here: `servers` above is the truth).
     source: ConfigSource,
     settings: Config,
-    /// Server index by monitor slot (`None`: the server was removed by a reload).
-    slots: Vec<Option<usize>>,
+    /// Server index by monitor slot (the position here is the [`Slot`]'s number; `None`: the
+    /// server was removed by a reload).
+    slots: Vec<Option<ServerIndex>>,
     /// The reload being applied: it waits for the servers it stops.
     reloading: Option<Reloading>,
     /// Commands that arrived while a reload was applied: reloads and actions wait for it, so
@@ -132,7 +133,7 @@ impl ServerOrchestrator {
             .servers
             .iter()
             .enumerate()
-            .map(|(slot, cfg)| Server::new(cfg, slot))
+            .map(|(slot, cfg)| Server::new(cfg, Slot(slot)))
             .collect();
         let (servers, index_of) = link(servers);
         let count = servers.len();
@@ -172,7 +173,7 @@ impl ServerOrchestrator {
                 servers: Vec::new(),
                 ..config.clone()
             },
-            slots: (0..count).map(Some).collect(),
+            slots: (0..count).map(|i| Some(ServerIndex(i))).collect(),
             reloading: None,
             deferred: VecDeque::new(),
         }
@@ -185,7 +186,7 @@ impl ServerOrchestrator {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         });
-        for index in 0..self.servers.len() {
+        for index in self.servers.indices() {
             self.send_watch(index);
             self.send_watch_spec(index);
         }
@@ -195,7 +196,7 @@ impl ServerOrchestrator {
         if self.settings.adopt_orphans {
             self.adopt_orphans_at_boot();
         }
-        for index in 0..self.servers.len() {
+        for index in self.servers.indices() {
             if self.servers[index].config.autostart && self.servers[index].pid.is_none() {
                 self.request_start(index, true);
             }
@@ -360,7 +361,7 @@ impl ServerOrchestrator {
     fn on_shutdown(&mut self, signal: Signal) {
         if self.shutting_down {
             log::warn!(target: LOG, "Second {}: killing every server now", signal_name(signal.signal));
-            for index in 0..self.servers.len() {
+            for index in self.servers.indices() {
                 if self.servers[index].pid.is_some() || self.servers[index].stopping.is_some() {
                     let pgid = self.servers[index].last_leader;
                     let _ = self.host.signal_group(pgid, libc::SIGKILL);
@@ -382,7 +383,7 @@ impl ServerOrchestrator {
             }
             OnExit::Stop => {
                 log::info!(target: LOG, "Shutting down; stopping every server");
-                for index in 0..self.servers.len() {
+                for index in self.servers.indices() {
                     let server = &mut self.servers[index];
                     server.pending_start = false;
                     if let Some(stopping) = &mut server.stopping {
@@ -421,7 +422,7 @@ impl ServerOrchestrator {
 
     // ---- reload ---------------------------------------------------------------------------
 
-    fn set_status(&mut self, index: usize, to: Status) {
+    fn set_status(&mut self, index: ServerIndex, to: Status) {
         let server = &mut self.servers[index];
         let from = server.status;
         if from == to {
@@ -451,7 +452,7 @@ impl ServerOrchestrator {
         self.hub.publish(&Event::Timeline(event));
     }
 
-    fn view(&self, index: usize) -> ServerView {
+    fn view(&self, index: ServerIndex) -> ServerView {
         self.servers[index].view(self.host.wall_clock())
     }
 
@@ -465,14 +466,14 @@ impl ServerOrchestrator {
         let servers = &self.servers;
         self.list_json.render(
             servers.len(),
-            |index| servers[index].view(now),
-            |index| servers[index].uptime_ms(now),
+            |position| servers[ServerIndex(position)].view(now),
+            |position| servers[ServerIndex(position)].uptime_ms(now),
         )
     }
 
-    fn mark_changed(&mut self, index: usize) {
-        self.list_json.forget(index);
-        if !std::mem::replace(&mut self.changed[index], true) {
+    fn mark_changed(&mut self, index: ServerIndex) {
+        self.list_json.forget(index.0);
+        if !std::mem::replace(&mut self.changed[index.0], true) {
             self.changed_order.push(index);
         }
     }
@@ -496,7 +497,7 @@ impl ServerOrchestrator {
     fn publish_changed(&mut self) {
         let now = self.host.wall_clock();
         for index in std::mem::take(&mut self.changed_order) {
-            self.changed[index] = false;
+            self.changed[index.0] = false;
             let view = self.servers[index].view(now);
             self.hub.publish(&Event::Server(Box::new(view)));
         }
@@ -512,7 +513,7 @@ impl ServerOrchestrator {
 
     fn state_snapshot(&self) -> StateFile {
         let mut state = StateFile::empty(self.boot_id.clone());
-        for server in &self.servers {
+        for server in self.servers.iter() {
             let pid = match (server.pid, &server.stopping) {
                 (Some(pid), _) => pid,
                 // A group being stopped is still ours until it is gone.

@@ -6,11 +6,11 @@ use crate::config::health::{self, HealthCheck, Probe};
 use crate::logs::paths;
 use crate::model::{Event, HealthView, StatsEntry, Status, Timeline};
 use crate::monitor::httpprobe::{self, HttpProbe, Outcome};
-use crate::monitor::{HttpWatch, LogWatch, MonitorCmd, Observation, Probed, Report, Watch};
+use crate::monitor::{HttpWatch, LogWatch, MonitorCmd, Observation, Probed, Report, Slot, Watch};
 use crate::os::reaper::{Exit, ExitStatus};
 
 use super::policy::{self, Check};
-use super::server::{AfterStop, TimerKind, epoch_ms};
+use super::server::{AfterStop, ServerIndex, TimerKind, epoch_ms};
 use super::{LOG, ServerOrchestrator};
 
 /// Rounds in a row a server's memory must be over `max_memory` before it is restarted: one
@@ -19,14 +19,14 @@ const MEMORY_ROUNDS: u8 = 2;
 
 impl ServerOrchestrator {
     /// The server a monitor slot stands for now.
-    pub(super) fn slot_index(&self, slot: usize) -> Option<usize> {
-        self.slots.get(slot).copied().flatten()
+    pub(super) fn slot_index(&self, slot: Slot) -> Option<ServerIndex> {
+        self.slots.get(slot.0).copied().flatten()
     }
 
     pub(super) fn on_report(&mut self, report: Report) {
         match report {
             Report::Observed {
-                index: slot,
+                slot,
                 pid,
                 observation,
             } => {
@@ -41,7 +41,7 @@ impl ServerOrchestrator {
                 let mut over_memory = Vec::new();
                 let mut sampled = vec![false; if complete { self.servers.len() } else { 0 }];
                 for sample in samples {
-                    let Some(index) = self.slot_index(sample.index) else {
+                    let Some(index) = self.slot_index(sample.slot) else {
                         continue;
                     };
                     let server = &mut self.servers[index];
@@ -67,16 +67,16 @@ impl ServerOrchestrator {
                         }
                     }
                     server.sample = Some(sample);
-                    self.list_json.forget(index);
-                    if let Some(seen) = sampled.get_mut(index) {
+                    self.list_json.forget(index.0);
+                    if let Some(seen) = sampled.get_mut(index.0) {
                         *seen = true;
                     }
                 }
                 // A complete sample that has nothing of a server (its group was gone a moment
                 // before it was reaped): no figures, rather than the last ones as if current.
-                for (index, seen) in sampled.into_iter().enumerate() {
+                for (index, seen) in self.servers.indices().zip(sampled) {
                     if !seen && self.servers[index].sample.take().is_some() {
-                        self.list_json.forget(index);
+                        self.list_json.forget(index.0);
                     }
                 }
                 for (index, rss_bytes, limit_bytes) in over_memory {
@@ -89,7 +89,7 @@ impl ServerOrchestrator {
                     self.on_complete_sample();
                 }
             }
-            Report::Vanished { index: slot, pid } => {
+            Report::Vanished { slot, pid } => {
                 let index = self.slot_index(slot);
                 if index.is_some_and(|index| self.servers[index].pid == Some(pid)) {
                     self.on_exit(Exit {
@@ -99,18 +99,13 @@ impl ServerOrchestrator {
                 }
             }
             Report::Probed(answers) => {
-                for mut probed in answers {
-                    if let Some(index) = self.slot_index(probed.index) {
-                        probed.index = index;
-                        self.on_probed(probed);
+                for probed in answers {
+                    if let Some(index) = self.slot_index(probed.slot) {
+                        self.on_probed(index, probed);
                     }
                 }
             }
-            Report::LogMatched {
-                index: slot,
-                pid,
-                line,
-            } => {
+            Report::LogMatched { slot, pid, line } => {
                 if let Some(index) = self.slot_index(slot) {
                     self.on_log_matched(index, pid, &line);
                 }
@@ -120,7 +115,12 @@ impl ServerOrchestrator {
 
     /// Restarts a server whose group stayed over `max_memory`, through the normal stop (its
     /// stop signal, then SIGKILL after `stop_timeout_ms`), as PM2's `max_memory_restart` does.
-    pub(super) fn restart_for_memory(&mut self, index: usize, rss_bytes: u64, limit_bytes: u64) {
+    pub(super) fn restart_for_memory(
+        &mut self,
+        index: ServerIndex,
+        rss_bytes: u64,
+        limit_bytes: u64,
+    ) {
         let server = &mut self.servers[index];
         let Some(pid) = server.pid else { return };
         if server.stopping.is_some() || server.pending_stop {
@@ -151,8 +151,7 @@ impl ServerOrchestrator {
 
     /// An HTTP health probe's answer: readiness on the first pass, `unhealthy` after
     /// `failures` failures in a row, and the result in the server's `health`.
-    pub(super) fn on_probed(&mut self, probed: Probed) {
-        let index = probed.index;
+    pub(super) fn on_probed(&mut self, index: ServerIndex, probed: Probed) {
         let Some(server) = self.servers.get_mut(index) else {
             return;
         };
@@ -221,13 +220,13 @@ impl ServerOrchestrator {
         if visible {
             self.mark_changed(index);
         } else {
-            self.list_json.forget(index);
+            self.list_json.forget(index.0);
         }
         self.update_health(index);
     }
 
     /// The line a `health.log` check waits for: the server is ready.
-    pub(super) fn on_log_matched(&mut self, index: usize, pid: u32, line: &str) {
+    pub(super) fn on_log_matched(&mut self, index: ServerIndex, pid: u32, line: &str) {
         let Some(server) = self.servers.get_mut(index) else {
             return;
         };
@@ -270,7 +269,12 @@ impl ServerOrchestrator {
         self.send_watch(index);
     }
 
-    pub(super) fn on_observed(&mut self, index: usize, pid: Option<u32>, observation: Observation) {
+    pub(super) fn on_observed(
+        &mut self,
+        index: ServerIndex,
+        pid: Option<u32>,
+        observation: Observation,
+    ) {
         let server = &mut self.servers[index];
         if server.pid != pid {
             return; // About a process that has since changed.
@@ -340,7 +344,7 @@ impl ServerOrchestrator {
         self.update_health(index);
     }
 
-    pub(super) fn update_health(&mut self, index: usize) {
+    pub(super) fn update_health(&mut self, index: ServerIndex) {
         let server = &mut self.servers[index];
         if !matches!(
             server.status,
@@ -414,7 +418,7 @@ impl ServerOrchestrator {
     }
 
     /// `restart_unhealthy_after_ms`: restarts a server that stayed unhealthy that long.
-    pub(super) fn check_unhealthy_restart(&mut self, index: usize) {
+    pub(super) fn check_unhealthy_restart(&mut self, index: ServerIndex) {
         let server = &mut self.servers[index];
         let (Some(since), Some(after)) = (
             server.health.unhealthy_since,
@@ -455,7 +459,7 @@ impl ServerOrchestrator {
 
     // ---- timers ---------------------------------------------------------------------------
 
-    pub(super) fn send_watch(&mut self, index: usize) {
+    pub(super) fn send_watch(&mut self, index: ServerIndex) {
         let server = &self.servers[index];
         let watch = Watch {
             pid: server.pid,
@@ -491,7 +495,7 @@ impl ServerOrchestrator {
         };
         let slot = server.slot;
         let _ = self.outputs.monitor.send(MonitorCmd::Set {
-            index: slot,
+            slot,
             watch: Box::new(watch),
         });
     }

@@ -8,11 +8,12 @@ use std::cmp::Reverse;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::{Status, Timeline};
+use crate::monitor::Slot;
 use crate::os::localtime;
 use crate::schedule::format_every;
 use crate::watch::{WatchCmd, WatchReport};
 
-use super::server::{AfterStop, Planned, Timer, TimerKind};
+use super::server::{AfterStop, Planned, ServerIndex, Timer, TimerKind};
 use super::{LOG, ServerOrchestrator};
 
 /// A planned timer that fires this much before its wall-clock time (the clock was set back
@@ -26,7 +27,7 @@ const WALL_CLOCK_CHECK: Duration = Duration::from_secs(600);
 
 impl ServerOrchestrator {
     /// Tells the file watcher what the server at `index` watches now.
-    pub(super) fn send_watch_spec(&self, index: usize) {
+    pub(super) fn send_watch_spec(&self, index: ServerIndex) {
         let server = &self.servers[index];
         self.outputs.watch.set(WatchCmd {
             slot: server.slot,
@@ -37,7 +38,7 @@ impl ServerOrchestrator {
     }
 
     /// The watcher is done with a server a reload removed.
-    pub(super) fn unwatch_slot(&self, slot: usize) {
+    pub(super) fn unwatch_slot(&self, slot: Slot) {
         self.outputs.watch.set(WatchCmd {
             slot,
             id: String::new(),
@@ -53,7 +54,7 @@ impl ServerOrchestrator {
                 folders,
                 error,
             } => {
-                let Some(Some(index)) = self.slots.get(slot).copied() else {
+                let Some(index) = self.slot_index(slot) else {
                     return;
                 };
                 // The watcher has logged the problem, once per tend.
@@ -63,7 +64,7 @@ impl ServerOrchestrator {
                 self.mark_changed(index);
             }
             WatchReport::Changed { slot, file, more } => {
-                let Some(Some(index)) = self.slots.get(slot).copied() else {
+                let Some(index) = self.slot_index(slot) else {
                     return;
                 };
                 let detail = match more {
@@ -75,7 +76,7 @@ impl ServerOrchestrator {
         }
     }
 
-    fn on_change(&mut self, index: usize, file: String, detail: String) {
+    fn on_change(&mut self, index: ServerIndex, file: String, detail: String) {
         if self.shutting_down || self.servers[index].config.watch.is_none() {
             return;
         }
@@ -117,7 +118,7 @@ impl ServerOrchestrator {
     }
 
     /// The change queued during a restart, now that the new process runs.
-    pub(super) fn on_queued_change(&mut self, index: usize) {
+    pub(super) fn on_queued_change(&mut self, index: ServerIndex) {
         let Some(file) = self.servers[index].queued_change.take() else {
             return;
         };
@@ -127,7 +128,7 @@ impl ServerOrchestrator {
 
     /// What a new process (spawned or taken over) is owed: its schedule, and a change that
     /// came while it was being started.
-    pub(super) fn after_start(&mut self, index: usize) {
+    pub(super) fn after_start(&mut self, index: ServerIndex) {
         self.arm_planned(index);
         if self.servers[index].queued_change.is_some() {
             self.arm(index, TimerKind::QueuedChange, Duration::ZERO);
@@ -136,7 +137,7 @@ impl ServerOrchestrator {
 
     /// Works out the running process's next planned restart (the earlier of `restart_every`
     /// after its start and `restart_at`'s next time) and arms its timer.
-    pub(super) fn arm_planned(&mut self, index: usize) {
+    pub(super) fn arm_planned(&mut self, index: ServerIndex) {
         let server = &mut self.servers[index];
         server.planned = None;
         self.mark_changed(index);
@@ -206,7 +207,7 @@ impl ServerOrchestrator {
     /// the streak `max_restarts` limits does not.
     fn planned_restart(
         &mut self,
-        index: usize,
+        index: ServerIndex,
         trigger: &'static str,
         detail: String,
         file: Option<String>,

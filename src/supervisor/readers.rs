@@ -126,7 +126,7 @@ impl ServerOrchestrator {
     fn drop_stale_figures(&mut self) {
         let oldest = self.health_interval * READ_ROUNDS;
         let now = self.host.now();
-        for index in 0..self.servers.len() {
+        for index in self.servers.indices() {
             let server = &mut self.servers[index];
             if server
                 .sample
@@ -134,7 +134,7 @@ impl ServerOrchestrator {
                 .is_some_and(|s| now.saturating_duration_since(s.taken) > oldest)
             {
                 server.sample = None;
-                self.list_json.forget(index);
+                self.list_json.forget(index.0);
             }
         }
     }

@@ -1,8 +1,10 @@
 //! The record the supervisor keeps per server: its config, process, status, counters, health and
 //! the figures last sampled, plus the views the API shows of it. Servers are addressed by their
-//! index in the config's order; [`link`] resolves `depends_on` ids to indices once.
+//! index in the config's order ([`ServerIndex`] in [`Servers`]); [`link`] resolves `depends_on`
+//! ids to indices once.
 
 use std::collections::HashMap;
+use std::ops::{Index, IndexMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,9 +13,67 @@ use crate::http::metrics::{self, ServerSample};
 use crate::model::{
     AdoptableView, HealthView, PlannedView, PortView, ServerView, Status, WatchView, signal_name,
 };
-use crate::monitor::Sample;
+use crate::monitor::{Sample, Slot};
 
 use super::adopt::{self, Adoptable};
+
+/// A server's position in the supervisor's list (config order; a reload moves it). A type of its
+/// own so it cannot be mixed up with a monitor [`Slot`], which a reload never moves. Plain
+/// `usize` stays where a position is honestly just a number: the JSON list's order, a reload
+/// plan's config order and counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct ServerIndex(pub(super) usize);
+
+impl std::fmt::Display for ServerIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The supervisor's servers, indexed only by [`ServerIndex`] (no `Deref` to a slice, so a bare
+/// `usize` or a [`Slot`] does not index it by accident).
+#[derive(Default)]
+pub(super) struct Servers(Vec<Server>);
+
+impl Servers {
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Every server's index, in order.
+    pub(super) fn indices(&self) -> impl Iterator<Item = ServerIndex> + use<> {
+        (0..self.0.len()).map(ServerIndex)
+    }
+
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, Server> {
+        self.0.iter()
+    }
+
+    pub(super) fn iter_indexed(&self) -> impl Iterator<Item = (ServerIndex, &Server)> {
+        self.0.iter().enumerate().map(|(i, s)| (ServerIndex(i), s))
+    }
+
+    pub(super) fn get_mut(&mut self, index: ServerIndex) -> Option<&mut Server> {
+        self.0.get_mut(index.0)
+    }
+
+    pub(super) fn into_vec(self) -> Vec<Server> {
+        self.0
+    }
+}
+
+impl Index<ServerIndex> for Servers {
+    type Output = Server;
+    fn index(&self, index: ServerIndex) -> &Server {
+        &self.0[index.0]
+    }
+}
+
+impl IndexMut<ServerIndex> for Servers {
+    fn index_mut(&mut self, index: ServerIndex) -> &mut Server {
+        &mut self.0[index.0]
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKind {
@@ -33,7 +93,7 @@ pub(super) enum TimerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Timer {
     pub(super) at: Instant,
-    pub(super) index: usize,
+    pub(super) index: ServerIndex,
     pub(super) epoch: u64,
     pub(super) kind: TimerKind,
 }
@@ -121,12 +181,12 @@ pub(super) struct Server {
     pub(super) pending_start: bool,
     pub(super) pending_stop: bool,
     /// Indices of the servers that depend on this one.
-    pub(super) dependents: Vec<usize>,
-    pub(super) dependencies: Vec<usize>,
+    pub(super) dependents: Vec<ServerIndex>,
+    pub(super) dependencies: Vec<ServerIndex>,
     /// The monitor's number for this server. Indices move when a reload adds or removes
     /// servers; a slot never does, so a report the monitor sent before it heard of the reload
     /// still reaches the right server (or none).
-    pub(super) slot: usize,
+    pub(super) slot: Slot,
     /// The env_file text the current process was started with (see [`reload::Current`]).
     pub(super) env_file_text: Option<String>,
     /// What the file watcher last said (see [`super::planned`]).
@@ -180,7 +240,7 @@ impl Server {
     }
 
     /// A server as configured, not started; `dependencies` are filled in by the caller.
-    pub(super) fn new(config: &ServerConfig, slot: usize) -> Server {
+    pub(super) fn new(config: &ServerConfig, slot: Slot) -> Server {
         let mut server = Server {
             config: Arc::new(config.clone()),
             status: Status::Stopped,
@@ -355,13 +415,13 @@ pub(super) fn epoch_ms(at: SystemTime) -> u64 {
 }
 
 /// Numbers the servers by position and links each to its dependencies and dependents.
-pub(super) fn link(mut servers: Vec<Server>) -> (Vec<Server>, HashMap<String, usize>) {
-    let index_of: HashMap<String, usize> = servers
-        .iter()
-        .enumerate()
+pub(super) fn link(servers: Vec<Server>) -> (Servers, HashMap<String, ServerIndex>) {
+    let mut servers = Servers(servers);
+    let index_of: HashMap<String, ServerIndex> = servers
+        .iter_indexed()
         .map(|(i, s)| (s.config.id.clone(), i))
         .collect();
-    for server in &mut servers {
+    for server in &mut servers.0 {
         server.dependents.clear();
         server.dependencies = server
             .config
@@ -370,7 +430,7 @@ pub(super) fn link(mut servers: Vec<Server>) -> (Vec<Server>, HashMap<String, us
             .map(|d| index_of[d])
             .collect();
     }
-    for index in 0..servers.len() {
+    for index in servers.indices() {
         for dep in servers[index].dependencies.clone() {
             servers[dep].dependents.push(index);
         }

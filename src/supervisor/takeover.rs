@@ -11,7 +11,7 @@ use crate::store::StateFile;
 
 use super::adopt::{self, Adoptable};
 use super::protocol::ControlError;
-use super::server::{NewProcess, TimerKind};
+use super::server::{NewProcess, ServerIndex, TimerKind};
 use super::{LOG, ServerOrchestrator};
 
 impl ServerOrchestrator {
@@ -68,7 +68,7 @@ impl ServerOrchestrator {
     /// its group, recorded in the state file with its start time.
     pub(super) fn take_over(
         &mut self,
-        index: usize,
+        index: ServerIndex,
         pid: u32,
         start_ticks: u64,
         started_at: SystemTime,
@@ -179,7 +179,7 @@ impl ServerOrchestrator {
     }
 
     /// Takes over a process `adopt::examine` just vouched for; the orphan warning ends.
-    pub(super) fn adopt_checked(&mut self, index: usize, found: Adoptable, how: &str) {
+    pub(super) fn adopt_checked(&mut self, index: ServerIndex, found: Adoptable, how: &str) {
         // The start time is read once more right here: between the check and now the process
         // may have exited and its PID been given to another.
         if self.host.start_ticks(found.pid) != Some(found.start_ticks) {
@@ -232,7 +232,7 @@ impl ServerOrchestrator {
             return;
         }
         let owners = procfs::find_socket_owners(&wanted, procfs::all_pids());
-        for index in 0..self.servers.len() {
+        for index in self.servers.indices() {
             if self.servers[index].pid.is_some() {
                 continue;
             }

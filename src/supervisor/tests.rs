@@ -13,13 +13,14 @@ use crossbeam_channel::{Receiver, unbounded};
 
 use super::host::Host;
 use super::reload::{ConfigSource, KnownIds};
+use super::server::ServerIndex;
 use super::{Control, ControlError, Outputs, ServerOrchestrator};
 use crate::cli::UpOptions;
 use crate::config::{self, ServerConfig};
 use crate::groups::ActTarget;
 use crate::logs::rotate;
 use crate::model::{Action, ServerView, Status};
-use crate::monitor::MonitorCmd;
+use crate::monitor::{MonitorCmd, Slot};
 use crate::os::process::{SignalError, Spawned};
 use crate::os::procfs::ProcStat;
 use crate::os::reaper::{Exit, ExitStatus};
@@ -591,7 +592,7 @@ fn a_schedule_is_skipped_while_a_person_has_the_server_stopped() {
 fn changed(h: &mut Harness, file: &str) {
     h.supervisor
         .on_watch_report(crate::watch::WatchReport::Changed {
-            slot: 0,
+            slot: Slot(0),
             file: file.into(),
             more: 0,
         });
@@ -621,7 +622,7 @@ fn file_changes_restart_a_running_server_queue_one_more_mid_restart_and_revive_a
     h.advance(ms(100));
     assert_eq!(h.status("dev"), Status::Running, "nothing more queued");
     assert_eq!(h.spawns().len(), 3);
-    assert_eq!(h.supervisor.servers[0].restarts, 2);
+    assert_eq!(h.supervisor.servers[ServerIndex(0)].restarts, 2);
 
     // It crashes (max_restarts 0: fatal at once); a change, maybe the fix, starts it again.
     h.exit(third, ExitStatus::Code(1), false);
@@ -649,7 +650,10 @@ fn a_long_schedule_looks_at_the_wall_clock_on_the_way_and_restarts_on_time() {
     let pid = h.pid("leaky").unwrap();
     // Two looks on the way (at 10 and 20 minutes) re-arm it; neither restarts it.
     let next_look = |h: &Harness| {
-        let planned = h.supervisor.servers[0].planned.as_ref().unwrap();
+        let planned = h.supervisor.servers[ServerIndex(0)]
+            .planned
+            .as_ref()
+            .unwrap();
         planned.at - h.supervisor.host.now()
     };
     assert_eq!(next_look(&h), Duration::from_secs(600));

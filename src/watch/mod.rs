@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 
 use crate::config::watch::WatchSpec;
+use crate::monitor::Slot;
 use crate::os::inotify::{self, Inotify, Waker};
 
 pub use self::rules::{OwnFiles, Rules};
@@ -41,11 +42,11 @@ const MASK: u32 = libc::IN_MODIFY
     | libc::IN_ONLYDIR
     | libc::IN_EXCL_UNLINK;
 
-/// From the supervisor: what to watch for a server (by its monitor slot, which a reload never
+/// From the supervisor: what to watch for a server (by its monitor [`Slot`], which a reload never
 /// moves); `spec: None` stops watching for it.
 #[derive(Debug)]
 pub struct WatchCmd {
-    pub slot: usize,
+    pub slot: Slot,
     pub id: String,
     pub cwd: PathBuf,
     pub spec: Option<WatchSpec>,
@@ -55,14 +56,10 @@ pub struct WatchCmd {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchReport {
     /// A burst of changes is over: `file` changed first, `more` other files with it.
-    Changed {
-        slot: usize,
-        file: String,
-        more: u32,
-    },
+    Changed { slot: Slot, file: String, more: u32 },
     /// How many folders are watched for the server now, and what keeps the watch incomplete.
     Watching {
-        slot: usize,
+        slot: Slot,
         folders: usize,
         error: Option<String>,
     },
@@ -119,7 +116,7 @@ pub fn start(own: OwnFiles, reports: Sender<WatchReport>) -> io::Result<WatchHan
 struct Dir {
     path: PathBuf,
     /// The slots of the servers that want this folder.
-    users: BTreeSet<usize>,
+    users: BTreeSet<Slot>,
 }
 
 /// One server's watch.
@@ -146,7 +143,7 @@ const MAX_NAMES: usize = 10_000;
 struct Watcher {
     inotify: Option<Inotify>,
     own: OwnFiles,
-    trees: HashMap<usize, Tree>,
+    trees: HashMap<Slot, Tree>,
     dirs: HashMap<i32, Dir>,
     wd_of: HashMap<PathBuf, i32>,
     reports: Sender<WatchReport>,
@@ -231,7 +228,7 @@ impl Watcher {
     }
 
     /// Makes the watched folders of `slot` what its rules want now.
-    fn resync(&mut self, slot: usize) {
+    fn resync(&mut self, slot: Slot) {
         let Some(tree) = self.trees.get(&slot) else {
             return;
         };
@@ -271,7 +268,7 @@ impl Watcher {
     }
 
     /// Adds `folder` for `slot`; `Err` when no more can be added (the kernel's limit).
-    fn watch_folder(&mut self, slot: usize, folder: &Path) -> Result<(), String> {
+    fn watch_folder(&mut self, slot: Slot, folder: &Path) -> Result<(), String> {
         if self.inotify.is_none() {
             match Inotify::new(true) {
                 Ok(inotify) => self.inotify = Some(inotify),
@@ -324,7 +321,7 @@ impl Watcher {
     }
 
     /// `slot` no longer wants `folder`; the watch goes when nobody does.
-    fn release(&mut self, slot: usize, folder: &Path) {
+    fn release(&mut self, slot: Slot, folder: &Path) {
         if let Some(tree) = self.trees.get_mut(&slot) {
             tree.folders.remove(folder);
         }
@@ -380,7 +377,7 @@ impl Watcher {
         if event.mask & libc::IN_Q_OVERFLOW != 0 {
             // Changes were lost: each watched server restarts, and every tree is listed anew.
             log::warn!(target: LOG, "Too many file changes at once: the kernel dropped some");
-            let slots: Vec<usize> = self.trees.keys().copied().collect();
+            let slots: Vec<Slot> = self.trees.keys().copied().collect();
             for slot in slots {
                 self.changed(
                     slot,
@@ -406,7 +403,7 @@ impl Watcher {
             return;
         }
         let path = dir.path.join(&event.name);
-        let users: Vec<usize> = dir.users.iter().copied().collect();
+        let users: Vec<Slot> = dir.users.iter().copied().collect();
         let is_dir = event.mask & libc::IN_ISDIR != 0;
         for slot in users {
             let Some(tree) = self.trees.get(&slot) else {
@@ -453,7 +450,7 @@ impl Watcher {
 
     /// A folder appeared where the server watches: watch it and what is below it. Files
     /// already in it were created before the watch could see them, so they count as changes.
-    fn add_new_folder(&mut self, slot: usize, path: &Path) {
+    fn add_new_folder(&mut self, slot: Slot, path: &Path) {
         let Some(tree) = self.trees.get(&slot) else {
             return;
         };
@@ -478,7 +475,7 @@ impl Watcher {
         }
     }
 
-    fn changed(&mut self, slot: usize, file: String) {
+    fn changed(&mut self, slot: Slot, file: String) {
         let Some(tree) = self.trees.get_mut(&slot) else {
             return;
         };

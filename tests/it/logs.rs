@@ -74,8 +74,12 @@ fn a_fast_writer_loses_no_line_through_rotations_and_a_readoption() {
     wait_until("the first 10000 lines", Duration::from_secs(30), || {
         (all_lines(&first, "writer").len() == 10_000).then_some(())
     });
+    // How many rotations happen depends on how often the logs thread runs while the writer
+    // writes (one rotation moves everything past the limit): on a loaded machine the whole
+    // burst can be one. At least one is certain, since 10,000 lines are ten times the limit;
+    // many rotations under a writer that never stops are src/logs/rotate.rs's unit tests.
     wait_until("a rotation", Duration::from_secs(10), || {
-        (rotated_files(&first, "writer") >= 3).then_some(())
+        (rotated_files(&first, "writer") >= 1).then_some(())
     });
     assert_every_line_once(&all_lines(&first, "writer"), 10_000);
     let before = rotated_files(&first, "writer");

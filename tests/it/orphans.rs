@@ -40,6 +40,13 @@ fn orphan_on_a_stopped_servers_port_is_reported_and_blocks_start() {
     assert_eq!(server["ports"][0]["port"], port, "{server:#}");
     assert_eq!(server["ports"][0]["ownerPid"], listener.pid, "{server:#}");
     assert_eq!(server["ports"][0]["open"], true, "{server:#}");
+    // Why it cannot be adopted names the PID the person sees, even when the reason is about
+    // another process (the listener is not a session leader: its session's leader is judged).
+    let server = tend.wait_server("web", "the orphan judged", |s| {
+        s["notAdoptable"].is_string()
+    });
+    let why = server["notAdoptable"].as_str().unwrap();
+    assert!(why.contains(&format!("PID {}", listener.pid)), "{why}");
 
     let (status, body) = tend.act("web", "start");
     assert_eq!(status, 409, "{body}");
