@@ -77,7 +77,7 @@ static-check:
 		[ $$size -lt 1677721 ] || echo "static: WARNING: over 1.6 MiB (the target for minimal hosts)"
 
 # tend beside supervisord (installed by pip into target/bench-venv): prints one table and
-# writes bench/results/<date>.md. `make bench ARGS=--quick` (or `make bench-quick`): < 4 min.
+# writes bench/results/<date>.md. `make bench ARGS=--quick` (or `make bench-quick`): about 8 min (6.5 of measuring, the rest the two static builds).
 # The bench measures the glibc static build: its figures stay comparable across runs, and
 # musl's allocator trades throughput for memory (README "Minimal hosts"). The musl build is
 # made first and kept as target/static/tend-musl, for its size (the one `make static` ships).
