@@ -1,15 +1,14 @@
 //! `tend events [-n N] [-f] [ID]` and `tend alerts test`: the history as a journal, one event a
 //! line, and the test alert's results. Both only talk to the running tend's API.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Api, MAX_RECONNECT_DELAY, Response, SseParser, emit, encode_component};
+use super::{Api, emit, encode_component};
 use crate::error::{Context, Error};
 
 /// One event of `GET /api/history`.
@@ -57,66 +56,28 @@ pub(super) fn follow(
     out: &mut dyn Write,
     retry: Duration,
 ) -> Result<(), Error> {
-    let mut stream = api.open_event_stream("/api/events", None)?;
+    let stream = api.open_event_stream("/api/events", None)?;
     let mut newest = print_history(api, id, lines, out)?;
-    let mut parser = SseParser::new();
-    loop {
-        pump(&mut stream, &mut parser, id, &mut newest, out)?;
-        eprintln!(
-            "tend: lost the event stream from {}; reconnecting",
-            api.base
-        );
-        let mut delay = parser.retry().unwrap_or(retry).min(MAX_RECONNECT_DELAY);
-        stream = loop {
-            std::thread::sleep(delay);
-            match api.open_event_stream("/api/events", parser.last_id()) {
-                Ok(stream) => break stream,
-                Err(e @ Error::Api { status: ..500, .. }) => return Err(e),
-                Err(_) => delay = (delay * 2).min(MAX_RECONNECT_DELAY),
-            }
-        };
-    }
-}
-
-/// Prints the timeline events of one stream until it ends (`Ok`); only a failure to print is
-/// an `Err`.
-fn pump(
-    stream: &mut Response<BufReader<TcpStream>>,
-    parser: &mut SseParser,
-    id: Option<&str>,
-    newest: &mut Option<u64>,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
-    let mut reader = BufReader::new(&mut stream.body);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return Ok(()),
-            Ok(_) => {}
-        }
-        let Some(event) = parser.feed_line(&String::from_utf8_lossy(&line)) else {
-            continue;
-        };
+    api.follow_stream("/api/events", stream, "event stream", retry, |event| {
         // Server rows, samples and log lines are the dashboard's, not the journal's.
         if matches!(event.event.as_str(), "servers" | "server" | "stats" | "log") {
-            continue;
+            return Ok(());
         }
         let event_id = event.id.as_deref().and_then(|i| i.parse::<u64>().ok());
-        if let (Some(seen), Some(this)) = (*newest, event_id) {
+        if let (Some(seen), Some(this)) = (newest, event_id) {
             if this <= seen {
-                continue;
+                return Ok(());
             }
         }
         let Ok(data) = serde_json::from_slice::<Value>(event.data.as_bytes()) else {
-            continue;
+            return Ok(());
         };
         let who = data.get("id").and_then(Value::as_str);
         if event.event == "configReloaded" && id.is_some() {
-            continue;
+            return Ok(());
         }
         if id.is_some() && who != id {
-            continue;
+            return Ok(());
         }
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -127,8 +88,9 @@ fn pump(
             &journal_line(at, who.unwrap_or("tend"), &event.event, &data),
         )?;
         out.flush().context("writing to stdout")?;
-        *newest = event_id.or(*newest);
-    }
+        newest = event_id.or(newest);
+        Ok(())
+    })
 }
 
 /// `2026-12-06 03:12:45  web  processDied  killed by SIGKILL (PID 4242)`, in local time.

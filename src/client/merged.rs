@@ -4,15 +4,13 @@
 //! one event stream that follows every log (`/api/events?logs=a,b,…`). Runs on the CLI's main
 //! thread; it only prints.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::http::{Response, encode_component};
-use super::sse::SseParser;
-use super::{Api, MAX_RECONNECT_DELAY, emit};
+use super::http::encode_component;
+use super::{Api, emit};
 use crate::error::{Context, Error};
 use crate::groups::Selector;
 
@@ -106,24 +104,23 @@ pub(super) fn run(
     // Subscribe before reading the tail, so no line falls between the two (one may come
     // twice, the lesser harm). Groups go by name, so the URL stays short whatever their size.
     let stream_path = stream_path(selector);
-    let mut stream = api.open_event_stream(&stream_path, None)?;
+    let stream = api.open_event_stream(&stream_path, None)?;
     let tail: Merged = api.call_json("GET", &logs_path(selector, lines), None)?;
     let prefixes = Prefixes::new(tail.ids, colour);
     print_lines(&prefixes, &tail.lines, out)?;
-    let mut parser = SseParser::new();
-    loop {
-        pump(&mut stream, &mut parser, &prefixes, out)?;
-        eprintln!("tend: lost the log stream from {}; reconnecting", api.base);
-        let mut delay = parser.retry().unwrap_or(retry).min(MAX_RECONNECT_DELAY);
-        stream = loop {
-            std::thread::sleep(delay);
-            match api.open_event_stream(&stream_path, parser.last_id()) {
-                Ok(stream) => break stream,
-                Err(e @ Error::Api { status: ..500, .. }) => return Err(e),
-                Err(_) => delay = (delay * 2).min(MAX_RECONNECT_DELAY),
-            }
+    api.follow_stream(&stream_path, stream, "log stream", retry, |event| {
+        if event.event != "log" {
+            return Ok(());
+        }
+        let Ok(line) = serde_json::from_slice::<Line>(event.data.as_bytes()) else {
+            return Ok(());
         };
-    }
+        if let Some(text) = prefixes.format(&line) {
+            emit(out, &text)?;
+            out.flush().context("writing to stdout")?;
+        }
+        Ok(())
+    })
 }
 
 fn print_lines(prefixes: &Prefixes, lines: &[Line], out: &mut dyn Write) -> Result<(), Error> {
@@ -133,37 +130,6 @@ fn print_lines(prefixes: &Prefixes, lines: &[Line], out: &mut dyn Write) -> Resu
         }
     }
     out.flush().context("writing to stdout")
-}
-
-/// Prints the log lines of one stream until it ends; read errors end it (`Ok`).
-fn pump(
-    stream: &mut Response<BufReader<TcpStream>>,
-    parser: &mut SseParser,
-    prefixes: &Prefixes,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
-    let mut reader = BufReader::new(&mut stream.body);
-    let mut raw = Vec::new();
-    loop {
-        raw.clear();
-        match reader.read_until(b'\n', &mut raw) {
-            Ok(0) | Err(_) => return Ok(()),
-            Ok(_) => {}
-        }
-        let Some(event) = parser.feed_line(&String::from_utf8_lossy(&raw)) else {
-            continue;
-        };
-        if event.event != "log" {
-            continue;
-        }
-        let Ok(line) = serde_json::from_slice::<Line>(event.data.as_bytes()) else {
-            continue;
-        };
-        if let Some(text) = prefixes.format(&line) {
-            emit(out, &text)?;
-            out.flush().context("writing to stdout")?;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ mod table;
 mod wait;
 
 use http::{Response, Url, encode_component, request, send};
-use sse::SseParser;
+use sse::{SseEvent, SseParser};
 use table::{ServerRow, format_table, use_color};
 
 use crate::cli::{Action, Cli, Command, Target};
@@ -137,16 +137,6 @@ impl Api {
         })
     }
 
-    /// Opens the event stream with the live lines of one server's log (docs/DESIGN.md §5).
-    fn open_log_stream(
-        &self,
-        id: &str,
-        last_event_id: Option<&str>,
-    ) -> Result<Response<BufReader<TcpStream>>, Error> {
-        let path = format!("/api/events?logs={}", encode_component(id));
-        self.open_event_stream(&path, last_event_id)
-    }
-
     /// Opens an event stream (`path` is `/api/events` with any query); a refusal is an error.
     fn open_event_stream(
         &self,
@@ -170,6 +160,36 @@ impl Api {
             return Err(self.error(response.status, &text));
         }
         Ok(response)
+    }
+
+    /// Hands every event of the stream at `path` to `on_event` for as long as the person wants
+    /// it: a lost stream (tend restarting) is reopened from the last event id with a growing
+    /// delay; a refusal (unknown id, bad token) ends it. `stream` is the first connection,
+    /// which the caller opened before printing what came before, so nothing falls between.
+    fn follow_stream(
+        &self,
+        path: &str,
+        mut stream: Response<BufReader<TcpStream>>,
+        what: &str,
+        retry: Duration,
+        mut on_event: impl FnMut(&SseEvent) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut parser = SseParser::new();
+        loop {
+            read_events(&mut stream, &mut parser, &mut on_event)?;
+            eprintln!("tend: lost the {what} from {}; reconnecting", self.base);
+            let mut delay = parser.retry().unwrap_or(retry).min(MAX_RECONNECT_DELAY);
+            stream = loop {
+                std::thread::sleep(delay);
+                match self.open_event_stream(path, parser.last_id()) {
+                    Ok(stream) => break stream,
+                    // A 5xx (503 while the old tend shuts down, 504) passes; a 4xx (unknown
+                    // id, bad token) will not.
+                    Err(e @ Error::Api { status: ..500, .. }) => return Err(e),
+                    Err(_) => delay = (delay * 2).min(MAX_RECONNECT_DELAY),
+                }
+            };
+        }
     }
 }
 
@@ -579,33 +599,31 @@ fn follow_logs(
 ) -> Result<(), Error> {
     // Subscribe before reading the tail, so that no line written in between is lost; one
     // written in that instant may be printed twice, which is the lesser harm.
-    let mut stream = api.open_log_stream(id, None)?;
+    let path = format!("/api/events?logs={}", encode_component(id));
+    let stream = api.open_event_stream(&path, None)?;
     print_tail(api, id, lines, out)?;
-    let mut parser = SseParser::new();
-    loop {
-        pump_log_lines(&mut stream, &mut parser, id, out)?;
-        eprintln!("tend: lost the log stream from {}; reconnecting", api.base);
-        let mut delay = parser.retry().unwrap_or(retry).min(MAX_RECONNECT_DELAY);
-        stream = loop {
-            std::thread::sleep(delay);
-            match api.open_log_stream(id, parser.last_id()) {
-                Ok(stream) => break stream,
-                // A 5xx (503 while the old tend shuts down, 504) passes; a 4xx (unknown id,
-                // bad token) will not.
-                Err(e @ Error::Api { status: ..500, .. }) => return Err(e),
-                Err(_) => delay = (delay * 2).min(MAX_RECONNECT_DELAY),
+    api.follow_stream(&path, stream, "log stream", retry, |event| {
+        if event.event != "log" {
+            return Ok(());
+        }
+        // A malformed frame is skipped: one bad line must not end a follow.
+        match serde_json::from_slice::<LogLine>(event.data.as_bytes()) {
+            Ok(log) if log.id == id => {
+                emit(out, &log.line)?;
+                emit(out, "\n")?;
+                out.flush().context("writing to stdout")
             }
-        };
-    }
+            _ => Ok(()),
+        }
+    })
 }
 
-/// Prints the log lines of one stream until it ends. Read errors end the stream (`Ok`); only a
-/// failure to print is an `Err`.
-fn pump_log_lines(
+/// Feeds one stream's lines to the parser and its events to `on_event` until the stream ends.
+/// Read errors end it (`Ok`); only `on_event` failing (printing) is an `Err`.
+fn read_events(
     stream: &mut Response<BufReader<TcpStream>>,
     parser: &mut SseParser,
-    id: &str,
-    out: &mut dyn Write,
+    on_event: &mut impl FnMut(&SseEvent) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut reader = BufReader::new(&mut stream.body);
     let mut line = Vec::new();
@@ -615,20 +633,8 @@ fn pump_log_lines(
             Ok(0) | Err(_) => return Ok(()),
             Ok(_) => {}
         }
-        let Some(event) = parser.feed_line(&String::from_utf8_lossy(&line)) else {
-            continue;
-        };
-        if event.event != "log" {
-            continue;
-        }
-        // A malformed frame is skipped: one bad line must not end a follow.
-        let Ok(log) = serde_json::from_slice::<LogLine>(event.data.as_bytes()) else {
-            continue;
-        };
-        if log.id == id {
-            emit(out, &log.line)?;
-            emit(out, "\n")?;
-            out.flush().context("writing to stdout")?;
+        if let Some(event) = parser.feed_line(&String::from_utf8_lossy(&line)) {
+            on_event(&event)?;
         }
     }
 }
