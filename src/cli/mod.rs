@@ -555,20 +555,10 @@ impl Parser {
         let mut lines = DEFAULT_LOG_LINES;
         let mut follow = false;
         while let Some(arg) = self.next_arg()? {
-            match arg {
-                Arg::Flag { name, inline } => match name.as_str() {
-                    "-n" | "--lines" => {
-                        let value = self.value(&name, inline)?;
-                        lines = parse_number(&name, &value)?;
-                    }
-                    "-f" | "--follow" if inline.is_none() => follow = true,
-                    // `-n50`, the way tail(1) spells it.
-                    short if short.starts_with("-n") && inline.is_none() => {
-                        lines = parse_number("-n", &short[2..])?;
-                    }
-                    _ => return Err(unexpected("logs", Arg::Flag { name, inline })),
-                },
-                Arg::Positional(word) => add_target(&mut targets, word, "logs")?,
+            match self.tail_flag(arg, &mut lines, &mut follow)? {
+                None => {}
+                Some(Arg::Positional(word)) => add_target(&mut targets, word, "logs")?,
+                Some(flag) => return Err(unexpected("logs", flag)),
             }
         }
         Ok(Command::Logs {
@@ -576,6 +566,31 @@ impl Parser {
             lines,
             follow,
         })
+    }
+
+    /// The flags `logs` and `events` share, as tail(1) spells them: `-n N`, `--lines N`, `-nN`
+    /// and `-f`/`--follow`. Gives back any other argument.
+    fn tail_flag(
+        &mut self,
+        arg: Arg,
+        lines: &mut usize,
+        follow: &mut bool,
+    ) -> Result<Option<Arg>, Error> {
+        let Arg::Flag { name, inline } = arg else {
+            return Ok(Some(arg));
+        };
+        match name.as_str() {
+            "-n" | "--lines" => {
+                let value = self.value(&name, inline)?;
+                *lines = parse_number(&name, &value)?;
+            }
+            "-f" | "--follow" if inline.is_none() => *follow = true,
+            short if short.starts_with("-n") && inline.is_none() => {
+                *lines = parse_number("-n", &short[2..])?;
+            }
+            _ => return Ok(Some(Arg::Flag { name, inline })),
+        }
+        Ok(None)
     }
 
     fn parse_kill_orphan(&mut self) -> Result<Command, Error> {
