@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{Api, emit, encode_component};
 use crate::error::{Context, Error};
+use crate::os::localtime;
 
 /// One event of `GET /api/history`.
 #[derive(Debug, Deserialize)]
@@ -162,23 +163,8 @@ fn describe(event: &str, d: &Value) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` in the local time zone (as journalctl prints it).
 fn local_time(at_ms: u64) -> String {
-    let secs = (at_ms / 1000) as libc::time_t;
-    // SAFETY: an all-zero `tm` is valid; localtime_r fills it from `secs` and reads the time
-    // zone without touching shared state unsafely (the _r variant).
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are to locals valid for the call.
-    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
-        return format!("@{}", at_ms / 1000);
-    }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    let secs = (at_ms / 1000) as i64;
+    localtime::format_seconds(secs).unwrap_or_else(|| format!("@{secs}"))
 }
 
 #[derive(Debug, Deserialize)]

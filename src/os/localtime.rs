@@ -1,5 +1,6 @@
-//! The machine's time zone for [`crate::schedule`], through libc's `localtime_r` and `mktime`
-//! (tend has no time-zone crate): `TZ` and `/etc/localtime` as every other program reads them.
+//! The machine's time zone, through libc's `localtime_r` and `mktime` (tend has no time-zone
+//! crate): `TZ` and `/etc/localtime` as every other program reads them. For
+//! [`crate::schedule`], and for the local times people read (tend's log, `tend events`).
 
 use crate::schedule::{Civil, LocalTime};
 
@@ -43,13 +44,35 @@ impl LocalTime for System {
 }
 
 fn broken_down(t: i64) -> libc::tm {
+    try_broken_down(t).unwrap_or_else(|| {
+        // SAFETY: a zeroed tm is a valid value.
+        unsafe { std::mem::zeroed() }
+    })
+}
+
+/// `None` when the C library cannot represent `t` in local time.
+fn try_broken_down(t: i64) -> Option<libc::tm> {
     let t = t as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, which we own; a zeroed tm is a valid value.
     unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&t, &mut tm);
-        tm
+        (!libc::localtime_r(&t, &mut tm).is_null()).then_some(tm)
     }
+}
+
+/// "2026-12-07 04:00:59" in local time (seconds since the epoch in, to the second), or
+/// `None` when the C library cannot place `t`.
+pub fn format_seconds(t: i64) -> Option<String> {
+    let tm = try_broken_down(t)?;
+    Some(format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    ))
 }
 
 /// "2026-12-07 04:00" in local time, for logs and messages.
