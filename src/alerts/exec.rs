@@ -10,9 +10,8 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
@@ -23,7 +22,6 @@ use crate::http::auth::TOKEN_VAR;
 use crate::model;
 use crate::os::process::{self, SPAWN_LOCK};
 use crate::os::reaper::{self, ExitStatus};
-use crate::os::shell;
 
 const LOG: &str = "Alerts";
 /// After the kill at the timeout, how long to wait for the reaper to report the exit.
@@ -63,47 +61,21 @@ pub fn run(
     let output_err = output_write
         .try_clone()
         .map_err(|e| format!("cannot make a pipe: {e}"))?;
-    let mut cmd = match command {
-        CommandSpec::Shell(line) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(shell::script_for(line));
-            c
-        }
-        CommandSpec::Exec(argv) => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
-            c
-        }
-    };
+    let mut cmd = process::session_command(command);
     cmd.current_dir(cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::from(output_write))
         .stderr(Stdio::from(output_err))
         .env_remove(TOKEN_VAR)
         .envs(variables(alert, rule));
-    // SAFETY: setsid and close_range/fcntl are async-signal-safe system calls touching no
-    // memory of the parent; nothing between fork and exec allocates or locks.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            process::close_inherited_on_exec();
-            Ok(())
-        });
-    }
     let (exit_tx, exit_rx) = bounded(1);
     let mut child = {
         let _guard = SPAWN_LOCK
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let child = cmd.spawn().map_err(|e| {
-            let program = match command {
-                CommandSpec::Shell(_) => "/bin/sh",
-                CommandSpec::Exec(argv) => argv[0].as_str(),
-            };
-            format!("cannot run '{program}': {e}")
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| process::describe_spawn_error(command, &e))?;
         reaper::claim(child.id(), exit_tx);
         child
     };

@@ -91,19 +91,7 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
         .try_clone()
         .map_err(|e| format!("cannot duplicate log file: {e}"))?;
 
-    let mut command = match &server.command {
-        CommandSpec::Shell(line) => {
-            // One simple command gets `exec`, so the PID is the program's, not dash's.
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(shell::script_for(line));
-            c
-        }
-        CommandSpec::Exec(argv) => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
-            c
-        }
-    };
+    let mut command = session_command(&server.command);
     command
         .current_dir(&server.cwd)
         .stdin(Stdio::null())
@@ -116,6 +104,44 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
         command.env(key, value);
     }
     command.envs(&server.env);
+    let child = {
+        let _guard = SPAWN_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        command.spawn()
+    };
+    let child = child.map_err(|e| describe_spawn_error(&server.command, &e))?;
+    let pid = child.id();
+    // The reaper collects the exit; dropping `Child` does not wait.
+    drop(child);
+    // A process that already exited has no stat left; 0 never matches a live process later.
+    let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
+    log::info!(target: LOG, "Process '{}' started (PID: {})", server.id, pid);
+    Ok(Spawned {
+        pid,
+        start_ticks,
+        env_file_text,
+    })
+}
+
+/// The command for a child of tend: a string under `/bin/sh -c` (with the exec rule of
+/// [`shell::script_for`]), an array exec'd directly; started as the leader of a session of its
+/// own (tend stops it by its process group), with the descriptor limit tend found at start,
+/// and none of the descriptors tend may have inherited. Servers and alert commands alike.
+pub fn session_command(spec: &CommandSpec) -> Command {
+    let mut command = match spec {
+        CommandSpec::Shell(line) => {
+            // One simple command gets `exec`, so the PID is the program's, not dash's.
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(shell::script_for(line));
+            c
+        }
+        CommandSpec::Exec(argv) => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
     let child_nofile = CHILD_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
     // SAFETY: setsid, setrlimit, close_range and fcntl are async-signal-safe system calls that
     // touch no memory of the parent; nothing between fork and exec allocates or locks.
@@ -138,25 +164,7 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
             Ok(())
         });
     }
-
-    let child = {
-        let _guard = SPAWN_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        command.spawn()
-    };
-    let child = child.map_err(|e| describe_spawn_error(server, &e))?;
-    let pid = child.id();
-    // The reaper collects the exit; dropping `Child` does not wait.
-    drop(child);
-    // A process that already exited has no stat left; 0 never matches a live process later.
-    let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
-    log::info!(target: LOG, "Process '{}' started (PID: {})", server.id, pid);
-    Ok(Spawned {
-        pid,
-        start_ticks,
-        env_file_text,
-    })
+    command
 }
 
 /// Marks every descriptor above stderr close-on-exec in a freshly forked child. tend opens all
@@ -166,7 +174,7 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
 ///
 /// # Safety
 /// Call only between fork and exec: it changes the flags of every descriptor of the process.
-pub unsafe fn close_inherited_on_exec() {
+unsafe fn close_inherited_on_exec() {
     // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11) only sets flags.
     let marked = unsafe {
         libc::syscall(
@@ -196,8 +204,9 @@ pub unsafe fn close_inherited_on_exec() {
     }
 }
 
-fn describe_spawn_error(server: &ServerConfig, error: &io::Error) -> String {
-    let program = match &server.command {
+/// "cannot run 'redis-server': not found", for a command that could not be started.
+pub fn describe_spawn_error(command: &CommandSpec, error: &io::Error) -> String {
+    let program = match command {
         CommandSpec::Shell(_) => "/bin/sh".to_string(),
         CommandSpec::Exec(argv) => argv[0].clone(),
     };
