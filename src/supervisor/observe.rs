@@ -283,15 +283,8 @@ impl ServerOrchestrator {
         let newly_orphaned = observation.orphaned
             && (!server.orphaned || server.orphaned_pid != observation.orphaned_pid);
         // The warning said which port; say the same one when it ends.
-        let cleared = (server.orphaned && !observation.orphaned).then(|| {
-            let port = server
-                .ports
-                .iter()
-                .find(|p| p.owner_pid.is_some() && p.owner_pid == server.orphaned_pid)
-                .or_else(|| server.ports.first())
-                .map_or(0, |p| p.port);
-            (server.orphaned_pid, port)
-        });
+        let cleared = (server.orphaned && !observation.orphaned)
+            .then(|| (server.orphaned_pid, server.orphan_port()));
         let visible_change = server.ports != observation.ports
             || server.orphaned != observation.orphaned
             || server.orphaned_pid != observation.orphaned_pid;

@@ -239,6 +239,16 @@ impl Server {
         self.epoch += 1;
     }
 
+    /// The port the orphan warning named: the one its holder has, else the first. Its clearing
+    /// or adoption names the same one.
+    pub(super) fn orphan_port(&self) -> u16 {
+        self.ports
+            .iter()
+            .find(|p| p.owner_pid.is_some() && p.owner_pid == self.orphaned_pid)
+            .or_else(|| self.ports.first())
+            .map_or(0, |p| p.port)
+    }
+
     /// A server as configured, not started; `dependencies` are filled in by the caller.
     pub(super) fn new(config: &ServerConfig, slot: Slot) -> Server {
         let mut server = Server {

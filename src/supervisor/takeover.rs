@@ -188,12 +188,7 @@ impl ServerOrchestrator {
         }
         let server = &mut self.servers[index];
         let id = server.config.id.clone();
-        let port = server
-            .ports
-            .iter()
-            .find(|p| p.owner_pid.is_some() && p.owner_pid == server.orphaned_pid)
-            .or_else(|| server.ports.first())
-            .map_or(0, |p| p.port);
+        let port = server.orphan_port();
         let was = server.orphaned_pid;
         let orphaned = server.orphaned;
         server.orphaned = false;
