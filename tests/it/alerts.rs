@@ -1,6 +1,6 @@
 //! Alerts (docs/DESIGN.md §12): real receivers for each target. An `exec` rule that writes what
 //! it gets to a file; a webhook to a local HTTP server that answers 500 twice, then 200; a real
-//! Alertmanager (Debian's `prometheus-alertmanager`, installed by tests/tools/alertmanager.sh
+//! Alertmanager (Debian's `prometheus-alertmanager`, installed by tests/tools/debian-package.sh
 //! when missing) on a loopback port; the rate limit through a crash loop; a hung `exec` killed
 //! at its timeout while another rule's alert goes out; `tend alerts test`.
 
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    TempDir, Tend, WAIT, free_port, pid_alive, read_text, send_signal, try_http_request, wait_until,
+    TempDir, Tend, WAIT, ensure_debian_package, free_port, pid_alive, read_text, send_signal,
+    try_http_request, wait_until,
 };
 
 /// A server that runs until killed, and is not restarted.
@@ -359,17 +360,7 @@ struct Alertmanager {
 
 impl Alertmanager {
     fn start(dir: &TempDir) -> Alertmanager {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/alertmanager.sh");
-        let install = Command::new("sh")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            install.status.success(),
-            "tests/tools/alertmanager.sh failed:\n{}",
-            String::from_utf8_lossy(&install.stderr)
-        );
+        ensure_debian_package("prometheus-alertmanager", &["prometheus-alertmanager"]);
         let config = dir.write(
             "alertmanager.yml",
             "route:\n  receiver: nobody\n  group_wait: 1s\nreceivers:\n  - name: nobody\n",

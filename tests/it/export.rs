@@ -1,5 +1,5 @@
 //! Issue 6, items 4 and 5, against the real tools: `tend export systemd` checked by
-//! `systemd-analyze verify` (installed by tests/tools/systemd-analyze.sh when missing),
+//! `systemd-analyze verify` (installed by tests/tools/debian-package.sh when missing),
 //! `tend export procfile` run through `sh`, `tend status` colours through a pipe and with
 //! `CLICOLOR_FORCE`, and `tend logs -f` across a restart of the server and of tend itself.
 
@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{TempDir, Tend, free_port, send_signal, tend_bin, wait_until};
+use crate::support::{
+    TempDir, Tend, ensure_debian_package, free_port, send_signal, tend_bin, wait_until,
+};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -40,23 +42,16 @@ fn tend_ok(config: &Path, args: &[&str]) -> String {
 // ---------------------------------------------------------------------------------------------
 // systemd
 
-/// The path of systemd-analyze, installed once per test run by the idempotent script.
+/// systemd-analyze, installed (Debian's `systemd` package) once per test run.
+/// Its full path: the environment test reads which libsystemd-shared it links.
 fn systemd_analyze() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/systemd-analyze.sh");
-        let out = Command::new("sh")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run tests/tools/systemd-analyze.sh");
-        assert!(
-            out.status.success(),
-            "tests/tools/systemd-analyze.sh failed ({}): {}",
-            out.status,
-            text(&out.stderr)
-        );
-        PathBuf::from(text(&out.stdout).trim())
+        ensure_debian_package("systemd", &["systemd-analyze"]);
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|folder| folder.join("systemd-analyze"))
+            .find(|path| path.is_file())
+            .expect("systemd-analyze on PATH after installing it")
     })
 }
 

@@ -1,6 +1,6 @@
 //! `GET /metrics` (issue 6, item 2): a live tend with servers in several states is scraped, its
 //! values are checked against what the API says, and the whole text is validated by Prometheus's
-//! own `promtool check metrics` (installed by tests/tools/promtool.sh when missing). Also: the
+//! own `promtool check metrics` (installed by tests/tools/debian-package.sh when missing). Also: the
 //! route needs the token like every other but /healthz, and the token file works as
 //! Prometheus's `credentials_file`.
 

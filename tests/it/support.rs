@@ -21,7 +21,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -1146,23 +1146,32 @@ pub fn without_moving_fields(list: &Value) -> Value {
     list
 }
 
-/// Makes sure `promtool` and `prometheus` are on PATH, installing Debian's `prometheus`
-/// package when either is missing (tests/tools/promtool.sh); panics with the script's output
-/// when it cannot.
-pub fn ensure_prometheus_tools() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/promtool.sh");
+/// Makes sure every one of `commands` is on PATH, installing Debian's `package` when one is
+/// missing (tests/tools/debian-package.sh); panics with the script's output when it cannot.
+/// Installs run one at a time: two apt-gets at once would fight over dpkg's lock.
+pub fn ensure_debian_package(package: &str, commands: &[&str]) {
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/debian-package.sh");
     let install = Command::new("sh")
         .arg(&script)
+        .arg(package)
+        .args(commands)
         .stdin(Stdio::null())
         .output()
-        .expect("run tests/tools/promtool.sh");
+        .expect("run tests/tools/debian-package.sh");
     assert!(
         install.status.success(),
-        "tests/tools/promtool.sh failed ({}):\n{}{}",
+        "tests/tools/debian-package.sh {package} failed ({}):\n{}{}",
         install.status,
         String::from_utf8_lossy(&install.stdout),
         String::from_utf8_lossy(&install.stderr)
     );
+}
+
+/// `promtool` and `prometheus` (Debian's `prometheus` package).
+pub fn ensure_prometheus_tools() {
+    ensure_debian_package("prometheus", &["promtool", "prometheus"]);
 }
 
 /// Reads a whole file as text, "" when missing.
