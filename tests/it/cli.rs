@@ -2,36 +2,16 @@
 //! and the errors a person sees.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::{
-    Listener, TempDir, Tend, free_port, send_signal, tend_bin, wait_until, without_moving_fields,
+    Listener, TempDir, Tend, cli_ok, free_port, send_signal, stderr, stdout, tend_bin, wait_until,
+    without_moving_fields,
 };
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs the CLI and requires success.
-fn ok(tend: &Tend, args: &[&str]) -> String {
-    let out = tend.cli(args);
-    assert!(
-        out.status.success(),
-        "tend {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
 
 fn sleeper(id: &str, autostart: bool) -> Value {
     json!({"id": id, "command": "exec sleep 1000", "autostart": autostart})
@@ -65,7 +45,7 @@ fn cli_status_and_ps_show_every_server() {
     let alpha = tend.wait_status("alpha", "running");
     let pid = alpha["pid"].to_string();
     for command in ["status", "ps"] {
-        let table = ok(&tend, &[command]);
+        let table = cli_ok(&tend, &[command]);
         let alpha_row = table
             .lines()
             .find(|l| l.starts_with("alpha"))
@@ -81,7 +61,7 @@ fn cli_status_and_ps_show_every_server() {
         assert!(beta_row.contains("stopped"), "{table}");
     }
 
-    let json_out = ok(&tend, &["status", "--json"]);
+    let json_out = cli_ok(&tend, &["status", "--json"]);
     let from_cli: Value = serde_json::from_str(&json_out)
         .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {json_out}"));
     let (code, from_api) = tend.get("/api/servers");
@@ -99,41 +79,41 @@ fn cli_start_stop_restart_one_several_and_all() {
         &dir,
         &json!({"servers": [sleeper("a", false), sleeper("b", false), sleeper("c", false)]}),
     );
-    ok(&tend, &["start", "a"]);
+    cli_ok(&tend, &["start", "a"]);
     tend.wait_status("a", "running");
     assert_eq!(
         statuses(&tend)[1..],
         pairs(&[("b", "stopped"), ("c", "stopped")])
     );
 
-    ok(&tend, &["start", "b", "c"]);
+    cli_ok(&tend, &["start", "b", "c"]);
     tend.wait_status("b", "running");
     tend.wait_status("c", "running");
 
     let a_pid = tend.server("a")["pid"].clone();
-    ok(&tend, &["restart", "a"]);
+    cli_ok(&tend, &["restart", "a"]);
     let a = tend.wait_status("a", "running");
     assert_ne!(a["pid"], a_pid, "restart kept the PID");
 
-    ok(&tend, &["stop", "a", "c"]);
+    cli_ok(&tend, &["stop", "a", "c"]);
     assert_eq!(
         statuses(&tend),
         pairs(&[("a", "stopped"), ("b", "running"), ("c", "stopped")])
     );
 
-    ok(&tend, &["start", "--all"]);
+    cli_ok(&tend, &["start", "--all"]);
     for id in ["a", "b", "c"] {
         tend.wait_status(id, "running");
     }
 
     let pids: Vec<Value> = tend.servers().iter().map(|s| s["pid"].clone()).collect();
-    ok(&tend, &["restart", "--all"]);
+    cli_ok(&tend, &["restart", "--all"]);
     for (id, old) in ["a", "b", "c"].iter().zip(&pids) {
         let server = tend.wait_status(id, "running");
         assert_ne!(&server["pid"], old, "{server:#}");
     }
 
-    ok(&tend, &["stop", "--all"]);
+    cli_ok(&tend, &["stop", "--all"]);
     assert_eq!(
         statuses(&tend),
         pairs(&[("a", "stopped"), ("b", "stopped"), ("c", "stopped")])
@@ -186,9 +166,9 @@ fn cli_logs_tails_and_follows() {
     wait_until("line 10 in the log", Duration::from_secs(5), || {
         tend.log_text("talk").contains("line 10\n").then_some(())
     });
-    let tail = ok(&tend, &["logs", "talk", "-n", "5"]);
+    let tail = cli_ok(&tend, &["logs", "talk", "-n", "5"]);
     assert_eq!(tail, "line 6\nline 7\nline 8\nline 9\nline 10\n");
-    let tail = ok(&tend, &["logs", "-n", "2", "talk"]);
+    let tail = cli_ok(&tend, &["logs", "-n", "2", "talk"]);
     assert_eq!(tail, "line 9\nline 10\n");
 
     let mut follow = tend
@@ -239,7 +219,7 @@ fn cli_kill_orphan_kills_the_port_holder() {
                              "autostart": false}]}),
     );
     tend.wait_server("web", "orphaned", |s| s["orphanedPid"] == listener.pid);
-    let out = ok(&tend, &["kill-orphan", "web"]);
+    let out = cli_ok(&tend, &["kill-orphan", "web"]);
     assert!(out.contains(&listener.pid.to_string()), "{out}");
     listener.wait_gone(Duration::from_secs(2));
     // Nothing left to kill: an error.

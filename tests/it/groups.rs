@@ -6,32 +6,15 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::support::{SseReader, TempDir, Tend, free_port, send_signal, tend_bin, wait_until};
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(tend: &Tend, args: &[&str]) -> String {
-    let out = tend.cli(args);
-    assert!(
-        out.status.success(),
-        "tend {args:?} failed:\nstdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
+use crate::support::{
+    SseReader, TempDir, Tend, cli_ok, free_port, send_signal, stderr, stdout, tend_bin, wait_until,
+};
 
 /// A server that appends `start ID` to `order` when it starts and `stop ID` when SIGTERM stops
 /// it, and listens on `port` (so a dependent starts only after it has written its line).
@@ -75,13 +58,13 @@ fn group_actions_follow_dependencies_from_the_cli_and_the_api() {
 
     // Stopping a group stops its dependents first; a dependent outside the group is left be.
     dir.write("order", "");
-    let out = ok(&tend, &["stop", "@backend"]);
+    let out = cli_ok(&tend, &["stop", "@backend"]);
     assert_eq!(out, "api: stopped\ndb: stopped\n");
     assert_eq!(order(&dir), ["stop api", "stop db"]);
     assert_eq!(tend.server("web")["pid"], web_pid, "web was not touched");
 
     dir.write("order", "");
-    let out = ok(&tend, &["start", "@backend"]);
+    let out = cli_ok(&tend, &["start", "@backend"]);
     assert!(out.starts_with("api: running (PID "), "{out}");
     assert!(out.contains("\ndb: running (PID "), "{out}");
     assert_eq!(order(&dir), ["start db", "start api"]);
@@ -126,7 +109,7 @@ fn mixes_of_groups_and_ids_and_unknown_groups() {
         .map(|id| tend.wait_status(id, "running")["pid"].clone())
         .collect();
 
-    let out = ok(&tend, &["restart", "@workers", "web"]);
+    let out = cli_ok(&tend, &["restart", "@workers", "web"]);
     let lines: Vec<&str> = out.lines().map(|l| l.split(':').next().unwrap()).collect();
     assert_eq!(lines, ["web", "mailer", "cron"], "{out}");
     assert_ne!(tend.server("web")["pid"], pids[0]);
@@ -134,7 +117,7 @@ fn mixes_of_groups_and_ids_and_unknown_groups() {
     assert_ne!(tend.server("mailer")["pid"], pids[2]);
     assert_ne!(tend.server("cron")["pid"], pids[3]);
 
-    let table = ok(&tend, &["status", "@workers"]);
+    let table = cli_ok(&tend, &["status", "@workers"]);
     let rows: Vec<&str> = table
         .lines()
         .skip(1)
@@ -142,7 +125,7 @@ fn mixes_of_groups_and_ids_and_unknown_groups() {
         .collect();
     assert_eq!(rows, ["mailer", "cron"], "{table}");
     let listed: Value =
-        serde_json::from_str(&ok(&tend, &["status", "--json", "@backend"])).unwrap();
+        serde_json::from_str(&cli_ok(&tend, &["status", "--json", "@backend"])).unwrap();
     assert_eq!(ids(&listed), ["db"]);
 
     let known = "no group 'nope' (known groups: backend, workers)";
@@ -226,13 +209,13 @@ fn merged_logs_come_in_the_order_lines_were_written_with_a_prefix() {
 
     // Piped: plain, names padded to the longest.
     let merged = "a   | one\nbee | two\na   | three\nbee | four\n";
-    assert_eq!(ok(&tend, &["logs", "@chat"]), merged);
-    assert_eq!(ok(&tend, &["logs", "a", "bee"]), merged);
+    assert_eq!(cli_ok(&tend, &["logs", "@chat"]), merged);
+    assert_eq!(cli_ok(&tend, &["logs", "a", "bee"]), merged);
     assert_eq!(
-        ok(&tend, &["logs", "@chat", "-n", "2"]),
+        cli_ok(&tend, &["logs", "@chat", "-n", "2"]),
         "a   | three\nbee | four\n"
     );
-    let everything = ok(&tend, &["logs"]);
+    let everything = cli_ok(&tend, &["logs"]);
     assert!(everything.contains("quiet | alone\n"), "{everything}");
     let chat: Vec<&str> = everything
         .lines()
@@ -248,7 +231,7 @@ fn merged_logs_come_in_the_order_lines_were_written_with_a_prefix() {
         ]
     );
     // One id stays as it was: the lines alone.
-    assert_eq!(ok(&tend, &["logs", "a"]), "one\nthree\n");
+    assert_eq!(cli_ok(&tend, &["logs", "a"]), "one\nthree\n");
 
     // Coloured when forced (a terminal), plain again under NO_COLOR.
     let coloured = tend

@@ -1146,6 +1146,29 @@ pub fn without_moving_fields(list: &Value) -> Value {
     list
 }
 
+/// A command's standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs the CLI against `tend`, requires success and returns what it printed.
+pub fn cli_ok(tend: &Tend, args: &[&str]) -> String {
+    let out = tend.cli(args);
+    assert!(
+        out.status.success(),
+        "tend {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
 /// Makes sure every one of `commands` is on PATH, installing Debian's `package` when one is
 /// missing (tests/tools/debian-package.sh); panics with the script's output when it cannot.
 /// Installs run one at a time: two apt-gets at once would fight over dpkg's lock.

@@ -6,15 +6,7 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{TempDir, Tend, free_port, port_open, tend_bin};
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::support::{TempDir, Tend, free_port, port_open, stderr, stdout, tend_bin};
 
 fn describe(args: &[&str], out: &Output) -> String {
     format!(
