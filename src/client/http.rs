@@ -421,6 +421,28 @@ enum BodyKind {
     UntilEof,
 }
 
+/// Reads what fits in `buf` of the `remaining` bytes the body still owes, counting them off; the
+/// connection closing first is an error, said as "the connection closed" and `place`.
+fn read_at_most(
+    inner: &mut impl Read,
+    buf: &mut [u8],
+    remaining: &mut u64,
+    place: &str,
+) -> io::Result<usize> {
+    let max = usize::try_from(*remaining)
+        .unwrap_or(usize::MAX)
+        .min(buf.len());
+    let read = inner.read(&mut buf[..max])?;
+    if read == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the connection closed {place}"),
+        ));
+    }
+    *remaining -= read as u64;
+    Ok(read)
+}
+
 impl<R: BufRead> Read for Body<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
@@ -432,18 +454,12 @@ impl<R: BufRead> Read for Body<R> {
                 if *remaining == 0 {
                     return Ok(0);
                 }
-                let max = usize::try_from(*remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(buf.len());
-                let read = self.inner.read(&mut buf[..max])?;
-                if read == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the connection closed before the end of the body",
-                    ));
-                }
-                *remaining -= read as u64;
-                Ok(read)
+                read_at_most(
+                    &mut self.inner,
+                    buf,
+                    remaining,
+                    "before the end of the body",
+                )
             }
             BodyKind::Chunked { remaining, done } => {
                 if *done {
@@ -458,17 +474,7 @@ impl<R: BufRead> Read for Body<R> {
                     }
                     *remaining = size;
                 }
-                let max = usize::try_from(*remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(buf.len());
-                let read = self.inner.read(&mut buf[..max])?;
-                if read == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the connection closed inside a chunk",
-                    ));
-                }
-                *remaining -= read as u64;
+                let read = read_at_most(&mut self.inner, buf, remaining, "inside a chunk")?;
                 if *remaining == 0 {
                     expect_line_end(&mut self.inner)?;
                 }
