@@ -223,10 +223,10 @@ fn state_files_never_panic() {
 
 /// A stand-in supervisor that answers every command the way the real one may.
 fn fake_supervisor() -> Shared {
-    let (control, inbox) = unbounded::<Control>();
+    let (control, inbox) = unbounded::<Box<Control>>();
     std::thread::spawn(move || {
         for message in inbox {
-            match message {
+            match *message {
                 Control::List { reply } => {
                     let _ = reply.send(Vec::new());
                 }

@@ -183,6 +183,9 @@ pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Err
         boot_id,
         source,
     );
+    // Every server now holds its own config, and a reload reads the file again: the parsed
+    // list would be a second copy of all of them for tend's whole life (~630 bytes a server).
+    drop(std::mem::take(&mut config.servers));
     supervisor.record_to(Recorder::new(
         Some(recording.history_queue),
         recording.alerts_queue,
@@ -218,7 +221,7 @@ struct Recording {
 }
 
 impl Recording {
-    fn start(config: &Config, timeline: Sender<Timeline>) -> Result<Recording, Error> {
+    fn start(config: &Config, timeline: Sender<Box<Timeline>>) -> Result<Recording, Error> {
         let path = history::path_beside(&config.state_file);
         let journal = Arc::new(
             history::load(&path)

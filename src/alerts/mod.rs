@@ -128,7 +128,7 @@ impl AlertsThread {
 /// the handle for HTTP handlers and the thread. Outcomes go to `outcomes`.
 pub fn start(
     rules: Vec<AlertRule>,
-    outcomes: Sender<Timeline>,
+    outcomes: Sender<Box<Timeline>>,
 ) -> io::Result<(Sender<Arc<Record>>, AlertsHandle, AlertsThread)> {
     let (events_tx, events) = bounded(EVENT_QUEUE);
     let (tests_tx, tests) = unbounded();
@@ -188,7 +188,7 @@ impl Worker {
     fn start(
         rule_number: usize,
         rule: AlertRule,
-        outcomes: Sender<Timeline>,
+        outcomes: Sender<Box<Timeline>>,
     ) -> io::Result<Worker> {
         let (queue, jobs) = bounded::<Job>(DELIVERY_QUEUE);
         let (done_tx, done) = bounded(1);
@@ -214,7 +214,7 @@ struct Dispatcher {
     firing: HashMap<usize, HashMap<Key, Alert>>,
     /// Servers running again after trouble: when their `recovered` is due.
     recovering: HashMap<String, (Instant, Alert)>,
-    outcomes: Sender<Timeline>,
+    outcomes: Sender<Box<Timeline>>,
 }
 
 impl Dispatcher {
@@ -414,13 +414,13 @@ impl Dispatcher {
     }
 
     fn report(&self, index: usize, alert: &Alert, result: &str, detail: String) {
-        let _ = self.outcomes.send(outcome(
+        let _ = self.outcomes.send(Box::new(outcome(
             index + 1,
             &self.rules[index],
             alert,
             result,
             detail,
-        ));
+        )));
     }
 }
 
@@ -442,7 +442,7 @@ fn outcome(
 }
 
 /// Runs one job on rule `rule_number`'s worker thread and reports how it went.
-fn deliver(rule_number: usize, rule: &AlertRule, job: Job, outcomes: &Sender<Timeline>) {
+fn deliver(rule_number: usize, rule: &AlertRule, job: Job, outcomes: &Sender<Box<Timeline>>) {
     let deadline = Instant::now() + rule.timeout;
     let (alert, result, test) = match (&rule.target, job) {
         (AlertTarget::Exec { command, cwd }, Job::Fire(alert)) => {
@@ -526,7 +526,13 @@ fn deliver(rule_number: usize, rule: &AlertRule, job: Job, outcomes: &Sender<Tim
             detail: detail.clone(),
         });
     }
-    let _ = outcomes.send(outcome(rule_number, rule, &alert, result_name, detail));
+    let _ = outcomes.send(Box::new(outcome(
+        rule_number,
+        rule,
+        &alert,
+        result_name,
+        detail,
+    )));
 }
 
 /// An alert as Alertmanager's v2 API takes it (`POST /api/v2/alerts`).

@@ -133,7 +133,7 @@ pub fn ask<T>(
     make: impl FnOnce(crossbeam_channel::Sender<T>) -> Control,
 ) -> Result<T, Reply> {
     let (reply, answer) = bounded(1);
-    if shared.control.send(make(reply)).is_err() {
+    if shared.control.send(Box::new(make(reply))).is_err() {
         return Err(Reply::error(503, "shutting_down", "tend is shutting down"));
     }
     answer.recv_timeout(timeout).map_err(|e| match e {
@@ -418,11 +418,11 @@ fn kill(request: &ApiRequest, shared: &Shared) -> Reply {
         Err(reply) => return reply,
     };
     let gone = |signal| {
-        let _ = shared.control.send(Control::OrphanGone {
+        let _ = shared.control.send(Box::new(Control::OrphanGone {
             id: target.id.clone(),
             pid: target.pid,
             signal,
-        });
+        }));
     };
     match process::kill_orphan(target.pid, target.start_ticks, ORPHAN_GRACE) {
         Ok(signal) => {

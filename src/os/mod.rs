@@ -5,6 +5,7 @@
 
 pub mod inotify;
 pub mod localtime;
+pub mod memory;
 pub mod pidwatch;
 pub mod process;
 pub mod procfs;

@@ -58,7 +58,7 @@ struct Shared {
     failures: AtomicU64,
     last_bytes: AtomicU64,
     /// Told of the first failed write of each streak (a `stateWriteFailed` timeline event).
-    tell_failure: Mutex<Option<Sender<Timeline>>>,
+    tell_failure: Mutex<Option<Sender<Box<Timeline>>>>,
 }
 
 impl Shared {
@@ -239,9 +239,9 @@ impl ProcessStateStore {
                 if self.failure_streak == 1 {
                     let tell = self.shared.tell_failure.lock();
                     if let Some(tell) = tell.as_ref().ok().and_then(|t| t.as_ref()) {
-                        let _ = tell.try_send(Timeline::StateWriteFailed {
+                        let _ = tell.try_send(Box::new(Timeline::StateWriteFailed {
                             error: format!("{}: {reason}", self.path.display()),
-                        });
+                        }));
                     }
                 }
                 let is_new_reason = self.last_error.as_deref() != Some(reason.as_str());
@@ -309,7 +309,7 @@ impl StoreHandle {
 
     /// From now on the first failed write of each streak is told to `to` as a
     /// `stateWriteFailed` timeline event (it never waits: a full channel loses the note).
-    pub fn tell_failures_to(&self, to: Sender<Timeline>) {
+    pub fn tell_failures_to(&self, to: Sender<Box<Timeline>>) {
         *self
             .shared
             .tell_failure
@@ -522,7 +522,7 @@ mod tests {
         wait_until("a few failures", || store.stats().failures, |f| *f >= 2);
         assert_eq!(store.stats().writes, 0);
         // One note for the streak, however many retries fail.
-        match told.try_recv() {
+        match told.try_recv().map(|note| *note) {
             Ok(crate::model::Timeline::StateWriteFailed { error }) => {
                 let path = state_file(&dir).display().to_string();
                 assert!(error.starts_with(&path), "{error}")

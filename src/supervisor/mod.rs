@@ -34,6 +34,7 @@ mod planned;
 pub mod policy;
 mod protocol;
 mod readers;
+mod release;
 pub mod reload;
 mod server;
 mod takeover;
@@ -118,6 +119,8 @@ pub struct ServerOrchestrator {
     /// Commands that arrived while a reload was applied: reloads and actions wait for it, so
     /// they act on the config it leaves, never on a half-applied one.
     deferred: VecDeque<Control>,
+    /// When freed memory goes back to the kernel (after changes; see `release`).
+    release: release::Release,
 }
 
 impl ServerOrchestrator {
@@ -176,6 +179,7 @@ impl ServerOrchestrator {
             slots: (0..count).map(|i| Some(ServerIndex(i))).collect(),
             reloading: None,
             deferred: VecDeque::new(),
+            release: release::Release::default(),
         }
     }
 
@@ -220,6 +224,7 @@ impl ServerOrchestrator {
                 .into_iter()
                 .chain(self.state_due)
                 .chain(self.readers.due())
+                .chain(self.release.due())
                 .min();
             let timer = match next {
                 Some(at) => after(at.saturating_duration_since(self.host.now())),
@@ -227,7 +232,7 @@ impl ServerOrchestrator {
             };
             select! {
                 recv(inbox.control) -> message => match message {
-                    Ok(control) => self.on_control(control),
+                    Ok(control) => self.on_control(*control),
                     Err(_) => return,
                 },
                 recv(inbox.exits) -> exit => match exit {
@@ -251,10 +256,13 @@ impl ServerOrchestrator {
                 },
                 recv(inbox.timeline) -> event => {
                     if let Ok(event) = event {
-                        self.timeline(event);
+                        self.timeline(*event);
                     }
                 },
-                recv(timer) -> _ => self.on_timers(),
+                recv(timer) -> _ => {
+                    self.on_timers();
+                    self.release.run_if_due(self.host.now());
+                },
             }
             self.end_turn();
             if self.shutting_down && self.all_settled_for_exit() {
@@ -495,6 +503,9 @@ impl ServerOrchestrator {
     }
 
     fn publish_changed(&mut self) {
+        if !self.changed_order.is_empty() {
+            self.release.after_change(self.host.now());
+        }
         let now = self.host.wall_clock();
         for index in std::mem::take(&mut self.changed_order) {
             self.changed[index.0] = false;

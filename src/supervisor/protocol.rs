@@ -144,14 +144,15 @@ impl std::fmt::Display for ControlError {
 
 /// The channels the supervisor listens on.
 pub struct Inbox {
-    pub control: Receiver<Control>,
+    pub control: Receiver<Box<Control>>,
     pub exits: Receiver<Exit>,
     pub reports: Receiver<Report>,
     pub signals: Receiver<Signal>,
     /// Changes the file watcher saw, and how many folders it watches.
     pub watch: Receiver<WatchReport>,
     /// Timeline events from other threads: alert outcomes, state write failures.
-    pub timeline: Receiver<Timeline>,
+    /// Boxed, like `control`: a queue's slots are allocated when it is made.
+    pub timeline: Receiver<Box<Timeline>>,
 }
 
 /// Where the supervisor's outputs go.
