@@ -242,8 +242,7 @@ fn rotate_logged(path: &Path, max_bytes: u64, keep: u32) {
 }
 
 fn watch(inotify: &Inotify, log_dir: &Path, limits: &Limits) {
-    // Room for many events at once; each is a header plus a NUL-padded name.
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; crate::os::inotify::READ_BUFFER];
     loop {
         let events = match inotify.read(&mut buf) {
             Ok(events) => events,

@@ -8,6 +8,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
+/// A buffer for [`Inotify::read`]: room for one event with the longest name (16 + 256 bytes)
+/// many times over, typically a hundred events. A burst larger than that is read in more
+/// calls; a larger buffer would be resident for tend's life in every thread that watches.
+pub const READ_BUFFER: usize = 4096;
+
 /// One inotify instance.
 pub struct Inotify {
     fd: OwnedFd,
@@ -58,7 +63,7 @@ impl Inotify {
         unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
     }
 
-    /// Reads what events there are into `buf` (blocking unless the instance is nonblocking:
+    /// Reads what events there are into `buf` (at least [`READ_BUFFER`] bytes; blocking unless the instance is nonblocking:
     /// then an empty list when there are none).
     pub fn read(&self, buf: &mut [u8]) -> io::Result<Vec<Event>> {
         loop {

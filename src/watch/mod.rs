@@ -153,7 +153,7 @@ struct Watcher {
 
 impl Watcher {
     fn run(&mut self, waker: &Waker, inbox: &Receiver<WatchCmd>) {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; inotify::READ_BUFFER];
         loop {
             let now = Instant::now();
             let due = self
