@@ -19,6 +19,12 @@ use crate::recorder::Recorder;
 
 /// State events kept for Last-Event-ID replay.
 pub const REPLAY_CAPACITY: usize = 4096;
+/// ...and at most this many bytes of them. A `server` frame is a whole server view (~600
+/// bytes), so 4096 of them were 2.5 MB held for tend's life once 1,000 servers had started.
+/// A client that missed more than this gets a snapshot instead, which is then about as many
+/// bytes (1,000 servers list in ~500 KB) and leaves it in the same state; the dashboard also
+/// fetches the timeline events it missed from the history after any gap.
+pub const REPLAY_BYTES: usize = 512 * 1024;
 /// Frames a subscriber may have queued before it counts as not reading.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
 
@@ -29,6 +35,8 @@ pub type Frame = Arc<str>;
 pub struct EventHub {
     last_id: u64,
     replay: VecDeque<(u64, Frame)>,
+    /// The frames' bytes in `replay`.
+    replay_bytes: usize,
     subscribers: Vec<Sender<Frame>>,
     /// Hands timeline events on to history and alerts (see `recorder`).
     recorder: Recorder,
@@ -120,11 +128,23 @@ impl EventHub {
                 encode(Some(id), timeline.name(), timeline)
             }
         };
-        self.replay.push_back((self.last_id, Frame::clone(&frame)));
-        if self.replay.len() > REPLAY_CAPACITY {
-            self.replay.pop_front();
+        // Room first: a deque pushed past its capacity doubles it.
+        while self.replay.len() >= REPLAY_CAPACITY
+            || (!self.replay.is_empty() && self.replay_bytes + frame.len() > REPLAY_BYTES)
+        {
+            self.drop_oldest();
+        }
+        if frame.len() <= REPLAY_BYTES {
+            self.replay_bytes += frame.len();
+            self.replay.push_back((self.last_id, Frame::clone(&frame)));
         }
         self.fan_out(&frame);
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some((_, frame)) = self.replay.pop_front() {
+            self.replay_bytes -= frame.len();
+        }
     }
 
     fn next_id(&mut self) -> u64 {
@@ -210,6 +230,51 @@ mod tests {
         }
         let too_old = hub.subscribe(Some(2), Vec::new);
         assert!(too_old.initial[1].contains("event: servers"));
+    }
+
+    fn failed(n: u32, error: &str) -> Event {
+        Event::Timeline(Timeline::ProcessError {
+            id: format!("s{n}"),
+            error: error.to_string(),
+        })
+    }
+
+    #[test]
+    fn the_replay_keeps_at_most_its_bytes_and_a_client_that_missed_more_gets_a_snapshot() {
+        let mut hub = EventHub::default();
+        let error = "x".repeat(1000);
+        let count = (REPLAY_BYTES / 1000) as u32 + 10;
+        for n in 1..=count {
+            hub.publish(&failed(n, &error));
+        }
+        assert!(
+            hub.replay_bytes <= REPLAY_BYTES,
+            "{} bytes kept",
+            hub.replay_bytes
+        );
+        assert_eq!(
+            hub.replay_bytes,
+            hub.replay.iter().map(|(_, f)| f.len()).sum::<usize>()
+        );
+        let kept = hub.replay.len() as u64;
+        assert!(kept > 400, "only {kept} frames kept");
+        // The newest `kept` are replayed exactly; one more missed and it is a snapshot.
+        let recent = hub.subscribe(Some(hub.last_id() - kept), || panic!("replayable"));
+        assert_eq!(recent.initial.len() as u64, 1 + kept);
+        assert!(recent.initial[1].starts_with(&format!("id: {}\n", hub.last_id() - kept + 1)));
+        let too_old = hub.subscribe(Some(hub.last_id() - kept - 1), Vec::new);
+        assert!(too_old.initial[1].contains("event: servers"));
+
+        // A frame larger than the whole buffer is sent but not kept, and nothing older is
+        // replayed across it.
+        hub.publish(&failed(0, &"y".repeat(REPLAY_BYTES)));
+        assert!(hub.replay.is_empty());
+        let before_it = hub.subscribe(Some(hub.last_id() - 1), Vec::new);
+        assert!(before_it.initial[1].contains("event: servers"));
+        let after_it = hub.subscribe(Some(hub.last_id()), || panic!("nothing missed"));
+        assert_eq!(after_it.initial.len(), 1);
+        hub.publish(&started(1));
+        assert_eq!(hub.replay.len(), 1);
     }
 
     #[test]
