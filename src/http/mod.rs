@@ -236,23 +236,14 @@ fn handle(mut request: tiny_http::Request, socket: &TcpStream, shared: &Shared) 
         log::debug!(target: LOG, "{method} {path} -> {} (refused)", reply.status);
         return finish(request, socket, reply, keep_alive, head_only);
     }
-    // A panic in a handler must cost one request, never the process (panic = "unwind").
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        api::route(&api_request, shared)
-    }));
-    match outcome {
-        Ok(api::Outcome::Reply(reply)) => {
+    match api::route(&api_request, shared) {
+        api::Outcome::Reply(reply) => {
             log::debug!(target: LOG, "{method} {path} -> {}", reply.status);
             finish(request, socket, reply, keep_alive, head_only)
         }
-        Ok(api::Outcome::Events(params)) => {
+        api::Outcome::Events(params) => {
             sse::serve(request, params, shared);
             false
-        }
-        Err(_) => {
-            log::error!(target: LOG, "Handler for {method} {path} panicked");
-            let reply = Reply::error(500, "internal", "internal error");
-            finish(request, socket, reply, keep_alive, head_only)
         }
     }
 }
