@@ -13,6 +13,7 @@ pub mod assets;
 pub mod auth;
 pub mod connections;
 pub mod guard;
+mod gzip;
 pub mod metrics;
 pub mod sse;
 
@@ -84,6 +85,7 @@ pub struct ApiRequest {
     pub referer: Option<String>,
     pub authorization: Option<String>,
     pub cookie: Option<String>,
+    pub accept_encoding: Option<String>,
     /// Bytes of all header names and values, and of the URL, for the size limits.
     pub head_len: usize,
     pub url_len: usize,
@@ -314,6 +316,7 @@ fn read_request(request: &mut tiny_http::Request) -> Result<(ApiRequest, bool), 
         referer: header("Referer"),
         authorization: header("Authorization"),
         cookie: header("Cookie"),
+        accept_encoding: header("Accept-Encoding"),
         head_len,
         url_len,
         body: Vec::new(),
