@@ -2,7 +2,8 @@
 //! signals to process groups and to verified PIDs. It keeps no state; the supervisor owns that.
 //! Runs on the supervisor thread (spawn, signal) and on HTTP threads (orphan kills).
 //!
-//! It never waits for a child: the reaper is the only code that does (see `reaper.rs`).
+//! It never waits for a child: the reaper is the only code that does (see `reaper.rs`), but for
+//! a child whose exec failed, which the spawn reaps itself (`spawn.rs`).
 
 use std::fs;
 use std::io;
