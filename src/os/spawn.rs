@@ -704,7 +704,6 @@ unsafe fn fail_with(plan: &Plan, step: Step, errno: libc::c_int) -> ! {
 }
 
 #[cfg(test)]
-#[allow(clippy::zombie_processes)]
 mod tests {
     // The child a `SessionCommand` starts, read back from /proc. This test binary has no reaper,
     // so each test reaps its own children with waitpid(2) (std's waits are off limits: clippy.toml).
