@@ -368,6 +368,11 @@ fn requests_never_panic_and_refusals_are_json_errors() {
                 _ => Some("Bearer s3cret".into()),
             },
             cookie: rng.below(4).eq(&0).then(|| "tend_token=s3cret".to_string()),
+            accept_encoding: match rng.below(3) {
+                0 => None,
+                1 => Some("gzip, deflate, br".into()),
+                _ => Some(String::from_utf8_lossy(&rng.bytes(20)).into_owned()),
+            },
             head_len: rng.below(9000),
             url_len: rng.below(9000),
             body: {

@@ -54,6 +54,7 @@ fn run() -> Result<ExitCode, Error> {
     match &cli.command {
         Command::Up(options) => {
             logger::init();
+            up::abort_on_panic();
             up::up(cli.config.as_deref(), options)?;
             Ok(ExitCode::SUCCESS)
         }

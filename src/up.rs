@@ -51,6 +51,21 @@ pub fn load_config(explicit: Option<&Path>, port: Option<u16>) -> Result<Config,
     Ok(config::procfile::load(&path, port)?)
 }
 
+/// Makes every panic end tend at once, in every build: the release profile has `panic =
+/// "abort"`, and a debug build, which unwinds, would otherwise lose just the panicking thread
+/// while the rest carried on — a dead monitor means no health checks, a dead reaper no exits
+/// seen, a dead store no state written, under a dashboard that still looks fine. Ending is the
+/// honest outcome and a safe one: servers run in sessions of their own and keep running, the
+/// state file is always whole (written by rename), and the next `tend up` adopts them. The
+/// default hook still prints the thread, the place and the message to stderr, tend's log.
+pub fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
+}
+
 pub fn up(explicit_config: Option<&Path>, options: &UpOptions) -> Result<(), Error> {
     let mut config = load_config(explicit_config, options.port)?;
     // A reload reads the same file with the same options (`--port` is taken by load_config;

@@ -130,7 +130,13 @@ fn serve_connection(stream: TcpStream, slot: Slot, head: tiny_http::HeadLimits, 
         Ok(socket) => socket,
         Err(_) => return,
     };
-    let mut requests = tiny_http::RequestStream::new(stream, head);
+    let mut requests = match tiny_http::RequestStream::new(stream, head) {
+        Ok(requests) => requests,
+        Err(e) => {
+            log::warn!(target: LOG, "Closing a new connection: {e}");
+            return;
+        }
+    };
     loop {
         slot.enter(Phase::Idle);
         if !requests.wait_for_request() {

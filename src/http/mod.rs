@@ -13,6 +13,7 @@ pub mod assets;
 pub mod auth;
 pub mod connections;
 pub mod guard;
+mod gzip;
 pub mod metrics;
 pub mod sse;
 
@@ -86,6 +87,7 @@ pub struct ApiRequest {
     pub referer: Option<String>,
     pub authorization: Option<String>,
     pub cookie: Option<String>,
+    pub accept_encoding: Option<String>,
     /// Bytes of all header names and values, and of the URL, for the size limits.
     pub head_len: usize,
     pub url_len: usize,
@@ -238,23 +240,14 @@ fn handle(mut request: tiny_http::Request, socket: &TcpStream, shared: &Shared) 
         log::debug!(target: LOG, "{method} {path} -> {} (refused)", reply.status);
         return finish(request, socket, reply, keep_alive, head_only);
     }
-    // A panic in a handler must cost one request, never the process (panic = "unwind").
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        api::route(&api_request, shared)
-    }));
-    match outcome {
-        Ok(api::Outcome::Reply(reply)) => {
+    match api::route(&api_request, shared) {
+        api::Outcome::Reply(reply) => {
             log::debug!(target: LOG, "{method} {path} -> {}", reply.status);
             finish(request, socket, reply, keep_alive, head_only)
         }
-        Ok(api::Outcome::Events(params)) => {
+        api::Outcome::Events(params) => {
             sse::serve(request, params, shared);
             false
-        }
-        Err(_) => {
-            log::error!(target: LOG, "Handler for {method} {path} panicked");
-            let reply = Reply::error(500, "internal", "internal error");
-            finish(request, socket, reply, keep_alive, head_only)
         }
     }
 }
@@ -325,6 +318,7 @@ fn read_request(request: &mut tiny_http::Request) -> Result<(ApiRequest, bool), 
         referer: header("Referer"),
         authorization: header("Authorization"),
         cookie: header("Cookie"),
+        accept_encoding: header("Accept-Encoding"),
         head_len,
         url_len,
         body: Vec::new(),

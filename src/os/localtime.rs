@@ -52,6 +52,9 @@ fn broken_down(t: i64) -> libc::tm {
 
 /// `None` when the C library cannot represent `t` in local time.
 fn try_broken_down(t: i64) -> Option<libc::tm> {
+    // The libc crate marks musl's time_t deprecated because its width changed on 32-bit
+    // targets (musl 1.2); on the 64-bit targets tend builds for it is i64 with any C library.
+    #[allow(deprecated)]
     let t = t as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, which we own; a zeroed tm is a valid value.
     unsafe {

@@ -3,8 +3,8 @@
 //! every response carries, the dashboard's files, and the logs endpoint's `lines` parameter.
 //! Connections themselves (keep-alive, stalled clients, the limit) are in `connections.rs`.
 //!
-//! No route panics on purpose, and no input found reaches a panic, so "a panicking handler
-//! costs one request" is left to the handler's `catch_unwind` and its review.
+//! No route panics on purpose, and no input found reaches a panic (the generated-input tests in
+//! src/fuzz_tests.rs); a panic would end tend (`up::abort_on_panic`), never leave it half alive.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -423,6 +423,61 @@ fn the_dashboard_and_its_files_are_served() {
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"status": "ok"})
     );
+}
+
+/// The files are stored gzip-compressed: a client that accepts gzip gets those bytes, any other
+/// the same file decoded; `gzip -d` (the system's, not tend's decoder) must agree with both.
+#[test]
+fn files_come_gzip_encoded_only_to_clients_that_accept_it() {
+    let dir = TempDir::new("http_gzip");
+    let tend = Tend::start(&dir, &idle_web());
+    for path in ["/app.js", "/app.css", "/api/openapi.json"] {
+        let (status, headers, plain) = tend.request_raw("GET", path, &[], b"");
+        assert_eq!(status, 200, "GET {path}");
+        assert_eq!(header(&headers, "Content-Encoding"), None, "GET {path}");
+        assert_eq!(header(&headers, "Vary"), Some("Accept-Encoding"));
+        let refused = [("Accept-Encoding", "gzip;q=0, identity")];
+        let (_, headers, also_plain) = tend.request_raw("GET", path, &refused, b"");
+        assert_eq!(header(&headers, "Content-Encoding"), None, "{path}");
+        assert_eq!(also_plain, plain, "{path}");
+
+        let browser = [("Accept-Encoding", "gzip, deflate, br, zstd")];
+        let (status, headers, packed) = tend.request_raw("GET", path, &browser, b"");
+        assert_eq!(status, 200, "GET {path} with gzip");
+        assert_eq!(header(&headers, "Content-Encoding"), Some("gzip"), "{path}");
+        assert!(
+            packed.len() * 2 < plain.len(),
+            "{path}: {} of {}",
+            packed.len(),
+            plain.len()
+        );
+        let length: usize = header(&headers, "Content-Length").unwrap().parse().unwrap();
+        assert_eq!(length, packed.len(), "{path}");
+        let file = dir.path.join("packed.gz");
+        std::fs::write(&file, &packed).unwrap();
+        let out = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(&file)
+            .output()
+            .expect("gzip runs");
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.stdout, plain,
+            "{path}: gzip -d disagrees with tend's decoding"
+        );
+
+        let (status, headers, head_body) = tend.request_raw("HEAD", path, &browser, b"");
+        assert_eq!(status, 200, "HEAD {path}");
+        assert!(head_body.is_empty(), "HEAD {path}");
+        assert_eq!(
+            header(&headers, "Content-Length").unwrap(),
+            length.to_string()
+        );
+    }
 }
 
 #[test]

@@ -222,7 +222,9 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // tend patch: peer_addr fails (ENOTCONN) for a client that reset the connection
+            // before its first request was read; upstream unwrapped it and panicked.
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
         )
@@ -327,11 +329,15 @@ pub struct RequestStream {
 impl RequestStream {
     /// Reads requests from `stream` within `limits`. The stream's socket timeouts are the
     /// caller's: `wait_for_request` waits at most its read timeout.
-    pub fn new(stream: std::net::TcpStream, limits: HeadLimits) -> RequestStream {
-        let (read, write) = RefinedTcpStream::new(crate::connection::Connection::from(stream));
+    /// Fails only when the socket cannot be duplicated for its read half (out of descriptors).
+    pub fn new(stream: std::net::TcpStream, limits: HeadLimits) -> IoResult<RequestStream> {
+        use crate::connection::Connection;
+        let read_half = stream.try_clone()?;
+        let (read, write) =
+            RefinedTcpStream::from_halves(Connection::from(read_half), Connection::from(stream));
         let mut connection = ClientConnection::new(write, read);
         connection.limits = limits;
-        RequestStream { connection }
+        Ok(RequestStream { connection })
     }
 
     /// Waits for the first byte of the next request (a pipelined one may already be buffered).

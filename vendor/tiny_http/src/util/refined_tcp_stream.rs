@@ -89,6 +89,25 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
+    /// tend patch: the two halves from two descriptors the caller already has, so a failed
+    /// duplication (EMFILE) is the caller's error to handle; `new` below unwraps it.
+    pub(crate) fn from_halves<S>(read: S, write: S) -> (RefinedTcpStream, RefinedTcpStream)
+    where
+        S: Into<Stream>,
+    {
+        let read = RefinedTcpStream {
+            stream: read.into(),
+            close_read: true,
+            close_write: false,
+        };
+        let write = RefinedTcpStream {
+            stream: write.into(),
+            close_read: false,
+            close_write: true,
+        };
+        (read, write)
+    }
+
     pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,
