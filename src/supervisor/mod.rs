@@ -230,6 +230,7 @@ impl ServerOrchestrator {
                 Some(at) => after(at.saturating_duration_since(self.host.now())),
                 None => never(),
             };
+            let mut timer_only = false;
             select! {
                 recv(inbox.control) -> message => match message {
                     Ok(control) => self.on_control(*control),
@@ -261,8 +262,13 @@ impl ServerOrchestrator {
                 },
                 recv(timer) -> _ => {
                     self.on_timers();
+                    // The release's own wake-up is no work (a server timer's changes are).
+                    timer_only = true;
                     self.release.run_if_due(self.host.now());
                 },
+            }
+            if !timer_only {
+                self.release.after_work(self.host.now());
             }
             self.end_turn();
             if self.shutting_down && self.all_settled_for_exit() {
@@ -504,7 +510,7 @@ impl ServerOrchestrator {
 
     fn publish_changed(&mut self) {
         if !self.changed_order.is_empty() {
-            self.release.after_change(self.host.now());
+            self.release.after_work(self.host.now());
         }
         let now = self.host.wall_clock();
         for index in std::mem::take(&mut self.changed_order) {
