@@ -201,6 +201,8 @@ struct Holder {
     /// whose last holder is exiting (its descriptors are gone from /proc a moment before the
     /// kernel closes the socket), so an unknown holder counts only once it has lasted a round.
     lasted: bool,
+    /// The full round that last saw its socket: one that did not is gone.
+    seen: u64,
 }
 
 struct ProcessMonitor {

@@ -36,16 +36,21 @@ pub(super) struct RoundBuffers {
     pub(super) ports: Vec<u16>,
     listeners: Vec<Listener>,
     reach: Vec<Reach>,
+    /// Per configured port of the servers in the round, in order: its listeners' positions.
+    spans: Vec<(usize, usize)>,
+    /// Per listener (by position), its holder, looked up once a round.
+    held: Vec<Option<Holder>>,
     holders: Vec<Holder>,
-    inodes: Vec<u64>,
     observation: Observation,
+    /// Full rounds so far.
+    rounds: u64,
 }
 
-/// The listeners on `port` in `listeners` (sorted by port).
-fn on_port(listeners: &[Listener], port: u16) -> &[Listener] {
+/// The positions of the listeners on `port` in `listeners` (sorted by port).
+fn span_of(listeners: &[Listener], port: u16) -> (usize, usize) {
     let start = listeners.partition_point(|l| l.port < port);
     let len = listeners[start..].partition_point(|l| l.port == port);
-    &listeners[start..start + len]
+    (start, start + len)
 }
 
 impl ProcessMonitor {
@@ -85,7 +90,21 @@ impl ProcessMonitor {
                 self.former[index].retain(|&session| process::group_exists(session, false));
             }
         }
-        self.find_holders(indices, only.is_none(), &listeners);
+        if only.is_none() {
+            self.buffers.rounds += 1;
+        }
+        let mut spans = std::mem::take(&mut self.buffers.spans);
+        spans.clear();
+        for &index in indices {
+            spans.extend(
+                self.watches[index]
+                    .ports
+                    .iter()
+                    .map(|&port| span_of(&listeners, port)),
+            );
+        }
+        let mut held = std::mem::take(&mut self.buffers.held);
+        self.find_holders(indices, only.is_none(), &listeners, &spans, &mut held);
 
         // A port is open when a connect to it would succeed. On loopback the kernel completes
         // the handshake of a listening socket by itself unless its accept queue is over its
@@ -96,18 +115,16 @@ impl ProcessMonitor {
         let mut reach = std::mem::take(&mut self.buffers.reach);
         reach.clear();
         let mut targets = Vec::new();
-        for &index in indices {
-            for &port in &self.watches[index].ports {
-                let on = on_port(&listeners, port);
-                reach.push(if on.is_empty() {
-                    Reach::Closed
-                } else if on.iter().all(|l| l.accepts_connections().is_some()) {
-                    Reach::Known(on.iter().any(|l| l.accepts_connections() == Some(true)))
-                } else {
-                    targets.push(SocketAddr::new(reachable_ip(on[0].addr), port));
-                    Reach::Probe(targets.len() - 1)
-                });
-            }
+        for &(start, end) in &spans {
+            let on = &listeners[start..end];
+            reach.push(if on.is_empty() {
+                Reach::Closed
+            } else if on.iter().all(|l| l.accepts_connections().is_some()) {
+                Reach::Known(on.iter().any(|l| l.accepts_connections() == Some(true)))
+            } else {
+                targets.push(SocketAddr::new(reachable_ip(on[0].addr), on[0].port));
+                Reach::Probe(targets.len() - 1)
+            });
         }
         let timeout = if only.is_some() {
             QUICK_INTERVAL
@@ -123,6 +140,7 @@ impl ProcessMonitor {
         let mut holders = std::mem::take(&mut self.buffers.holders);
         let mut observation = std::mem::take(&mut self.buffers.observation);
         let mut reach_of = reach.iter();
+        let mut spans_of = spans.iter();
         for &index in indices {
             let watch = &self.watches[index];
             let former = &self.former[index];
@@ -133,11 +151,12 @@ impl ProcessMonitor {
             for &port in &watch.ports {
                 // Several sockets may listen on one port (SO_REUSEPORT, v4 and v6): the port is
                 // ours only if all of them are, and any outside holder makes it orphaned.
+                let (start, end) = spans_of.next().copied().unwrap_or_default();
                 holders.clear();
                 holders.extend(
-                    on_port(&listeners, port)
+                    held[start..end]
                         .iter()
-                        .filter_map(|l| self.holders.get(&l.inode).copied())
+                        .flatten()
                         .filter(|h| h.pid.is_some() || h.lasted),
                 );
                 let is_current = |h: &Holder| h.session.is_some() && h.session == watch.pid;
@@ -179,6 +198,8 @@ impl ProcessMonitor {
             }
         }
         self.buffers.listeners = listeners;
+        self.buffers.spans = spans;
+        self.buffers.held = held;
         self.buffers.reach = reach;
         self.buffers.holders = holders;
         self.buffers.observation = observation;
@@ -200,42 +221,53 @@ impl ProcessMonitor {
     }
 
     /// Finds the holder of every listening socket on a watched port that is new since the last
-    /// round. Costs a /proc fd scan only when a socket appeared, never per round.
-    fn find_holders(&mut self, indices: &[usize], prune: bool, listeners: &[Listener]) {
-        if prune {
-            // `listeners` holds only the watched ports, so every holder worth keeping is in it.
-            let mut live = std::mem::take(&mut self.buffers.inodes);
-            live.clear();
-            live.extend(listeners.iter().map(|l| l.inode));
-            live.sort_unstable();
-            self.holders
-                .retain(|inode, _| live.binary_search(inode).is_ok());
-            self.buffers.inodes = live;
-        }
+    /// round, and files each listener's holder in `held` (by position). Costs a /proc fd scan
+    /// only when a socket appeared, never per round; one map lookup per listener.
+    fn find_holders(
+        &mut self,
+        indices: &[usize],
+        prune: bool,
+        listeners: &[Listener],
+        spans: &[(usize, usize)],
+        held: &mut Vec<Option<Holder>>,
+    ) {
+        let round = self.buffers.rounds;
+        held.clear();
+        held.resize(listeners.len(), None);
         let mut unknown = HashSet::new();
+        let mut spans = spans.iter();
         for &index in indices {
             let session = self.watches[index].pid;
-            for &port in &self.watches[index].ports {
-                for listener in on_port(listeners, port) {
-                    let stale = match self.holders.get(&listener.inode) {
-                        None => true,
-                        // An orphan is named to people and may be killed: confirm its holder
-                        // every round (an inherited socket outlives the process that opened it).
-                        Some(Holder {
+            for _ in &self.watches[index].ports {
+                let (start, end) = spans.next().copied().unwrap_or_default();
+                for (listener, held) in listeners[start..end].iter().zip(&mut held[start..end]) {
+                    let Some(holder) = self.holders.get_mut(&listener.inode) else {
+                        unknown.insert(listener.inode);
+                        continue;
+                    };
+                    // An orphan is named to people and may be killed: confirm its holder every
+                    // round (an inherited socket outlives the process that opened it).
+                    let stale = match *holder {
+                        Holder {
                             pid: Some(pid),
                             session: held_by,
                             ..
-                        }) if *held_by != session => !procfs::is_alive(*pid),
-                        Some(_) => false,
+                        } if held_by != session => !procfs::is_alive(pid),
+                        _ => false,
                     };
-                    if let Some(holder) = self.holders.get_mut(&listener.inode) {
-                        holder.lasted = true;
-                    }
+                    holder.lasted = true;
+                    holder.seen = round;
+                    *held = Some(*holder);
                     if stale {
                         unknown.insert(listener.inode);
                     }
                 }
             }
+        }
+        if prune {
+            // Every listener on a watched port was seen in a full round: a holder not seen
+            // is of a socket that is gone.
+            self.holders.retain(|_, holder| holder.seen == round);
         }
         if unknown.is_empty() {
             return;
@@ -251,7 +283,7 @@ impl ProcessMonitor {
                 .collect();
             found.extend(procfs::find_socket_owners(&rest, procfs::all_pids()));
         }
-        for inode in unknown {
+        for &inode in &unknown {
             let pid = found.get(&inode).copied();
             let session = pid.and_then(procfs::read_stat).map(|s| s.session);
             self.holders.insert(
@@ -260,8 +292,14 @@ impl ProcessMonitor {
                     pid,
                     session,
                     lasted: false,
+                    seen: round,
                 },
             );
+        }
+        for (listener, held) in listeners.iter().zip(held.iter_mut()) {
+            if unknown.contains(&listener.inode) {
+                *held = self.holders.get(&listener.inode).copied();
+            }
         }
     }
 }
