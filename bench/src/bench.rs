@@ -103,7 +103,7 @@ struct Lifecycle {
 }
 
 /// The operations the lifecycle phase needs, for either manager.
-trait Manager {
+pub(crate) trait Manager {
     fn pid(&self) -> u32;
     /// Sends "start everything" (without waiting for the answer's side effects).
     fn start_all(&self) -> std::thread::JoinHandle<u16>;
@@ -161,7 +161,7 @@ impl Manager for SupdRun {
     }
 }
 
-fn wait_running<M: Manager>(m: &M, n: usize) {
+pub(crate) fn wait_running<M: Manager>(m: &M, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while m.running() < n {
         assert!(
@@ -1171,6 +1171,20 @@ pub fn run(opts: &Opts) -> String {
             supd: Cell::NotApplicable,
             lower_is_better: true,
         });
+        for &n in opts.ns.iter().filter(|&&n| n < LARGE_TIER) {
+            section(&format!("N = {n}: the musl build's memory"));
+            let (rss, pss) = crate::musl::footprint(&opts.me, &musl, n);
+            for (figure, samples) in [("RSS", rss), ("PSS", pss)] {
+                rows.push(Row {
+                    figure: format!("manager {figure}, N running, musl build (`make static`)"),
+                    n: n.to_string(),
+                    unit: "MiB",
+                    tend: Cell::Measured(samples),
+                    supd: Cell::NotApplicable,
+                    lower_is_better: true,
+                });
+            }
+        }
     } else {
         notes.push(format!(
             "No musl build at {}: its size is not shown.",

@@ -16,6 +16,7 @@ mod footprint;
 mod http;
 mod idle;
 mod managers;
+mod musl;
 mod procs;
 mod soak;
 mod stats;

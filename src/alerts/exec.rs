@@ -5,13 +5,12 @@
 //!
 //! It never waits for the child itself: only the reaper does (clippy.toml). The reaper hands
 //! this child's exit back through [`reaper::claim`], taken while the spawn still holds
-//! `SPAWN_LOCK`, so the exit cannot be reaped before someone listens for it.
+//! `SPAWN_LOCK` (`SessionCommand::spawn`), so the exit cannot be reaped before someone listens for it.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
@@ -20,8 +19,9 @@ use super::alert::Alert;
 use crate::config::CommandSpec;
 use crate::http::auth::TOKEN_VAR;
 use crate::model;
-use crate::os::process::{self, SPAWN_LOCK};
+use crate::os::process;
 use crate::os::reaper::{self, ExitStatus};
+use crate::os::spawn::Stdin;
 
 const LOG: &str = "Alerts";
 /// After the kill at the timeout, how long to wait for the reaper to report the exit.
@@ -63,26 +63,19 @@ pub fn run(
         .map_err(|e| format!("cannot make a pipe: {e}"))?;
     let mut cmd = process::session_command(command);
     cmd.current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(output_write))
-        .stderr(Stdio::from(output_err))
+        .stdin(Stdin::Piped)
+        .stdout(output_write)
+        .stderr(output_err)
         .env_remove(TOKEN_VAR)
         .envs(variables(alert, rule));
     let (exit_tx, exit_rx) = bounded(1);
-    let mut child = {
-        let _guard = SPAWN_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let child = cmd
-            .spawn()
-            .map_err(|e| process::describe_spawn_error(command, &e))?;
-        reaper::claim(child.id(), exit_tx);
-        child
-    };
-    // Dropping the command closes our copies of the pipe's write end: the reader sees the end
-    // of the output once every process of the command has closed its own.
-    drop(cmd);
-    let pid = child.id();
+    // The claim is made before the reaper can reap the child. The spawn closes tend's copies of
+    // the pipe's write end: the reader sees the end of the output once every process of the
+    // command has closed its own.
+    let mut child = cmd
+        .spawn(|pid| reaper::claim(pid, exit_tx))
+        .map_err(|e| process::describe_spawn_error(command, &e))?;
+    let pid = child.pid;
     let label = format!("alert rule {rule} (PID {pid})");
     forward_output(output_read, label.clone());
     if let Some(mut stdin) = child.stdin.take() {
@@ -92,8 +85,6 @@ pub fn run(
             .write_all(json.as_bytes())
             .and_then(|()| stdin.write_all(b"\n"));
     }
-    // The reaper collects the exit; dropping `Child` does not wait.
-    drop(child);
     match exit_rx.recv_timeout(timeout) {
         Ok(ExitStatus::Code(0)) => Ok("exit code 0".to_string()),
         Ok(ExitStatus::Code(code)) => Err(format!("exit code {code}")),

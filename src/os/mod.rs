@@ -12,3 +12,4 @@ pub mod procfs;
 pub mod reaper;
 pub mod shell;
 pub mod sockdiag;
+pub mod spawn;

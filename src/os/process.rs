@@ -2,27 +2,21 @@
 //! signals to process groups and to verified PIDs. It keeps no state; the supervisor owns that.
 //! Runs on the supervisor thread (spawn, signal) and on HTTP threads (orphan kills).
 //!
-//! It never waits for a child: the reaper is the only code that does (see `reaper.rs`).
+//! It never waits for a child: the reaper is the only code that does (see `reaper.rs`), but for
+//! a child whose exec failed, which the spawn reaps itself (`spawn.rs`).
 
 use std::fs;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::{CommandSpec, ServerConfig, parse_env_file};
 use crate::http::auth::TOKEN_VAR;
 use crate::logs::paths::open_log;
+use crate::os::spawn::{SessionCommand, SpawnError, Step};
 use crate::os::{procfs, shell};
 
 const LOG: &str = "ProcessManager";
-
-/// Held by every spawn and by the reaper around `waitpid(-1)`. When exec fails, std's
-/// `Command::spawn` reaps the forked child itself and panics if someone else did first
-/// (docs/NOTES.md: 190 of 200 failing spawns panicked without this lock).
-pub static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
 /// The soft RLIMIT_NOFILE tend was started with, given back to every child (0: unchanged).
 static CHILD_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -94,7 +88,6 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
     let mut command = session_command(&server.command);
     command
         .current_dir(&server.cwd)
-        .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
         .env_remove(TOKEN_VAR)
@@ -104,16 +97,11 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
         command.env(key, value);
     }
     command.envs(&server.env);
-    let child = {
-        let _guard = SPAWN_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        command.spawn()
-    };
-    let child = child.map_err(|e| describe_spawn_error(&server.command, &e))?;
-    let pid = child.id();
-    // The reaper collects the exit; dropping `Child` does not wait.
-    drop(child);
+    // The reaper collects the exit.
+    let pid = command
+        .spawn(|_| ())
+        .map_err(|e| describe_spawn_error(&server.command, &e))?
+        .pid;
     // A process that already exited has no stat left; 0 never matches a live process later.
     let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
     log::info!(target: LOG, "Process '{}' started (PID: {})", server.id, pid);
@@ -127,89 +115,39 @@ pub fn spawn(server: &ServerConfig, log_dir: &Path, tend_bin: &Path) -> Result<S
 /// The command for a child of tend: a string under `/bin/sh -c` (with the exec rule of
 /// [`shell::script_for`]), an array exec'd directly; started as the leader of a session of its
 /// own (tend stops it by its process group), with the descriptor limit tend found at start,
-/// and none of the descriptors tend may have inherited. Servers and alert commands alike.
-pub fn session_command(spec: &CommandSpec) -> Command {
-    let mut command = match spec {
+/// and none of the descriptors tend may have inherited (see `spawn.rs` for how). Servers and
+/// alert commands alike.
+pub fn session_command(spec: &CommandSpec) -> SessionCommand {
+    let child_nofile = CHILD_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
+    match spec {
         CommandSpec::Shell(line) => {
             // One simple command gets `exec`, so the PID is the program's, not dash's.
-            let mut c = Command::new("/bin/sh");
+            let mut c = SessionCommand::new("/bin/sh", child_nofile);
             c.arg("-c").arg(shell::script_for(line));
             c
         }
         CommandSpec::Exec(argv) => {
-            let mut c = Command::new(&argv[0]);
+            let mut c = SessionCommand::new(&argv[0], child_nofile);
             c.args(&argv[1..]);
             c
         }
-    };
-    let child_nofile = CHILD_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
-    // SAFETY: setsid, setrlimit, close_range and fcntl are async-signal-safe system calls that
-    // touch no memory of the parent; nothing between fork and exec allocates or locks.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setsid() == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            if child_nofile != 0 {
-                let mut limit = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-                    limit.rlim_cur = child_nofile;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-                }
-            }
-            close_inherited_on_exec();
-            Ok(())
-        });
-    }
-    command
-}
-
-/// Marks every descriptor above stderr close-on-exec in a freshly forked child. tend opens all
-/// its own descriptors close-on-exec, but it may have inherited others from whoever started it
-/// (a shell's stray fd, a CI runner's pipe), and a child must get only stdin and its log
-/// (docs/DESIGN.md §8). Marking instead of closing keeps std's own exec-error pipe working until exec.
-///
-/// # Safety
-/// Call only between fork and exec: it changes the flags of every descriptor of the process.
-unsafe fn close_inherited_on_exec() {
-    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11) only sets flags.
-    let marked = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if marked == 0 {
-        return;
-    }
-    // Older kernels: one fcntl per possible descriptor, bounded by the soft limit.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into our local struct.
-    let highest = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur.min(65_536) as i32
-    } else {
-        1024
-    };
-    for fd in 3..highest {
-        // SAFETY: F_SETFD on a descriptor that may not exist just fails with EBADF.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 
-/// "cannot run 'redis-server': not found", for a command that could not be started.
-pub fn describe_spawn_error(command: &CommandSpec, error: &io::Error) -> String {
+/// "cannot run 'redis-server': not found", for a command that could not be started; a step
+/// before the exec that failed is named: "cannot run 'x': entering the working directory: …".
+pub fn describe_spawn_error(command: &CommandSpec, failure: &SpawnError) -> String {
     let program = match command {
         CommandSpec::Shell(_) => "/bin/sh".to_string(),
         CommandSpec::Exec(argv) => argv[0].clone(),
     };
+    let error = &failure.error;
+    if !matches!(failure.step, Step::Exec | Step::Prepare) {
+        return format!(
+            "cannot run '{program}': {}: {error}",
+            failure.step.describe()
+        );
+    }
     match error.kind() {
         io::ErrorKind::NotFound => format!("cannot run '{program}': not found"),
         io::ErrorKind::PermissionDenied => format!("cannot run '{program}': permission denied"),
@@ -391,6 +329,7 @@ pub fn close(fd: i32) {
 #[allow(clippy::zombie_processes)]
 mod tests {
     use super::*;
+    use std::process::{Command, Stdio};
 
     fn reap(pid: u32) {
         let mut status = 0;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use crossbeam_channel::Sender;
 
-use crate::os::process::SPAWN_LOCK;
+use crate::os::spawn::SPAWN_LOCK;
 
 const LOG: &str = "Reaper";
 

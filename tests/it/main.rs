@@ -29,6 +29,7 @@ mod program;
 mod reload;
 mod restart;
 mod security;
+mod spawn;
 mod sse;
 mod state;
 mod stop;

@@ -93,8 +93,11 @@ impl Drop for TempDir {
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
+/// The tend under test: cargo's build, or `TEND_IT_BIN` (e.g. the static musl build of
+/// `make static`, to run the suite against it).
 pub fn tend_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tend"))
+    std::env::var_os("TEND_IT_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tend")), PathBuf::from)
 }
 
 /// A port nobody listens on right now: bind 127.0.0.1:0, read it, drop the listener.
