@@ -6,9 +6,10 @@
 //!   server each, so each is a first failure), and for tend at N = 100 the SSE latency with 100
 //!   clients connected.
 //! - steady state (both managers at once, N × a listener on its own port each): CPU time over
-//!   60 s (30 s with --quick), RSS and PSS sampled through the window, tend's health round
-//!   durations, then `GET /api/servers` (and supervisord's `getAllProcessInfo`) requests/s.
-//! - unreachable ports (tend only): half the listeners have a full accept queue; round times.
+//!   60 s (30 s with --quick), RSS and PSS sampled through the window (tend without its trace
+//!   log, as users run it), then `GET /api/servers` (and supervisord's `getAllProcessInfo`) requests/s.
+//! - health rounds (tend only, with its trace log, in runs of their own): N listeners all open,
+//!   and half of them with a full accept queue; round times.
 //!
 //! Detection is the same for both managers (see procs.rs): a new child is a new PID whose parent
 //! is the manager and whose command line is the workload's.
@@ -574,6 +575,7 @@ struct Steady {
     cpu_sched: [Samples; 2],
     rss: [Samples; 2],
     pss: [Samples; 2],
+    /// Round times, all ports open (from a run of their own: `port_rounds`).
     rounds: Samples,
     /// CPU (utime+stime, ms) with one SSE client connected, and that window's length.
     cpu_sse: [Samples; 2],
@@ -605,12 +607,9 @@ fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
     for server in config["servers"].as_array_mut().into_iter().flatten() {
         server["start_timeout_ms"] = 5000.into();
     }
-    let tend = TendRun::start(
-        &opts.tend,
-        &format!("steady{n}"),
-        &config,
-        "info,ProcessMonitor=trace",
-    );
+    // No trace log: a line per round is a cost users do not pay, and the idle window would
+    // count it (round times come from /metrics instead).
+    let tend = TendRun::start(&opts.tend, &format!("steady{n}"), &config, "info");
     let supd = SupdRun::start(&opts.supervisord, &format!("steady{n}"), &sprogs, true);
     wait_running(&tend, n);
     wait_running(&supd, n);
@@ -619,7 +618,6 @@ fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
     std::thread::sleep(Duration::from_secs(8));
     let pids = [tend.pid, supd.pid];
     let mut out = Steady::default();
-    let skip = round_times(&tend.log_text(), 0).len();
     let cpu0: Vec<f64> = pids
         .iter()
         .map(|&p| procs::cpu_ms(p).unwrap_or(0.0))
@@ -643,7 +641,6 @@ fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
         let later = crate::idle::Switches::now(pid);
         out.wakeups[i] = Some(switches0[i].until(&later, idle_window));
     }
-    out.rounds = Samples(round_times(&tend.log_text(), skip));
 
     // One dashboard open: an SSE client gets a stats event every round.
     out.sse_window = if opts.quick { window / 2 } else { window };
@@ -721,22 +718,26 @@ fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
     out
 }
 
-/// Round times with half of the N ports behind a full accept queue (tend only).
-fn unreachable_rounds(opts: &Opts, n: usize, rounds: usize) -> Samples {
+/// Round times of N listeners (tend only, with its trace log: a run of its own, so the idle
+/// windows are measured without it), all open or with half the ports behind a full accept
+/// queue. Measured from 8 s after the last read, so no round samples figures.
+fn port_rounds(opts: &Opts, n: usize, half_stuck: bool, rounds: usize) -> Samples {
     let base = free_port_range(20000, n as u16);
-    let progs = listeners(&opts.me, n, base, Some(2));
+    let progs = listeners(&opts.me, n, base, half_stuck.then_some(2));
     let mut config = TendRun::config(&progs, true);
     for s in config["servers"].as_array_mut().expect("servers") {
         // The stuck half never opens: let it turn unhealthy soon, which ends its quick rounds.
         s["start_timeout_ms"] = 1000.into();
     }
+    let name = if half_stuck { "stuck" } else { "open" };
     let tend = TendRun::start(
         &opts.tend,
-        &format!("stuck{n}"),
+        &format!("{name}{n}"),
         &config,
         "info,ProcessMonitor=trace",
     );
     wait_settled(&tend, n, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(8));
     let skip = round_times(&tend.log_text(), 0).len();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -879,11 +880,13 @@ pub fn run(opts: &Opts) -> String {
             "N = {n}: steady state, both ({} s)",
             window.as_secs()
         ));
-        let st = steady(opts, n, window);
+        let mut st = steady(opts, n, window);
         section(&format!(
             "N = {n}: tend health rounds, half the ports unreachable"
         ));
-        let un = unreachable_rounds(opts, n, if opts.quick { 3 } else { 5 });
+        let un = port_rounds(opts, n, true, if opts.quick { 3 } else { 5 });
+        section(&format!("N = {n}: tend health rounds, all ports open"));
+        st.rounds = port_rounds(opts, n, false, if opts.quick { 3 } else { 5 });
         let probe_rounds = if opts.quick { 3 } else { 5 };
         section(&format!("N = {n}: tend HTTP health checks, all answering"));
         let http_all = http_health_rounds(opts, n, false, probe_rounds);

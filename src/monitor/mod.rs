@@ -19,13 +19,13 @@
 pub mod demand;
 pub mod httpprobe;
 pub mod members;
+mod ports;
 pub mod probe;
 mod sampling;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,11 +34,9 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, after, never, select};
 
 use self::demand::Demand;
 use self::httpprobe::{HttpProbe, Outcome};
-use crate::model::{PortView, reachable_ip};
+use crate::model::PortView;
 use crate::monitor::members::Members;
 use crate::regex::Regex;
-
-use crate::os::{process, procfs, sockdiag};
 
 const LOG: &str = "ProcessMonitor";
 
@@ -203,6 +201,8 @@ struct Holder {
     /// whose last holder is exiting (its descriptors are gone from /proc a moment before the
     /// kernel closes the socket), so an unknown holder counts only once it has lasted a round.
     lasted: bool,
+    /// The full round that last saw its socket: one that did not is gone.
+    seen: u64,
 }
 
 struct ProcessMonitor {
@@ -228,6 +228,8 @@ struct ProcessMonitor {
     /// Per server process (by its PID): the group's CPU ticks so far and when they were taken.
     group_cpu: HashMap<u32, (u64, Instant)>,
     members: Members,
+    /// The port round's request and buffers, kept between rounds.
+    buffers: ports::RoundBuffers,
     /// Per server, when its HTTP health check is next due.
     next_probe: Vec<Option<Instant>>,
     /// Per server waiting for its `health.log` line, how far its log has been read.
@@ -251,6 +253,7 @@ impl ProcessMonitor {
             cpu: HashMap::new(),
             group_cpu: HashMap::new(),
             members: Members::default(),
+            buffers: ports::RoundBuffers::default(),
             next_probe: Vec::new(),
             log_scans: Vec::new(),
             next_log_scan: Instant::now(),
@@ -375,7 +378,11 @@ impl ProcessMonitor {
                 self.former[index].push(before);
             }
         }
+        let ports_changed = self.watches[index].ports != watch.ports;
         self.watches[index] = watch;
+        if ports_changed {
+            self.watched_ports_changed();
+        }
         if became_quick && !self.watches[index].ports.is_empty() {
             self.round(Some(&[index]));
         }
@@ -490,228 +497,4 @@ impl ProcessMonitor {
             let _ = self.reports.send(Report::Probed(probed));
         }
     }
-
-    /// One round over `only` (a quick round) or over every server (a full round).
-    fn round(&mut self, only: Option<&[usize]>) {
-        let started = Instant::now();
-        let indices: Vec<usize> = match only {
-            Some(list) => list.to_vec(),
-            None => (0..self.watches.len()).collect(),
-        };
-        let listeners = match sockdiag::listening_sockets() {
-            Ok(list) => list,
-            Err(e) => {
-                log::warn!(target: LOG, "Cannot list listening sockets: {e}");
-                Vec::new()
-            }
-        };
-        for &index in &indices {
-            // A group with no process left is cleaned up: from now on a holder from its session
-            // (one that left the group, say) is outside everything tend will stop.
-            self.former[index].retain(|&session| process::group_exists(session, false));
-        }
-        let mut by_port: HashMap<u16, Vec<&sockdiag::Listener>> = HashMap::new();
-        for listener in &listeners {
-            by_port.entry(listener.port).or_default().push(listener);
-        }
-        self.find_holders(&indices, &by_port, only.is_none(), &listeners);
-
-        // A port is open when a connect to it would succeed. On loopback the kernel completes
-        // the handshake of a listening socket by itself unless its accept queue is over its
-        // backlog, and sock_diag shows both numbers: so the listener table answers for every
-        // port at once, with no connect (no TIME_WAIT, nothing the user's server sees, and no
-        // timeout for a hung listener). Only where sock_diag is refused and /proc/net/tcp does
-        // not show the backlog are real connects made: all in flight together, one timeout.
-        let mut open_by_table: HashMap<(usize, usize), bool> = HashMap::new();
-        let mut targets = Vec::new();
-        let mut target_of: HashMap<(usize, usize), usize> = HashMap::new();
-        for &index in &indices {
-            for (slot, port) in self.watches[index].ports.iter().enumerate() {
-                let Some(listeners) = by_port.get(port) else {
-                    continue;
-                };
-                let answers: Vec<Option<bool>> =
-                    listeners.iter().map(|l| l.accepts_connections()).collect();
-                if answers.iter().all(Option::is_some) {
-                    open_by_table.insert((index, slot), answers.contains(&Some(true)));
-                } else if let Some(first) = listeners.first() {
-                    target_of.insert((index, slot), targets.len());
-                    targets.push(SocketAddr::new(reachable_ip(first.addr), *port));
-                }
-            }
-        }
-        let timeout = if only.is_some() {
-            QUICK_INTERVAL
-        } else {
-            (self.interval / 2).min(Duration::from_secs(1))
-        };
-        let open = if targets.is_empty() {
-            Vec::new()
-        } else {
-            probe::probe_all(&targets, timeout)
-        };
-
-        for &index in &indices {
-            let watch = &self.watches[index];
-            let former = &self.former[index];
-            let mut observation = Observation {
-                ports_ok: true,
-                ..Observation::default()
-            };
-            for (slot, &port) in watch.ports.iter().enumerate() {
-                // Several sockets may listen on one port (SO_REUSEPORT, v4 and v6): the port is
-                // ours only if all of them are, and any outside holder makes it orphaned.
-                let holders: Vec<Holder> = by_port
-                    .get(&port)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| self.holders.get(&l.inode).copied())
-                    .filter(|h| h.pid.is_some() || h.lasted)
-                    .collect();
-                let is_current = |h: &Holder| h.session.is_some() && h.session == watch.pid;
-                let is_ours =
-                    |h: &Holder| is_current(h) || h.session.is_some_and(|s| former.contains(&s));
-                let outsider = holders.iter().find(|h| !is_ours(h));
-                let is_open = match open_by_table.get(&(index, slot)) {
-                    Some(&open) => open,
-                    None => target_of.get(&(index, slot)).is_some_and(|&t| open[t]),
-                };
-                if let Some(outsider) = outsider {
-                    if !observation.orphaned {
-                        observation.orphaned = true;
-                        observation.orphaned_pid = outsider.pid;
-                    }
-                }
-                // Healthy only once the current process alone holds it, not its predecessor's
-                // remains.
-                observation.ports_ok &=
-                    is_open && !holders.is_empty() && holders.iter().all(is_current);
-                let owner = outsider.or(holders.first());
-                observation.ports.push(PortView {
-                    port,
-                    open: is_open,
-                    owner_pid: owner.and_then(|h| h.pid),
-                });
-            }
-            if self.last[index].as_ref() != Some(&observation) {
-                self.last[index] = Some(observation.clone());
-                let report = Report::Observed {
-                    slot: Slot(index),
-                    pid: watch.pid,
-                    observation,
-                };
-                if self.reports.send(report).is_err() {
-                    return;
-                }
-            }
-        }
-        if only.is_none() {
-            // A sample on demand half a round ago is current still: CPU over a shorter window
-            // would be mostly rounding.
-            let recent = self
-                .complete_at
-                .is_some_and(|at| at.elapsed() < self.interval / 2);
-            let looking = self.demand.is_looking(self.interval) && !recent;
-            self.sample_stats(looking);
-            let took = started.elapsed();
-            if took > self.interval {
-                log::warn!(target: LOG, "Health round took {} ms, longer than the interval", took.as_millis());
-            }
-            log::trace!(target: LOG, "Full round in {} µs (someone looking: {looking})", took.as_micros());
-            self.demand.round_done(took);
-        }
-    }
-
-    /// Finds the holder of every listening socket on a watched port that is new since the last
-    /// round. Costs a /proc fd scan only when a socket appeared, never per round.
-    fn find_holders(
-        &mut self,
-        indices: &[usize],
-        by_port: &HashMap<u16, Vec<&sockdiag::Listener>>,
-        prune: bool,
-        listeners: &[sockdiag::Listener],
-    ) {
-        if prune {
-            let live: HashSet<u64> = listeners.iter().map(|l| l.inode).collect();
-            self.holders.retain(|inode, _| live.contains(inode));
-        }
-        let mut unknown = HashSet::new();
-        // Each new socket's likeliest holder: the leader of the session watching its port.
-        let mut expected: HashMap<u32, HashSet<u64>> = HashMap::new();
-        for &index in indices {
-            let session = self.watches[index].pid;
-            for port in &self.watches[index].ports {
-                for listener in by_port.get(port).into_iter().flatten() {
-                    let stale = match self.holders.get(&listener.inode) {
-                        None => true,
-                        // An orphan is named to people and may be killed: confirm its holder
-                        // every round (an inherited socket outlives the process that opened it).
-                        Some(Holder {
-                            pid: Some(pid),
-                            session: held_by,
-                            ..
-                        }) if *held_by != session => !procfs::is_alive(*pid),
-                        Some(_) => false,
-                    };
-                    if let Some(holder) = self.holders.get_mut(&listener.inode) {
-                        holder.lasted = true;
-                    }
-                    if stale {
-                        unknown.insert(listener.inode);
-                        if let Some(leader) = session {
-                            expected.entry(leader).or_default().insert(listener.inode);
-                        }
-                    }
-                }
-            }
-        }
-        if unknown.is_empty() {
-            return;
-        }
-        // A server's socket is nearly always held by its program, the leader of its session:
-        // one descriptor table per new socket. Only what is not found there costs a scan of
-        // every process's stat for our sessions' members (10,000 reads at 10,000 servers, once
-        // per restart if it came first), and only what is not found among them a scan of all.
-        let mut found = HashMap::new();
-        for (leader, inodes) in &expected {
-            found.extend(procfs::find_socket_owners(inodes, [*leader]));
-        }
-        let missing = |found: &HashMap<u64, u32>| -> HashSet<u64> {
-            let missing = unknown.iter().filter(|i| !found.contains_key(i));
-            missing.copied().collect()
-        };
-        let rest = missing(&found);
-        if !rest.is_empty() {
-            let own: Vec<u32> = self.watches.iter().filter_map(|w| w.pid).collect();
-            found.extend(procfs::find_socket_owners(&rest, session_pids(&own)));
-        }
-        let rest = missing(&found);
-        if !rest.is_empty() {
-            found.extend(procfs::find_socket_owners(&rest, procfs::all_pids()));
-        }
-        for inode in unknown {
-            let pid = found.get(&inode).copied();
-            let session = pid.and_then(procfs::read_stat).map(|s| s.session);
-            self.holders.insert(
-                inode,
-                Holder {
-                    pid,
-                    session,
-                    lasted: false,
-                },
-            );
-        }
-    }
-}
-
-/// The PIDs of the sessions led by `leaders` (each server's process tree).
-fn session_pids(leaders: &[u32]) -> Vec<u32> {
-    if leaders.is_empty() {
-        return Vec::new();
-    }
-    let sessions: HashSet<u32> = leaders.iter().copied().collect();
-    procfs::session_members(&sessions)
-        .into_values()
-        .flatten()
-        .collect()
 }

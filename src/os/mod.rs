@@ -7,6 +7,7 @@ pub mod inotify;
 pub mod localtime;
 pub mod memory;
 pub mod pidwatch;
+pub mod portfilter;
 pub mod process;
 pub mod procfs;
 pub mod reaper;

@@ -8,6 +8,9 @@
 //! Must never: connect to or otherwise touch a user's server (that is `probe`'s job, and this
 //! check exists because it does not); block for long (the netlink socket has a receive timeout);
 //! keep a socket open between calls.
+//!
+//! The monitor's round asks only for the watched ports ([`PortDump`]): the kernel filters the
+//! dump ([`portfilter`]) and walks its listener table once for both families.
 
 use std::io;
 use std::mem;
@@ -16,6 +19,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{debug, warn};
+
+use crate::os::portfilter;
 
 const LOG: &str = "ProcessMonitor";
 
@@ -51,15 +56,94 @@ pub fn listening_sockets() -> io::Result<Vec<Listener>> {
     match netlink_listeners() {
         Ok(v) => Ok(v),
         Err(e) => {
-            // Say it once at warn (tend runs degraded: slower rounds), then only at debug.
-            static WARNED: AtomicBool = AtomicBool::new(false);
-            if WARNED.swap(true, Ordering::Relaxed) {
-                debug!(target: LOG, "sock_diag failed ({e}); reading /proc/net/tcp instead");
-            } else {
-                warn!(target: LOG, "sock_diag failed ({e}); reading /proc/net/tcp instead");
-            }
+            netlink_refused(&e);
             proc_listeners()
         }
+    }
+}
+
+/// Says once at warn that netlink failed (tend runs degraded: slower rounds), then only at debug.
+fn netlink_refused(e: &io::Error) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if WARNED.swap(true, Ordering::Relaxed) {
+        debug!(target: LOG, "sock_diag failed ({e}); reading /proc/net/tcp instead");
+    } else {
+        warn!(target: LOG, "sock_diag failed ({e}); reading /proc/net/tcp instead");
+    }
+}
+
+/// The listener dump as the monitor runs it every round, kept between rounds: the request for
+/// the watched ports and the receive buffer are built once, not per round.
+#[derive(Default)]
+pub struct PortDump {
+    /// The ports the request was built for.
+    ports: Vec<u16>,
+    /// The INET_DIAG filter for them.
+    filter: Vec<u8>,
+    /// A `TCPDIAG_GETSOCK` request with that filter.
+    request: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl PortDump {
+    /// The listening TCP sockets (IPv4 and IPv6) on `ports` (sorted, without repeats) into
+    /// `out`, sorted by port. Only those: the kernel leaves the host's other listeners out of
+    /// the reply ([`portfilter`]) and the few a joined range lets through are dropped here.
+    pub fn listening_on(&mut self, ports: &[u16], out: &mut Vec<Listener>) -> io::Result<()> {
+        out.clear();
+        if ports.is_empty() {
+            return Ok(());
+        }
+        if self.ports != ports {
+            self.ports = ports.to_vec();
+            self.filter = portfilter::bytecode(&portfilter::ranges(ports));
+            self.request = compat_request(&self.filter);
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; RECV_BUF];
+        }
+        if let Err(e) = self.netlink(out) {
+            netlink_refused(&e);
+            out.clear();
+            out.extend(proc_listeners()?);
+        }
+        out.retain(|l| ports.binary_search(&l.port).is_ok());
+        out.sort_unstable_by_key(|l| l.port);
+        Ok(())
+    }
+
+    fn netlink(&mut self, out: &mut Vec<Listener>) -> io::Result<()> {
+        // The old request type dumps both families in one walk of the kernel's listener table
+        // (it predates the family field); where it is refused, one v2 request per family.
+        static COMPAT_REFUSED: AtomicBool = AtomicBool::new(false);
+        if !COMPAT_REFUSED.load(Ordering::Relaxed) {
+            match self.both_families(out) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    debug!(target: LOG, "sock_diag TCPDIAG_GETSOCK failed ({e}); one request per family");
+                    COMPAT_REFUSED.store(true, Ordering::Relaxed);
+                    out.clear();
+                }
+            }
+        }
+        self.per_family(out)
+    }
+
+    fn both_families(&mut self, out: &mut Vec<Listener>) -> io::Result<()> {
+        let fd = diag_socket()?;
+        send(&fd, &self.request)?;
+        read_dump(&fd, 1, &mut self.buf, out)
+    }
+
+    fn per_family(&mut self, out: &mut Vec<Listener>) -> io::Result<()> {
+        let fd = diag_socket()?;
+        for (seq, family) in [(2u32, libc::AF_INET), (3, libc::AF_INET6)] {
+            let mut request = v2_request(seq, family as u8);
+            append_filter(&mut request, &self.filter);
+            send(&fd, &request)?;
+            read_dump(&fd, seq, &mut self.buf, out)?;
+        }
+        Ok(())
     }
 }
 
@@ -128,6 +212,11 @@ fn proc_listeners() -> io::Result<Vec<Listener>> {
 
 /// `SOCK_DIAG_BY_FAMILY` from linux/sock_diag.h.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCPDIAG_GETSOCK` from linux/inet_diag.h: the request before v2, which the kernel answers
+/// for both address families at once (`AF_UNSPEC`).
+const TCPDIAG_GETSOCK: u16 = 18;
+/// `INET_DIAG_REQ_BYTECODE`: the attribute that carries a filter program.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
 /// `TCP_LISTEN` from include/net/tcp_states.h.
 const TCP_LISTEN: u32 = 10;
 const NLMSG_ERROR: u16 = 2;
@@ -171,6 +260,19 @@ struct InetDiagReqV2 {
     id: InetDiagSockId,
 }
 
+/// `struct inet_diag_req`, the request before v2 (`TCPDIAG_GETSOCK`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct InetDiagReq {
+    idiag_family: u8,
+    idiag_src_len: u8,
+    idiag_dst_len: u8,
+    idiag_ext: u8,
+    id: InetDiagSockId,
+    idiag_states: u32,
+    idiag_dbs: u32,
+}
+
 /// `struct inet_diag_msg`, the head of each reply.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -198,6 +300,7 @@ struct DumpRequest {
 const _: () = assert!(mem::size_of::<NlMsgHdr>() == 16);
 const _: () = assert!(mem::size_of::<InetDiagSockId>() == 48);
 const _: () = assert!(mem::size_of::<InetDiagReqV2>() == 56);
+const _: () = assert!(mem::size_of::<InetDiagReq>() == 60);
 const _: () = assert!(mem::size_of::<InetDiagMsg>() == 72);
 const _: () = assert!(mem::size_of::<DumpRequest>() == 72);
 
@@ -232,7 +335,23 @@ const RECV_TIMEOUT: libc::timeval = libc::timeval {
     tv_usec: 0,
 };
 
+/// The receive buffer: a dump reply datagram is at most 32 KiB (the kernel's cap for dump
+/// messages); MSG_TRUNC makes a larger one an error rather than lost sockets.
+const RECV_BUF: usize = 64 * 1024;
+
 fn netlink_listeners() -> io::Result<Vec<Listener>> {
+    let fd = diag_socket()?;
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut out = Vec::new();
+    for (seq, family) in [(1u32, libc::AF_INET), (2, libc::AF_INET6)] {
+        send(&fd, &v2_request(seq, family as u8))?;
+        read_dump(&fd, seq, &mut buf, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// A fresh NETLINK_SOCK_DIAG socket with a receive timeout.
+fn diag_socket() -> io::Result<OwnedFd> {
     // SAFETY: socket() takes no pointers; the result is checked before use.
     let raw = unsafe {
         libc::socket(
@@ -260,22 +379,18 @@ fn netlink_listeners() -> io::Result<Vec<Listener>> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    for (seq, family) in [(1u32, libc::AF_INET), (2, libc::AF_INET6)] {
-        dump_family(&fd, seq, family as u8, &mut buf, &mut out)?;
-    }
-    Ok(out)
+    Ok(fd)
 }
 
-/// Sends one dump request for `family` and reads its multipart reply until NLMSG_DONE.
-fn dump_family(
-    fd: &OwnedFd,
-    seq: u32,
-    family: u8,
-    buf: &mut [u8],
-    out: &mut Vec<Listener>,
-) -> io::Result<()> {
+/// The bytes of a plain-integer `#[repr(C)]` value.
+fn bytes_of<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: `value` is a live T of size_of::<T>() bytes; the callers' T are #[repr(C)]
+    // structs of integers and byte arrays without padding (their size asserts above).
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), mem::size_of::<T>()) }
+}
+
+/// A v2 dump request for the listeners of one address family.
+fn v2_request(seq: u32, family: u8) -> Vec<u8> {
     let request = DumpRequest {
         hdr: NlMsgHdr {
             nlmsg_len: mem::size_of::<DumpRequest>() as u32,
@@ -291,30 +406,74 @@ fn dump_family(
             ..Default::default()
         },
     };
+    bytes_of(&request).to_vec()
+}
+
+/// A `TCPDIAG_GETSOCK` dump request (sequence 1) for the listeners of both families that
+/// `filter` accepts.
+fn compat_request(filter: &[u8]) -> Vec<u8> {
+    let hdr = NlMsgHdr {
+        nlmsg_len: 0,
+        nlmsg_type: TCPDIAG_GETSOCK,
+        nlmsg_flags: NLM_F_REQUEST | NLM_F_DUMP,
+        nlmsg_seq: 1,
+        nlmsg_pid: 0,
+    };
+    let req = InetDiagReq {
+        idiag_states: 1 << TCP_LISTEN,
+        ..Default::default()
+    };
+    let mut request = bytes_of(&hdr).to_vec();
+    request.extend_from_slice(bytes_of(&req));
+    request.resize(nlmsg_align(request.len()), 0);
+    let len = request.len() as u32;
+    request[..4].copy_from_slice(&len.to_ne_bytes());
+    append_filter(&mut request, filter);
+    request
+}
+
+/// Appends `filter` as an `INET_DIAG_REQ_BYTECODE` attribute and updates the message length.
+fn append_filter(request: &mut Vec<u8>, filter: &[u8]) {
+    // struct nlattr { nla_len: u16, nla_type: u16 }, then the payload, padded to 4.
+    let attr_len = 4 + filter.len();
+    request.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    request.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+    request.extend_from_slice(filter);
+    request.resize(nlmsg_align(request.len()), 0);
+    let len = request.len() as u32;
+    request[..4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// Sends one request to the kernel.
+fn send(fd: &OwnedFd, request: &[u8]) -> io::Result<()> {
     // The kernel is the peer: a zeroed sockaddr_nl (nl_pid 0) addresses it.
     // SAFETY: sockaddr_nl is plain integers; all-zero is a valid value.
     let mut kernel: libc::sockaddr_nl = unsafe { mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
     loop {
-        // SAFETY: `request` and `kernel` are live locals; the lengths passed are their sizes.
+        // SAFETY: `request` and `kernel` are live; the lengths passed are their sizes.
         let sent = unsafe {
             libc::sendto(
                 fd.as_raw_fd(),
-                (&request as *const DumpRequest).cast(),
-                mem::size_of::<DumpRequest>(),
+                request.as_ptr().cast(),
+                request.len(),
                 0,
                 (&kernel as *const libc::sockaddr_nl).cast(),
                 mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
             )
         };
         if sent >= 0 {
-            break;
+            return Ok(());
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
     }
+}
+
+/// Reads the multipart reply to request `seq` until NLMSG_DONE.
+fn read_dump(fd: &OwnedFd, seq: u32, buf: &mut [u8], out: &mut Vec<Listener>) -> io::Result<()> {
     loop {
         // MSG_TRUNC makes recv report the datagram's real length, so a reply that did not fit
         // is an error rather than silently lost sockets.
@@ -371,7 +530,7 @@ fn parse_datagram(mut data: &[u8], seq: u32, out: &mut Vec<Listener>) -> io::Res
                 }
                 return Err(io::Error::from_raw_os_error(-errno));
             }
-            SOCK_DIAG_BY_FAMILY => {
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => {
                 if let Some(listener) = read_pod::<InetDiagMsg>(payload).and_then(to_listener) {
                     out.push(listener);
                 }
@@ -406,7 +565,8 @@ mod tests {
 
     use crate::os::procfs::socket_inodes;
     use crate::os::sockdiag::{
-        Listener, listening_sockets, netlink_listeners, parse_proc_net_tcp, proc_listeners,
+        Listener, PortDump, listening_sockets, netlink_listeners, parse_proc_net_tcp,
+        proc_listeners,
     };
 
     // From a little-endian host: 127.0.0.1:8000 listening (uid 1000), 0.0.0.0:22 listening,
@@ -614,5 +774,56 @@ mod tests {
         drop(l);
         // close() of a listener removes it from the table synchronously.
         assert!(!has(&listening_sockets().expect("dump")));
+    }
+
+    #[test]
+    fn a_port_dump_lists_the_watched_ports_only_both_ways() {
+        // Two watched ports (one on v4 and v6, one on v4) and an unwatched one between them,
+        // which the joined range [low, high] lets through the kernel's filter.
+        let bind = |addr: &str| TcpListener::bind(addr).expect("bind");
+        let watched = bind("127.0.0.1:0");
+        let port = watched.local_addr().expect("addr").port();
+        let v6 = bind(&format!("[::1]:{port}"));
+        let other = bind("127.0.0.1:0");
+        let second = bind("127.0.0.1:0");
+        let mut ports = vec![port, second.local_addr().expect("addr").port()];
+        ports.sort_unstable();
+        let held: BTreeSet<(u16, u64)> = [&watched, &v6, &second]
+            .iter()
+            .map(|l| (l.local_addr().expect("addr").port(), inode_of(l)))
+            .collect();
+        let unwatched = inode_of(&other);
+        let mut dump = PortDump::default();
+        for way in [
+            "TCPDIAG_GETSOCK",
+            "one request per family",
+            "the public call",
+        ] {
+            let mut out = Vec::new();
+            match way {
+                "TCPDIAG_GETSOCK" => {
+                    dump.listening_on(&ports, &mut out)
+                        .expect("build the request");
+                    out.clear();
+                    dump.both_families(&mut out).expect("compat dump")
+                }
+                "one request per family" => dump.per_family(&mut out).expect("v2 dumps"),
+                _ => dump.listening_on(&ports, &mut out).expect("dump"),
+            }
+            let got: BTreeSet<(u16, u64)> = out
+                .iter()
+                .filter(|l| ports.contains(&l.port))
+                .map(|l| (l.port, l.inode))
+                .collect();
+            assert_eq!(got, held, "{way}");
+            assert!(
+                out.iter().all(|l| (ports[0]..=ports[1]).contains(&l.port)),
+                "{way}: the kernel's filter let through a port outside the range: {out:?}"
+            );
+            if way == "the public call" {
+                assert!(out.iter().all(|l| l.inode != unwatched), "{out:?}");
+                assert!(out.windows(2).all(|w| w[0].port <= w[1].port), "sorted");
+            }
+        }
     }
 }
