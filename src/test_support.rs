@@ -1,4 +1,5 @@
-//! What unit tests share: a temp folder of their own and a wait for a condition with a deadline.
+//! What unit tests share: a temp folder of their own, a wait for a condition with a deadline,
+//! and the reaping of a test's own children.
 //! Compiled for tests only. The integration tests (tests/it) have their own support module:
 //! they are another crate, and tend is a binary, so they cannot import this one.
 
@@ -74,4 +75,19 @@ pub fn wait_until<T: std::fmt::Debug>(
         );
         std::thread::park_timeout(Duration::from_millis(1));
     }
+}
+
+/// Kills (if `kill`) and reaps the test's own child `pid`; returns its wait status. Unit tests
+/// run without tend's reaper, so each reaps its children itself, with waitpid(2): std's waits
+/// are off limits (clippy.toml), as they would race the reaper in tend.
+pub fn reap_child(pid: u32, kill: bool) -> i32 {
+    if kill {
+        // SAFETY: `pid` is our own unreaped child, so the PID cannot have been reused.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child, into a local.
+    let reaped = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    assert_eq!(reaped, pid as i32);
+    status
 }

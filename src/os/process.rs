@@ -329,13 +329,8 @@ pub fn close(fd: i32) {
 #[allow(clippy::zombie_processes)]
 mod tests {
     use super::*;
+    use crate::test_support::reap_child;
     use std::process::{Command, Stdio};
-
-    fn reap(pid: u32) {
-        let mut status = 0;
-        // SAFETY: waits for our own child, into a local.
-        unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-    }
 
     #[test]
     fn a_pid_whose_start_time_changed_is_never_signalled() {
@@ -356,7 +351,7 @@ mod tests {
             "the reused PID was not hit"
         );
         assert_eq!(signal_verified(pid, ticks, libc::SIGTERM), Ok(()));
-        reap(pid);
+        reap_child(pid, false);
         assert_eq!(
             signal_verified(pid, ticks, libc::SIGTERM),
             Err(SignalError::Gone)
@@ -396,6 +391,6 @@ mod tests {
         // Our own child lingers as a zombie once killed; is_same_process_alive counts that dead.
         let signal = kill_orphan(pid, ticks, Duration::from_millis(200)).expect("killed");
         assert_eq!(signal, libc::SIGKILL);
-        reap(pid);
+        reap_child(pid, false);
     }
 }

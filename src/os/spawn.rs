@@ -715,7 +715,7 @@ mod tests {
     use super::*;
     use crate::config::CommandSpec;
     use crate::os::process::describe_spawn_error;
-    use crate::test_support::{TempDir, wait_until};
+    use crate::test_support::{TempDir, reap_child, wait_until};
 
     /// Writes `text` to `dir/name` with `mode`.
     fn script(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
@@ -723,19 +723,6 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
-    }
-
-    /// Kills (if still running) and reaps our child `pid`; returns its wait status.
-    fn reap_child(pid: u32, kill: bool) -> i32 {
-        if kill {
-            // SAFETY: `pid` is our own unreaped child, so the PID cannot have been reused.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child, into a local.
-        let reaped = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-        assert_eq!(reaped, pid as i32);
-        status
     }
 
     fn status_field(pid: u32, name: &str) -> String {
