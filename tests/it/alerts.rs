@@ -25,21 +25,10 @@ fn sleeper(id: &str) -> Value {
     json!({"id": id, "command": ["sleep", "300"], "restart": "no"})
 }
 
-/// The `alert` events of the history (the outcome of each delivery), oldest first.
-fn outcomes(tend: &Tend) -> Vec<Value> {
-    let (status, body) = tend.get("/api/history?limit=1000");
-    assert_eq!(status, 200, "{body}");
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"] == "alert")
-        .map(|e| e["data"].clone())
-        .collect()
-}
-
 fn wait_outcome(tend: &Tend, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    wait_until(what, WAIT, || outcomes(tend).into_iter().find(|o| pred(o)))
+    wait_until(what, WAIT, || {
+        tend.alert_outcomes().into_iter().find(|o| pred(o))
+    })
 }
 
 /// Kills `id`'s process with SIGKILL; returns its PID.
@@ -176,7 +165,7 @@ fn a_webhook_is_tried_again_until_it_answers() {
         (alert["event"].clone(), alert["pid"].clone()),
         (json!("processDied"), json!(pid))
     );
-    assert_eq!(outcomes(&tend).len(), 1);
+    assert_eq!(tend.alert_outcomes().len(), 1);
 }
 
 #[test]
@@ -200,7 +189,8 @@ fn a_crash_loop_sends_one_death_and_one_fatal_and_the_next_says_how_many_were_he
             .then_some(())
     });
     assert_eq!(lines(&got), ["processDied 0", "fatal 0"]);
-    let held = outcomes(&tend)
+    let held = tend
+        .alert_outcomes()
         .into_iter()
         .filter(|o| o["result"] == "heldBack")
         .count();
@@ -296,7 +286,7 @@ fn a_hung_exec_is_killed_at_its_timeout_and_other_rules_go_on() {
         (!pid_alive(pid)).then_some(())
     });
     // The other rule's delivery did not wait for the hung one.
-    let all = outcomes(&tend);
+    let all = tend.alert_outcomes();
     let sent_at = all
         .iter()
         .position(|o| o["rule"] == 2 && o["result"] == "sent");

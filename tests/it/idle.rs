@@ -59,16 +59,17 @@ fn since_last_look(lines: &[String]) -> &[String] {
     &lines[start..]
 }
 
+/// tend with 100 ms rounds and the monitor's trace log, which says what each round sampled.
+fn traced(dir: &TempDir, servers: Value) -> Tend {
+    let config = json!({"health_interval_ms": 100, "servers": servers});
+    Tend::start_with(dir, &config, &[], &[TRACE])
+}
+
 #[test]
 fn nobody_looking_means_no_samples_and_a_read_gets_a_fresh_one() {
     let dir = TempDir::new("idle_read");
     let port = free_port();
-    let tend = Tend::start_with(
-        &dir,
-        &json!({"health_interval_ms": 100, "servers": [web("web", port)]}),
-        &[],
-        &[TRACE],
-    );
+    let tend = traced(&dir, json!([web("web", port)]));
     tend.wait_status("web", "running");
 
     // Rounds keep running (the port is checked) but sample nothing once the reads stopped.
@@ -111,12 +112,7 @@ fn a_server_with_max_memory_is_sampled_alone_while_nobody_looks() {
     let port = free_port();
     let mut limited = web("limited", free_port());
     limited["max_memory"] = json!("1G");
-    let tend = Tend::start_with(
-        &dir,
-        &json!({"health_interval_ms": 100, "servers": [web("web", port), limited]}),
-        &[],
-        &[TRACE],
-    );
+    let tend = traced(&dir, json!([web("web", port), limited]));
     tend.wait_status("web", "running");
     tend.wait_status("limited", "running");
 
@@ -140,12 +136,7 @@ fn a_server_with_max_memory_is_sampled_alone_while_nobody_looks() {
 fn an_sse_client_makes_every_round_sample_until_it_leaves() {
     let dir = TempDir::new("idle_sse");
     let port = free_port();
-    let tend = Tend::start_with(
-        &dir,
-        &json!({"health_interval_ms": 100, "servers": [web("web", port)]}),
-        &[],
-        &[TRACE],
-    );
+    let tend = traced(&dir, json!([web("web", port)]));
     tend.wait_status("web", "running");
     idle_rounds_after(&tend, 0, 2);
 

@@ -13,19 +13,6 @@ const CRASHERS: usize = 6;
 const MAX_RESTARTS: usize = 5;
 const RULES: usize = 3;
 
-/// The `alert` outcomes of the history.
-fn outcomes(tend: &Tend) -> Vec<Value> {
-    let (status, body) = tend.get("/api/history?limit=1000");
-    assert_eq!(status, 200, "{body}");
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"] == "alert")
-        .map(|e| e["data"].clone())
-        .collect()
-}
-
 #[test]
 fn supervisor_and_alert_spawns_at_once_lose_no_exit_and_reap_none_twice() {
     let dir = TempDir::new("spawn-concurrent");
@@ -81,7 +68,7 @@ fn supervisor_and_alert_spawns_at_once_lose_no_exit_and_reap_none_twice() {
         "every alert command's outcome",
         Duration::from_secs(60),
         || {
-            let outcomes = outcomes(&tend);
+            let outcomes = tend.alert_outcomes();
             let crash_outcomes: Vec<&Value> = outcomes
                 .iter()
                 .filter(|o| o["id"].as_str().is_some_and(|id| id.starts_with("crash")))

@@ -621,6 +621,19 @@ impl Tend {
         self.json_request("GET", path, None)
     }
 
+    /// The `alert` events of the history (the outcome of each delivery), oldest first.
+    pub fn alert_outcomes(&self) -> Vec<Value> {
+        let (status, body) = self.get("/api/history?limit=1000");
+        assert_eq!(status, 200, "{body}");
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "alert")
+            .map(|e| e["data"].clone())
+            .collect()
+    }
+
     pub fn post(&self, path: &str, body: Option<&str>) -> (u16, Value) {
         self.json_request("POST", path, body)
     }
