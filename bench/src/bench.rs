@@ -601,12 +601,7 @@ fn steady(opts: &Opts, n: usize, window: Duration) -> Steady {
     let sbase = free_port_range(tbase + n as u16, n as u16);
     let tprogs = listeners(&opts.me, n, tbase, None);
     let sprogs = listeners(&opts.me, n, sbase, None);
-    // The listeners bind at once: a 5 s start grace keeps its one check per server (a
-    // wake-up each, 30 s after the start by default) out of the idle window below.
-    let mut config = TendRun::config(&tprogs, true);
-    for server in config["servers"].as_array_mut().into_iter().flatten() {
-        server["start_timeout_ms"] = 5000.into();
-    }
+    let config = TendRun::idle_config(&tprogs, true);
     // No trace log: a line per round is a cost users do not pay, and the idle window would
     // count it (round times come from /metrics instead).
     let tend = TendRun::start(&opts.tend, &format!("steady{n}"), &config, "info");

@@ -185,12 +185,8 @@ pub fn large(
                 p
             }),
     );
-    let mut config = TendRun::config(&programs, false);
+    let mut config = TendRun::idle_config(&programs, false);
     config["max_connections"] = 64.into();
-    // As in the steady phase: the listeners' start grace check stays out of the idle window.
-    for server in config["servers"].as_array_mut().into_iter().flatten() {
-        server["start_timeout_ms"] = 5000.into();
-    }
     // No trace log: a line per round is a cost users do not pay (round times come from
     // /metrics instead).
     let tend = TendRun::start(tend_bin, "large", &config, "info");

@@ -122,6 +122,17 @@ impl TendRun {
         serde_json::json!({ "health_interval_ms": 3000, "servers": servers })
     }
 
+    /// [`TendRun::config`] for a phase that measures an idle window: a 5 s start grace
+    /// (`start_timeout_ms`) makes each listener's one start-grace check (a wake-up each, 30 s
+    /// after the start by default) fall before the window.
+    pub fn idle_config(programs: &[Program], autostart: bool) -> serde_json::Value {
+        let mut config = TendRun::config(programs, autostart);
+        for server in config["servers"].as_array_mut().into_iter().flatten() {
+            server["start_timeout_ms"] = 5000.into();
+        }
+        config
+    }
+
     pub fn get(&self, path: &str) -> serde_json::Value {
         let reply = http::request(self.port, "GET", path, None).expect("GET");
         serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null)

@@ -17,11 +17,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// RSS and PSS in MiB, sampled every 2 s for 10 s after the start has settled.
 pub fn footprint(me: &Path, musl: &Path, n: usize) -> (Samples, Samples) {
     let base = free_port_range(20000, n as u16);
-    let mut config = TendRun::config(&listeners(me, n, base, None), true);
-    // As in the steady phase: the start grace's one check per server falls before the window.
-    for server in config["servers"].as_array_mut().into_iter().flatten() {
-        server["start_timeout_ms"] = 5000.into();
-    }
+    let config = TendRun::idle_config(&listeners(me, n, base, None), true);
     let tend = TendRun::start(musl, &format!("musl{n}"), &config, "info");
     wait_running(&tend, n);
     // The waiting's reads age past two rounds, as in the steady phase: nobody looks from here.
