@@ -285,8 +285,10 @@ struct Prepared {
     /// The descriptors to become 0, 1 and 2; all above 2 and close-on-exec in tend.
     stdio: [OwnedFd; 3],
     stdin_writer: Option<File>,
-    nofile: u64,
-    nofile_max: u64,
+    /// The child's RLIMIT_NOFILE (`cur` 0: left as tend's).
+    nofile: Rlimit64,
+    /// How far the close-on-exec fallback loop goes: the child's soft limit.
+    fallback_limit: libc::c_int,
 }
 
 /// The shell that runs a script without a `#!` line, as `execvp` does.
@@ -386,10 +388,19 @@ impl Prepared {
             rlim_max: 0,
         };
         // SAFETY: getrlimit writes into our local struct.
-        let nofile_max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-            limit.rlim_max
+        let (nofile, soft) = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            let nofile = Rlimit64 {
+                cur: command.nofile,
+                max: limit.rlim_max,
+            };
+            let soft = if command.nofile == 0 {
+                limit.rlim_cur
+            } else {
+                command.nofile
+            };
+            (nofile, soft)
         } else {
-            0
+            (Rlimit64 { cur: 0, max: 0 }, 1024)
         };
         Ok(Prepared {
             _strings: strings,
@@ -400,27 +411,12 @@ impl Prepared {
             cwd,
             stdio,
             stdin_writer,
-            nofile: if nofile_max == 0 { 0 } else { command.nofile },
-            nofile_max,
+            nofile,
+            fallback_limit: soft.min(65_536) as libc::c_int,
         })
     }
 
     fn plan(&mut self) -> Plan {
-        let fallback_limit = match self.nofile {
-            0 => {
-                let mut limit = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                // SAFETY: getrlimit writes into our local struct.
-                if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-                    limit.rlim_cur
-                } else {
-                    1024
-                }
-            }
-            nofile => nofile,
-        };
         Plan {
             candidates: self.candidates.as_ptr(),
             argv: self.argv.as_ptr(),
@@ -432,11 +428,8 @@ impl Prepared {
                 self.stdio[1].as_raw_fd(),
                 self.stdio[2].as_raw_fd(),
             ],
-            nofile: Rlimit64 {
-                cur: self.nofile,
-                max: self.nofile_max,
-            },
-            fallback_limit: fallback_limit.min(65_536) as libc::c_int,
+            nofile: self.nofile,
+            fallback_limit: self.fallback_limit,
             failure: AtomicU64::new(0),
         }
     }
@@ -469,6 +462,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The kernel's `struct rlimit64`, for prlimit64(2).
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct Rlimit64 {
     cur: u64,
