@@ -40,7 +40,7 @@ pub struct Opts {
 /// From this N on, only the large tier runs (tend alone; see idle.rs).
 const LARGE_TIER: usize = 10_000;
 const SLEEP: &[u8] = b"sleep\x00100000\x00";
-const MIB: f64 = 1048576.0;
+pub(crate) const MIB: f64 = 1048576.0;
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::bench::MIB;
 use crate::managers::{Program, TendRun, free_port_range};
 use crate::procs;
 use crate::stats::{Cell, Row, Samples};
@@ -252,8 +253,6 @@ pub fn large(
         snapshot,
     }
 }
-
-const MIB: f64 = 1048576.0;
 
 /// The large tier's rows (supervisord is not run at this size: see the note).
 pub fn rows(n: usize, large: &Large) -> Vec<Row> {

@@ -7,12 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::bench::{listeners, wait_running};
+use crate::bench::{MIB, listeners, wait_running};
 use crate::managers::{TendRun, free_port_range};
 use crate::procs;
 use crate::stats::Samples;
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// RSS and PSS in MiB, sampled every 2 s for 10 s after the start has settled.
 pub fn footprint(me: &Path, musl: &Path, n: usize) -> (Samples, Samples) {
